@@ -1,0 +1,178 @@
+"""The ``cseg`` command line (made with ``fire``): thin wrappers over the library and the bundles.
+
+Examples::
+
+    cseg phantom data/phantom                 # write a synthetic ISBI-style data set
+    cseg bundles                              # list the bundles
+    cseg train isbi2012_em_membrane_segmentation --dataset_dir data/phantom --max_epochs 5
+    cseg infer isbi2012_em_membrane_segmentation data/phantom/test/image preds/
+    cseg mlflow-ui bundles/isbi2012_em_membrane_segmentation/outputs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CLI", "main"]
+
+
+def _bundle_dir(bundle: str) -> Path:
+    from cseg_monai.bundle_support import bundles_dir, list_bundles
+
+    path = Path(bundle)
+    if (path / "configs" / "metadata.json").is_file():
+        return path.resolve()
+    candidate = bundles_dir() / bundle
+    if (candidate / "configs" / "metadata.json").is_file():
+        return candidate
+    raise ValueError(f"unknown bundle {bundle!r}: not a bundle folder, and not one of {list_bundles()}")
+
+
+def _config_files(bundle_dir: Path, names: list[str]) -> list[str]:
+    files = []
+    for name in names:
+        path = bundle_dir / "configs" / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing")
+        files.append(str(path))
+    return files
+
+
+def _run_workflow(bundle_dir: Path, configs: list[str], workflow_type: str, run_id: str, **override: Any) -> Any:
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=_config_files(bundle_dir, configs),
+        meta_file=str(bundle_dir / "configs" / "metadata.json"),
+        logging_file=str(bundle_dir / "configs" / "logging.conf"),
+        workflow_type=workflow_type,
+        run_id=run_id,
+        bundle_root=str(bundle_dir),
+        **override,
+    )
+    workflow.initialize()
+    result = workflow.run()
+    workflow.finalize()
+    return result
+
+
+class CLI:
+    """cseg-monai: EM and light-microscopy segmentation bundles built on MONAI."""
+
+    def phantom(
+        self,
+        out_dir: str,
+        n_train: int = 12,
+        n_test: int = 2,
+        size: int = 256,
+        seed: int = 0,
+        layout: str = "isbi",
+        overwrite: bool = False,
+    ) -> str:
+        """Write a synthetic EM data set with exact labels (ISBI-style folders or 3D TIFF volumes).
+
+        Args:
+            out_dir: output folder.
+            n_train: labelled slices (or planes of the volume).
+            n_test: unlabelled test slices.
+            size: height and width in pixels.
+            seed: random seed (same seed, same data).
+            layout: ``isbi`` (train/image, train/label, test/image PNGs) or ``volume`` (TIFF stacks).
+            overwrite: allow writing into a non-empty folder.
+        """
+        from cseg_monai.data.phantom import write_phantom_dataset
+
+        written = write_phantom_dataset(
+            out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, layout=layout, overwrite=overwrite
+        )
+        print(f"phantom data set written to {Path(out_dir).resolve()}")
+        return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in written.items()}, default=str)[:2000]
+
+    def bundles(self) -> str:
+        """List the bundles with their version and task."""
+        from cseg_monai.bundle_support import bundles_dir, list_bundles
+
+        lines = []
+        for name in list_bundles():
+            meta = json.loads((bundles_dir() / name / "configs" / "metadata.json").read_text())
+            lines.append(f"{name}  v{meta.get('version', '?')}  {meta.get('task', '')}")
+        return "\n".join(lines) if lines else f"no bundles under {bundles_dir()}"
+
+    def train(self, bundle: str, *overrides_files: str, **override: Any) -> None:
+        """Train a bundle: ``train.json`` (+ extra override files in its configs/), then ``--key value`` overrides."""
+        bundle_dir = _bundle_dir(bundle)
+        _run_workflow(bundle_dir, ["train.json", *overrides_files], "train", "run", **override)
+
+    def evaluate(self, bundle: str, *overrides_files: str, **override: Any) -> None:
+        """Evaluate a bundle's weights on its validation split (``train.json`` + ``evaluate.json``)."""
+        bundle_dir = _bundle_dir(bundle)
+        _run_workflow(bundle_dir, ["train.json", "evaluate.json", *overrides_files], "eval", "run", **override)
+
+    def infer(self, bundle: str, input: str, output: str, *overrides_files: str, **override: Any) -> str:
+        """Run a bundle's ``inference.json`` on a folder of images (or one image); write OUTPUT/STEM_prob.tif, STEM_labels.tif.
+
+        Args:
+            bundle: bundle name (see ``cseg bundles``) or folder.
+            input: a folder of images in any supported format, or one image file.
+            output: output folder (created).
+            overrides_files: extra config files of the bundle merged on top (e.g. ``swinunetr.json``).
+            override: any config id, e.g. ``--ckpt_path my.pt --device cpu``.
+        """
+        bundle_dir = _bundle_dir(bundle)
+        src = Path(input)
+        if not src.exists():
+            raise FileNotFoundError(f"input {src} does not exist")
+        if src.is_file():
+            override.setdefault("datalist", [{"image": str(src.resolve())}])
+        else:
+            override.setdefault("dataset_dir", str(src.resolve()))
+        override.setdefault("output_dir", str(Path(output).resolve()))
+        _run_workflow(bundle_dir, ["inference.json", *overrides_files], "infer", "run", **override)
+        return f"predictions written to {Path(output).resolve()}"
+
+    def mlflow_ui(self, output_dir: str = ".", port: int = 5000, host: str = "127.0.0.1") -> None:
+        """Open the MLflow UI on the runs of OUTPUT_DIR/mlruns.db (a training's output_dir).
+
+        Equivalent to ``mlflow ui --backend-store-uri sqlite:///OUTPUT_DIR/mlruns.db --host 127.0.0.1``.
+        """
+        db = Path(output_dir)
+        db = db if db.suffix == ".db" else db / "mlruns.db"
+        if not db.is_file():
+            raise FileNotFoundError(f"no MLflow store at {db}: pass the output_dir of a training run")
+        mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+        cmd = [mlflow or "mlflow", "ui", "--backend-store-uri", f"sqlite:///{db.resolve()}", "--host", host, "--port", str(port)]
+        print(" ".join(cmd))
+        print(f"open http://{host}:{port}")
+        subprocess.run(cmd, check=False)
+
+    def download(self, dataset: str, dest: str) -> str:
+        """Download a public data set with its checksum checked (``isbi2012``)."""
+        if dataset != "isbi2012":
+            raise ValueError(f"unknown data set {dataset!r}; known: ['isbi2012']")
+        from cseg_monai.data.datasets import isbi2012
+
+        return str(isbi2012.download(dest))
+
+
+def main() -> None:
+    """Entry point of the ``cseg`` console script."""
+    import fire
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        fire.Fire(CLI, name="cseg")
+    except (FileNotFoundError, ValueError, KeyError) as err:  # bad input: one clear line, no traceback
+        if os.environ.get("CSEG_DEBUG"):
+            raise
+        print(f"cseg: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Data I/O for cseg_monai: MONAI readers with one axis order, ``([Z,] Y, X[, C])``.
+
+Only the readers are imported here, so ``import cseg_monai.data`` stays light.
+"""
+
+from cseg_monai.data.readers import (
+    HDF5_SUFFIXES,
+    NIFTI_SUFFIXES,
+    PIL_SUFFIXES,
+    SLICE_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    TIFF_SUFFIXES,
+    ZARR_SUFFIXES,
+    GreyPILReader,
+    HDF5Reader,
+    ImageReadError,
+    NiftiZYXReader,
+    SliceFolderReader,
+    TiffVolumeReader,
+    ZarrReader,
+    em_readers,
+    list_images,
+    load_image,
+    natural_key,
+)
+
+__all__ = [
+    "HDF5_SUFFIXES",
+    "NIFTI_SUFFIXES",
+    "PIL_SUFFIXES",
+    "SLICE_SUFFIXES",
+    "SUPPORTED_SUFFIXES",
+    "TIFF_SUFFIXES",
+    "ZARR_SUFFIXES",
+    "GreyPILReader",
+    "HDF5Reader",
+    "ImageReadError",
+    "NiftiZYXReader",
+    "SliceFolderReader",
+    "TiffVolumeReader",
+    "ZarrReader",
+    "em_readers",
+    "list_images",
+    "load_image",
+    "natural_key",
+]
+
+
+def __getattr__(name: str):
+    """Import the heavier sub-modules (``datasets``, ``phantom``, ``writers``) on first use."""
+    import importlib
+
+    if name in ("datasets", "phantom", "writers"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

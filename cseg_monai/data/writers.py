@@ -1,0 +1,77 @@
+"""Atomic writers: every output goes to a temporary name in the target folder first and
+is renamed into place, so an interrupted run never leaves a half-written file under the
+final name and never destroys an existing output before the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["atomic_path", "write_tiff"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
+
+    Args:
+        path: the final file name. Its folder is created when missing.
+
+    Yields:
+        A temporary path in the same folder (same file system, so the rename is atomic),
+        keeping the suffix so that writers that dispatch on the suffix still work.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> with atomic_path(out) as tmp:
+        ...     _ = tmp.write_text("done")
+        >>> out.read_text()
+        'done'
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compression: str | None = "zlib") -> Path:
+    """Write ``array`` as a (multi-page) TIFF atomically.
+
+    Args:
+        path: output file, ``.tif``/``.tiff``.
+        array: any numeric array; it is written as is (axis order (C,) (Z,) Y, X).
+        compression: tifffile compression, default ``"zlib"`` (lossless); ``None`` for raw.
+
+    Returns:
+        The final path.
+
+    Example:
+        >>> import tempfile, numpy as np, tifffile, pathlib
+        >>> p = write_tiff(pathlib.Path(tempfile.mkdtemp()) / "x.tif", np.zeros((2, 4, 4), np.float32))
+        >>> tifffile.imread(p).shape
+        (2, 4, 4)
+    """
+    import tifffile
+
+    arr = np.asarray(array)
+    if arr.size == 0:
+        raise ValueError(f"refusing to write an empty array to {path}")
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"write_tiff writes .tif/.tiff files, got {path}")
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, arr, compression=compression, photometric="minisblack")
+    return Path(path)

@@ -1,0 +1,24 @@
+"""Ignite handlers used by the bundles (MLflow extras, checkpoints)."""
+
+from cseg_monai.handlers.progress import ProgressBarHandler
+from cseg_monai.handlers.checkpoints import TimeLimitHandler, latest_checkpoint
+from cseg_monai.handlers.mlflow_logging import (
+    MLflowConfigLogger,
+    MLflowValidationLogger,
+    active_bundle_config,
+    find_run_id,
+    flatten_config,
+    overlay_picture,
+)
+
+__all__ = [
+    "MLflowConfigLogger",
+    "MLflowValidationLogger",
+    "ProgressBarHandler",
+    "TimeLimitHandler",
+    "active_bundle_config",
+    "find_run_id",
+    "flatten_config",
+    "latest_checkpoint",
+    "overlay_picture",
+]

@@ -1,0 +1,28 @@
+"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers."""
+
+from cseg_monai.metrics.ignite_metrics import MembraneDiceMetric, PixelErrorMetric, VInfoMetric, VRandMetric
+from cseg_monai.metrics.membrane import (
+    DEFAULT_THRESHOLDS,
+    dice_score,
+    info_scores,
+    isbi_scores,
+    isbi_scores_per_threshold,
+    membrane_to_segmentation,
+    pixel_error,
+    rand_scores,
+)
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "pixel_error",
+    "dice_score",
+    "membrane_to_segmentation",
+    "rand_scores",
+    "info_scores",
+    "isbi_scores_per_threshold",
+    "isbi_scores",
+    "PixelErrorMetric",
+    "MembraneDiceMetric",
+    "VRandMetric",
+    "VInfoMetric",
+]

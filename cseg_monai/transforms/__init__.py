@@ -1,0 +1,7 @@
+"""MONAI dictionary transforms of cseg-monai (label conversions, checks, writers)."""
+
+from cseg_monai.transforms.io import SaveTiffd, output_stem
+from cseg_monai.transforms.labels import MembraneMaskd
+from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
+
+__all__ = ["MembraneMaskd", "SaveTiffd", "ValidateImaged", "ValidateSameShaped", "output_stem"]

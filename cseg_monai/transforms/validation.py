@@ -1,0 +1,106 @@
+"""Input checks that fail early with one clear message naming the file and the problem."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+from cseg_monai.transforms._meta import source_name
+
+__all__ = ["ValidateImaged", "ValidateSameShaped"]
+
+
+class ValidateImaged(MapTransform):
+    """Check channel-first images: channel count, spatial rank, emptiness and NaN/inf.
+
+    Args:
+        keys: keys to check (after ``EnsureChannelFirstd``).
+        num_channels: expected number of channels (1 for grey EM); ``None`` skips the check.
+        spatial_dims: expected number of spatial axes (2 or 3); ``None`` skips the check.
+        allow_constant: accept an image with a single grey value (off by default: an
+            all-black or all-white slice is usually a broken file).
+        allow_missing_keys: do not raise when a key is absent.
+
+    Example:
+        >>> import torch
+        >>> ValidateImaged("image", num_channels=1)({"image": torch.rand(3, 8, 8)})
+        Traceback (most recent call last):
+        ...
+        ValueError: <'image' (no file name)>: expected a grey image with 1 channel, got 3 channels (shape (3, 8, 8)); convert colour images to grey first
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_channels: int | None = 1,
+        spatial_dims: int | None = None,
+        allow_constant: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.num_channels = num_channels
+        self.spatial_dims = spatial_dims
+        self.allow_constant = allow_constant
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = torch.as_tensor(d[key])
+            name = source_name(d, key)
+            shape = tuple(img.shape)
+            if img.numel() == 0:
+                raise ValueError(f"{name}: empty image (shape {shape})")
+            if self.num_channels is not None and shape[0] != self.num_channels:
+                kind = "a grey image with 1 channel" if self.num_channels == 1 else f"{self.num_channels} channels"
+                raise ValueError(
+                    f"{name}: expected {kind}, got {shape[0]} channels (shape {shape})"
+                    + ("; convert colour images to grey first" if self.num_channels == 1 else "")
+                )
+            if self.spatial_dims is not None and img.ndim - 1 != self.spatial_dims:
+                raise ValueError(
+                    f"{name}: expected {self.spatial_dims} spatial axes, got {img.ndim - 1} (shape {shape})"
+                )
+            if img.is_floating_point() and not torch.isfinite(img).all():
+                n_bad = int((~torch.isfinite(img)).sum())
+                raise ValueError(f"{name}: {n_bad} NaN or infinite values")
+            if not self.allow_constant and bool(img.min() == img.max()):
+                raise ValueError(f"{name}: the image is constant ({float(img.min())} everywhere): empty or broken file?")
+        return d
+
+
+class ValidateSameShaped(MapTransform):
+    """Check that the items under ``keys`` share one spatial shape (e.g. image and label).
+
+    Args:
+        keys: two or more keys, channel first.
+        allow_missing_keys: do not raise when a key is absent.
+
+    Example:
+        >>> import torch
+        >>> ValidateSameShaped(["image", "label"])({"image": torch.zeros(1, 4, 4), "label": torch.zeros(1, 4, 5)})
+        Traceback (most recent call last):
+        ...
+        ValueError: spatial shapes differ: <'image' (no file name)> is (4, 4) but <'label' (no file name)> is (4, 5)
+    """
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        keys = list(self.key_iterator(d))
+        if not keys:
+            return d
+        ref = keys[0]
+        ref_shape = tuple(d[ref].shape[1:])
+        for key in keys[1:]:
+            shape = tuple(d[key].shape[1:])
+            if shape != ref_shape:
+                raise ValueError(
+                    f"spatial shapes differ: {source_name(d, ref)} is {ref_shape} but {source_name(d, key)} is {shape}"
+                )
+        return d

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create (or reuse, when up to date) the virtual environment .venv in the project root
+# and install cseg-monai with its test dependencies.
+#
+# Usage: bash scripts/setup.sh [EXTRA ...]      e.g. bash scripts/setup.sh gui crf
+#
+# torch is installed FIRST so that no dependency pulls a CUDA build: any torch >= 2.8
+# already in the venv is kept, otherwise torch==2.13.0 (a local CPU wheel here) is installed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+python="${PYTHON:-python3}"
+extras="dev${*:+,$(IFS=,; echo "$*")}"
+stamp_want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$extras"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[setup] creating $venv"
+  "$python" -m venv "$venv"
+fi
+if [ -f "$venv/.cseg-stamp" ] && [ "$(cat "$venv/.cseg-stamp")" = "$stamp_want" ]; then
+  echo "[setup] $venv is up to date"
+  exit 0
+fi
+
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+have_torch="$("$venv/bin/python" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); print(int(v >= (2, 8)))' 2>/dev/null || echo 0)"
+if [ "$have_torch" != "1" ]; then
+  echo "[setup] installing torch==${CSEG_TORCH_VERSION:-2.13.0} first (CPU wheel)"
+  "${pip[@]}" install "torch==${CSEG_TORCH_VERSION:-2.13.0}"
+fi
+if [[ ",$extras," == *",crf,"* ]]; then
+  # pydensecrf2 builds from source against Cython < 3 (Cython 3 breaks its .pyx files).
+  "${pip[@]}" install "cython<3" setuptools wheel numpy
+  "${pip[@]}" install --no-build-isolation pydensecrf2
+fi
+echo "[setup] installing cseg-monai[$extras] (editable)"
+"${pip[@]}" install -e ".[$extras]"
+echo "$stamp_want" > "$venv/.cseg-stamp"
+echo "[setup] done: $venv"

@@ -1,0 +1,508 @@
+"""Tests for cseg_monai.data.readers: real files in tmp_path and the shared real data, no mocks."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from monai.transforms import LoadImage, LoadImaged
+from PIL import Image
+
+from cseg_monai.data import (
+    GreyPILReader,
+    HDF5Reader,
+    ImageReadError,
+    NiftiZYXReader,
+    SliceFolderReader,
+    TiffVolumeReader,
+    ZarrReader,
+    em_readers,
+    list_images,
+    load_image,
+)
+
+DATA_DIR = Path(os.environ.get("CSEG_DATA_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
+
+
+def real(rel: str) -> Path:
+    """Path of a real data file, or skip the test with the reason."""
+    path = (DATA_DIR / rel).resolve()
+    if not path.exists():
+        pytest.skip(f"real data {rel} absent under {DATA_DIR} (set CSEG_DATA_DIR to the shared data folder)")
+    return path
+
+
+def monai_load(path, **kwargs) -> torch.Tensor:
+    """MONAI's own LoadImage with our readers, channel first, keeping the file's dtype."""
+    return LoadImage(reader=em_readers(), image_only=True, ensure_channel_first=True, dtype=None, **kwargs)(path)
+
+
+def ramp(shape, dtype=np.uint8, step=7) -> np.ndarray:
+    """An asymmetric array whose values tell positions apart."""
+    return ((np.arange(math.prod(shape)) * step) % np.iinfo(dtype).max).astype(dtype).reshape(shape)
+
+
+# ---------------------------------------------------------------- 2D images (PIL)
+
+
+def test_png_grey_is_yx_not_xy(tmp_path):
+    arr = ramp((3, 5))
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    got, meta = load_image(tmp_path / "a.png")
+    np.testing.assert_array_equal(got, arr)
+    assert got.dtype == np.uint8
+    assert math.isnan(meta["original_channel_dim"])
+    assert tuple(meta["spatial_shape"]) == (3, 5)
+    assert meta["affine"].shape == (4, 4) and "spacing" not in meta
+    t = monai_load(tmp_path / "a.png")
+    assert tuple(t.shape) == (1, 3, 5)
+    np.testing.assert_array_equal(t[0].numpy(), arr)
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA", "RGB", "P"])
+def test_grey_looking_colour_png_reads_as_2d_grey(tmp_path, mode):
+    grey = ramp((4, 6))
+    img = Image.fromarray(grey).convert(mode)
+    if mode in ("LA", "RGBA"):
+        img.putalpha(Image.fromarray(np.full((4, 6), 77, np.uint8)))  # alpha is dropped
+    img.save(tmp_path / "g.png")
+    got, meta = load_image(tmp_path / "g.png")
+    np.testing.assert_array_equal(got, grey)
+    np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / "g.png").convert("L")))
+    assert math.isnan(meta["original_channel_dim"])
+    assert tuple(monai_load(tmp_path / "g.png").shape) == (1, 4, 6)
+
+
+def test_coloured_rgb_png_is_channel_last(tmp_path):
+    rgb = np.stack([ramp((4, 6)), ramp((4, 6), step=3), np.full((4, 6), 200, np.uint8)], axis=-1)
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "c.png")
+    got, meta = load_image(tmp_path / "c.png")
+    np.testing.assert_array_equal(got, rgb)
+    assert meta["original_channel_dim"] == -1
+    assert tuple(meta["spatial_shape"]) == (4, 6)
+    t = monai_load(tmp_path / "c.png")
+    assert tuple(t.shape) == (3, 4, 6)
+    np.testing.assert_array_equal(t.numpy(), np.moveaxis(rgb, -1, 0))
+
+
+def test_16bit_and_bilevel_png(tmp_path):
+    arr16 = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
+    Image.fromarray(arr16).save(tmp_path / "i16.png")
+    assert Image.open(tmp_path / "i16.png").mode.startswith("I")
+    got, _ = load_image(tmp_path / "i16.png")
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, arr16)
+
+    mask = np.zeros((3, 4), bool)
+    mask[1, 2] = True
+    Image.fromarray(mask).save(tmp_path / "bw.png")
+    assert Image.open(tmp_path / "bw.png").mode == "1"
+    got, _ = load_image(tmp_path / "bw.png")
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, mask.astype(np.uint8) * 255)
+
+
+# ---------------------------------------------------------------- TIFF
+
+
+def test_multipage_tiff_reads_every_page_as_zyx(tmp_path):
+    vol = ramp((4, 5, 6))
+    tifffile.imwrite(tmp_path / "v.tif", vol, photometric="minisblack")
+    got, meta = load_image(tmp_path / "v.tif")
+    np.testing.assert_array_equal(got, vol)
+    assert math.isnan(meta["original_channel_dim"])
+    t = monai_load(tmp_path / "v.tif")
+    assert tuple(t.shape) == (1, 4, 5, 6)
+    np.testing.assert_array_equal(t[0].numpy(), vol)
+
+
+def test_generic_multipage_tiff_and_single_page(tmp_path):
+    vol = ramp((3, 5, 6), np.uint16, step=1001)
+    with tifffile.TiffWriter(tmp_path / "pages.tiff") as tw:  # no shape metadata: plain pages
+        for page in vol:
+            tw.write(page, photometric="minisblack", metadata=None)
+    np.testing.assert_array_equal(load_image(tmp_path / "pages.tiff")[0], vol)
+    tifffile.imwrite(tmp_path / "one.tif", vol[1])
+    got, meta = load_image(tmp_path / "one.tif")
+    np.testing.assert_array_equal(got, vol[1])
+    assert tuple(meta["spatial_shape"]) == (5, 6)
+
+
+def test_tiff_series_appended_or_of_different_shapes(tmp_path):
+    vol = ramp((4, 5, 6))
+    for half in (vol[:2], vol[2:]):
+        tifffile.imwrite(tmp_path / "app.tif", half, photometric="minisblack", append=True)
+    np.testing.assert_array_equal(load_image(tmp_path / "app.tif")[0].reshape(vol.shape), vol)
+    tifffile.imwrite(tmp_path / "mixed.tif", vol[0], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "mixed.tif", vol[0, :3], photometric="minisblack", append=True)
+    with pytest.raises(ImageReadError, match=r"mixed\.tif: pages of different shapes"):
+        load_image(tmp_path / "mixed.tif")
+
+
+def test_rgb_tiff_is_channel_last(tmp_path):
+    rgb = ramp((5, 6, 3))
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    got, meta = load_image(tmp_path / "rgb.tif")
+    np.testing.assert_array_equal(got, rgb)
+    assert meta["original_channel_dim"] == -1
+    assert tuple(monai_load(tmp_path / "rgb.tif").shape) == (3, 5, 6)
+
+
+def test_imagej_tiff_spacing(tmp_path):
+    vol = ramp((4, 5, 6))
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        vol,
+        imagej=True,
+        resolution=(1 / 0.5, 1 / 0.25),  # X, Y in pixels per unit
+        metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"},
+    )
+    got, meta = load_image(tmp_path / "ij.tif")
+    np.testing.assert_array_equal(got, vol)
+    np.testing.assert_allclose(meta["spacing"], [2.0, 0.25, 0.5])
+    assert meta["spacing_unit"] == "um"
+    np.testing.assert_allclose(np.diag(meta["affine"]), [2.0, 0.25, 0.5, 1.0])
+    np.testing.assert_allclose(monai_load(tmp_path / "ij.tif").pixdim, [2.0, 0.25, 0.5])
+
+
+# ---------------------------------------------------------------- HDF5 and Zarr
+
+
+@pytest.fixture
+def two_dataset_h5(tmp_path):
+    path = tmp_path / "vol.h5"
+    raw, lab = ramp((3, 4, 5)), ramp((3, 4, 5), np.uint16, step=311)
+    with h5py.File(path, "w") as f:
+        f["raw"] = raw
+        f["raw"].attrs["element_size_um"] = [0.5, 0.1, 0.1]
+        f.create_group("seg")["labels"] = lab
+        f["seg/labels"].attrs["resolution"] = [40.0, 4.0, 4.0]
+        f["note"] = "not an array"
+    return path, raw, lab
+
+
+def test_hdf5_named_dataset_and_suffix_syntax(two_dataset_h5):
+    path, raw, lab = two_dataset_h5
+    got, meta = load_image(path, dataset="raw")
+    np.testing.assert_array_equal(got, raw)
+    np.testing.assert_allclose(meta["spacing"], [0.5, 0.1, 0.1])
+    assert meta["dataset"] == "raw" and meta["spacing_unit"] == "um"
+    got, meta = load_image(f"{path}::seg/labels")
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, lab)
+    np.testing.assert_allclose(meta["spacing"], [40.0, 4.0, 4.0])
+    assert "spacing_unit" not in meta  # "resolution" states no unit
+    np.testing.assert_array_equal(HDF5Reader("seg/labels").load(path)[0], lab)
+    t = monai_load(f"{path}::raw")
+    assert tuple(t.shape) == (1, 3, 4, 5)
+    np.testing.assert_allclose(t.pixdim, [0.5, 0.1, 0.1])
+    d = LoadImaged(keys=["image", "label"], reader=em_readers(), dtype=None)(
+        {"image": f"{path}::raw", "label": f"{path}::seg/labels"}
+    )
+    np.testing.assert_array_equal(d["image"].numpy(), raw)
+    np.testing.assert_array_equal(d["label"].numpy(), lab)
+
+
+def test_hdf5_without_name_is_ambiguous(two_dataset_h5):
+    path, _, _ = two_dataset_h5
+    with pytest.raises(ImageReadError, match=r"vol\.h5.*available datasets: raw, seg/labels"):
+        load_image(path)
+    with pytest.raises(ImageReadError, match="no array dataset 'missing'"):
+        load_image(path, dataset="missing")
+    with pytest.raises(RuntimeError, match=r"vol\.h5.*available datasets: raw, seg/labels"):
+        monai_load(path)
+
+
+def test_hdf5_single_dataset_is_picked(tmp_path):
+    with h5py.File(tmp_path / "one.hdf5", "w") as f:
+        f["data"] = ramp((2, 3))
+    got, meta = load_image(tmp_path / "one.hdf5")
+    np.testing.assert_array_equal(got, ramp((2, 3)))
+    assert meta["dataset"] == "data" and "spacing" not in meta
+
+
+def test_zarr_array_and_group(tmp_path):
+    vol = ramp((3, 4, 5))
+    zarr.open_array(tmp_path / "a.zarr", mode="w", shape=vol.shape, dtype=vol.dtype)[:] = vol
+    got, meta = load_image(tmp_path / "a.zarr")
+    np.testing.assert_array_equal(got, vol)
+    assert tuple(monai_load(tmp_path / "a.zarr").shape) == (1, 3, 4, 5)
+
+    group = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    group.create_array("raw", shape=vol.shape, dtype=vol.dtype)[:] = vol
+    group["raw"].attrs["element_size_um"] = [1.0, 0.5, 0.5]
+    group.create_group("seg").create_array("lab", shape=(2, 3), dtype="u2")[:] = 9
+    got, meta = load_image(f"{tmp_path / 'g.zarr'}::raw")
+    np.testing.assert_array_equal(got, vol)
+    np.testing.assert_allclose(meta["spacing"], [1.0, 0.5, 0.5])
+    assert load_image(tmp_path / "g.zarr", dataset="seg/lab")[0].dtype == np.uint16
+    with pytest.raises(ImageReadError, match="available datasets: raw, seg/lab"):
+        ZarrReader().load(tmp_path / "g.zarr")
+    np.testing.assert_array_equal(monai_load(f"{tmp_path / 'g.zarr'}::raw")[0].numpy(), vol)
+
+    chunk = next(p for p in (tmp_path / "a.zarr").rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"garbage")
+    with pytest.raises(ImageReadError, match=r"a\.zarr: corrupt or not a Zarr file"):
+        load_image(tmp_path / "a.zarr")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "x.txt").write_text("no zarr metadata")
+    with pytest.raises(ImageReadError, match=r"plain\.zarr: corrupt or not a Zarr file"):
+        load_image((tmp_path / "plain").rename(tmp_path / "plain.zarr"))
+
+
+# ---------------------------------------------------------------- NIfTI
+
+
+def test_nifti_is_transposed_to_zyx(tmp_path):
+    x, y, z = np.meshgrid(np.arange(5), np.arange(4), np.arange(3), indexing="ij")
+    xyz = (100 * x + 10 * y + z).astype(np.int16)  # NIfTI order (X=5, Y=4, Z=3)
+    img = nib.Nifti1Image(xyz, np.diag([0.5, 0.6, 0.7, 1.0]))
+    nib.save(img, tmp_path / "v.nii.gz")
+    got, meta = load_image(tmp_path / "v.nii.gz")
+    assert got.shape == (3, 4, 5)
+    assert got[2, 1, 4] == 100 * 4 + 10 * 1 + 2  # [z, y, x]
+    np.testing.assert_array_equal(got, xyz.transpose(2, 1, 0))
+    np.testing.assert_allclose(meta["spacing"], [0.7, 0.6, 0.5])
+    t = monai_load(tmp_path / "v.nii.gz")
+    assert tuple(t.shape) == (1, 3, 4, 5)
+    np.testing.assert_array_equal(t[0].numpy(), got)
+    np.testing.assert_allclose(t.pixdim, [0.7, 0.6, 0.5])
+
+    nib.save(nib.Nifti1Image(xyz[:, :, 0], np.eye(4)), tmp_path / "s.nii")
+    np.testing.assert_array_equal(load_image(tmp_path / "s.nii")[0], xyz[:, :, 0].T)
+
+
+# ---------------------------------------------------------------- slice folders and listing
+
+
+def test_slice_folder_natural_order(tmp_path):
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for z in (10, 2, 0, 11, 1, 3, 4, 5, 6, 7, 8, 9):
+        Image.fromarray(np.full((4, 6), z, np.uint8)).save(folder / f"{z}.png")
+    (folder / ".hidden.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not a slice")
+    got, meta = load_image(folder)
+    assert got.shape == (12, 4, 6)
+    assert got[:, 0, 0].tolist() == list(range(12))
+    assert math.isnan(meta["original_channel_dim"])
+    t = monai_load(folder)
+    assert tuple(t.shape) == (1, 12, 4, 6)
+    assert t[0, :, 0, 0].tolist() == list(range(12))
+
+
+def test_slice_folder_rejects_mismatched_slices(tmp_path):
+    for z in range(3):
+        tifffile.imwrite(tmp_path / f"s{z}.tif", np.zeros((4, 6), np.uint8))
+    tifffile.imwrite(tmp_path / "s10.tif", np.zeros((4, 7), np.uint8))
+    tifffile.imwrite(tmp_path / "s11.tif", np.zeros((4, 6), np.uint16))
+    with pytest.raises(ImageReadError, match=r"s10\.tif: slice shape \(4, 7\)"):
+        SliceFolderReader().load(tmp_path)
+    with pytest.raises(RuntimeError, match=r"s10\.tif: slice shape"):
+        monai_load(tmp_path)
+
+
+def test_list_images(tmp_path):
+    for name in ("10.png", "2.tif", "1.png", ".hidden.png", "readme.txt", "b.nii.gz"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["1.png", "2.tif", "10.png", "b.nii.gz"]
+    assert [p.name for p in list_images(tmp_path, suffixes=("png",))] == ["1.png", "10.png"]
+    with pytest.raises(FileNotFoundError, match="nope"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        list_images(tmp_path / "empty")
+
+
+def test_em_readers_are_fresh_and_claim_their_suffixes(tmp_path):
+    first, second = em_readers(), em_readers()
+    assert all(a is not b for a, b in zip(first, second))
+    by_type = {type(r): r for r in first}
+    assert by_type[HDF5Reader].verify_suffix("a/b.H5::grp/raw")
+    assert by_type[ZarrReader].verify_suffix("a/b.zarr::raw")
+    assert by_type[NiftiZYXReader].verify_suffix("x.nii.gz")
+    assert by_type[TiffVolumeReader].verify_suffix(["x.tif", "y.TIFF"])
+    assert by_type[GreyPILReader].verify_suffix("x.png") and not by_type[GreyPILReader].verify_suffix("x.tif")
+    assert not by_type[SliceFolderReader].verify_suffix(str(tmp_path))  # no slices: left to MONAI (DICOM)
+    Image.fromarray(ramp((2, 2))).save(tmp_path / "0.png")
+    assert by_type[SliceFolderReader].verify_suffix(str(tmp_path))
+    assert by_type[SliceFolderReader].verify_suffix(str(tmp_path / "missing_folder"))
+    for name in ("x.png", "x.tif", "x.h5", "x.zarr", "x.nii.gz"):
+        assert sum(r.verify_suffix(name) for r in first) == 1, name
+
+
+def test_loadimage_stacks_several_files_as_channels(tmp_path):
+    a, b = ramp((3, 4)), ramp((3, 4), step=5)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    Image.fromarray(b).save(tmp_path / "b.png")
+    t = monai_load([tmp_path / "a.png", tmp_path / "b.png"])
+    np.testing.assert_array_equal(t.numpy(), np.stack([a, b]))
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize("name", ["e.png", "e.tif", "e.h5", "e.nii.gz"])
+def test_empty_file(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ImageReadError, match=rf"{name}: empty file"):
+        load_image(tmp_path / name)
+    with pytest.raises(RuntimeError, match=rf"{name}: empty file"):
+        monai_load(tmp_path / name)
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("t.png", "PNG"), ("t.tif", "TIFF"), ("t.h5", "HDF5"), ("t.nii", "NIfTI")])
+def test_text_file_with_image_suffix_is_corrupt(tmp_path, name, fmt):
+    (tmp_path / name).write_text("this is plain text, not an image\n" * 20)
+    with pytest.raises(ImageReadError, match=rf"{name}: corrupt or not a {fmt} file"):
+        load_image(tmp_path / name)
+    with pytest.raises(RuntimeError, match=rf"{name}: corrupt or not a {fmt} file"):
+        monai_load(tmp_path / name)
+
+
+def test_truncated_files(tmp_path):
+    tifffile.imwrite(tmp_path / "full.tif", ramp((6, 30, 40)), photometric="minisblack")
+    with h5py.File(tmp_path / "full.h5", "w") as f:
+        f["raw"] = ramp((20, 30, 40))
+    Image.fromarray(ramp((64, 64))).save(tmp_path / "full.png")
+    nib.save(nib.Nifti1Image(ramp((20, 20, 20)), np.eye(4)), tmp_path / "full.nii.gz")
+    for full, fmt in (("full.tif", "TIFF"), ("full.png", "PNG"), ("full.nii.gz", "NIfTI"), ("full.h5", "HDF5")):
+        data = (tmp_path / full).read_bytes()
+        cut = tmp_path / full.replace("full", "cut")
+        cut.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ImageReadError, match=rf"{cut.name}: corrupt or not a {fmt} file"):
+            load_image(cut)
+        # MONAI's fallback PILReader would raise an anonymous OSError, or return one page as (X, Y)
+        with pytest.raises(RuntimeError, match=rf"{cut.name}: corrupt or not a {fmt} file"):
+            monai_load(cut)
+
+
+def test_truncated_tiff_page_chain(tmp_path):
+    """Cut exactly after the first pages: the data read is intact but pages are missing."""
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tw:
+        for page in ramp((4, 8, 8)):
+            tw.write(page, photometric="minisblack", metadata=None, contiguous=False)
+    with tifffile.TiffFile(tmp_path / "pages.tif") as tif:
+        end = tif.pages[1].dataoffsets[0] + tif.pages[1].databytecounts[0]
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "pages.tif").read_bytes()[:end])
+    with pytest.raises(ImageReadError, match=r"cut\.tif: corrupt or not a TIFF file"):
+        load_image(tmp_path / "cut.tif")
+
+
+def test_missing_path(tmp_path):
+    for name in ("missing.png", "missing.h5::raw", "missing_folder"):
+        with pytest.raises(FileNotFoundError, match="missing"):
+            load_image(tmp_path / name)
+        with pytest.raises(RuntimeError, match=r"FileNotFoundError.*missing"):
+            monai_load(str(tmp_path / name))
+
+
+def test_folder_without_slices_and_huge_png(tmp_path, monkeypatch):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match="no image files"):
+        load_image(tmp_path / "dir")
+    Image.fromarray(ramp((64, 64))).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own setting, lowered for the test
+    with pytest.raises(ImageReadError, match=r"big\.png: larger than Pillow's safety limit"):
+        load_image(tmp_path / "big.png")
+
+
+def test_empty_image_and_unsupported_suffix(tmp_path):
+    with h5py.File(tmp_path / "zero.h5", "w") as f:
+        f["raw"] = np.zeros((0, 5), np.uint8)
+    with pytest.raises(ImageReadError, match=r"zero\.h5: empty image \(shape \(0, 5\)\)"):
+        load_image(tmp_path / "zero.h5")
+    (tmp_path / "x.xyz").write_text("?")
+    with pytest.raises(ValueError, match=r"x\.xyz: unsupported.*\.png .*\.tif .*\.h5"):
+        load_image(tmp_path / "x.xyz")
+    with pytest.raises(ValueError, match="HDF5/Zarr only"):
+        load_image(tmp_path / "zero.h5".replace("h5", "png"), dataset="raw")
+
+
+# ---------------------------------------------------------------- real data
+
+
+def test_real_isbi_png():
+    path = real("isbi2012/train/image/0.png")
+    got, meta = load_image(path)
+    assert got.shape == (512, 512) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("L")))
+    t = monai_load(path)
+    assert tuple(t.shape) == (1, 512, 512)
+    np.testing.assert_array_equal(t[0].numpy(), got)
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA"])
+def test_real_epfl_mixed_mode_masks(mode):
+    folder = real("epfl_ca1_multiclass/epfl_train/mitochondrion")
+    path = next((p for p in sorted(folder.glob("*.png")) if Image.open(p).mode == mode), None)
+    if path is None:
+        pytest.skip(f"no {mode} PNG in {folder}")
+    got, _ = load_image(path)
+    assert got.shape == (768, 1024) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("L")))
+    assert tuple(monai_load(path).shape) == (1, 768, 1024)
+
+
+def test_real_drosophila_slice_folder():
+    folder = real("drosophila_vnc/stack1/raw")
+    got, meta = load_image(folder)
+    assert got.shape == (15, 1024, 1024) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got[10], tifffile.imread(folder / "10.tif"))
+    np.testing.assert_array_equal(got[2], tifffile.imread(folder / "02.tif"))
+    assert tuple(monai_load(folder).shape) == (1, 15, 1024, 1024)
+
+
+def test_real_drosophila_bilevel_mask_png():
+    path = real("drosophila_vnc/stack1/membranes/00.png")
+    got, _ = load_image(path)
+    assert got.dtype == np.uint8 and set(np.unique(got)) <= {0, 255}
+    np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("L")))
+
+
+def test_real_gala_hdf5():
+    path = real("gala_fibsem/train-image.h5")
+    got, meta = load_image(path, dataset="stack")
+    assert got.shape == (50, 100, 200) and got.dtype == np.uint8
+    assert load_image(path)[0].shape == (50, 100, 200)  # the only dataset
+    gt = real("gala_fibsem/train-gt.lzf.h5")
+    assert load_image(f"{gt}::stack")[0].dtype == np.int32
+
+
+def test_real_plantseg_ovule_spacing():
+    path = real("plantseg/sample_ovule.h5")
+    raw, meta = load_image(path, dataset="raw")
+    label, lmeta = load_image(f"{path}::label")
+    assert raw.shape == label.shape == (32, 128, 128)
+    assert raw.dtype == np.uint8 and label.dtype == np.uint16
+    np.testing.assert_allclose(meta["spacing"], [0.235, 0.15, 0.15])
+    np.testing.assert_allclose(lmeta["spacing"], [0.235, 0.15, 0.15])
+    assert meta["spacing_unit"] == "um"
+    t = monai_load(f"{path}::raw")
+    assert tuple(t.shape) == (1, 32, 128, 128)
+    np.testing.assert_allclose(t.pixdim, [0.235, 0.15, 0.15])
+
+
+def test_real_ctc_4d_tiff():
+    path = real("ctc_fluo_n3dh_cho/image_TZYX.tif")
+    got, meta = load_image(path)
+    assert got.shape == (15, 5, 443, 512) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, tifffile.imread(path))
+    assert math.isnan(meta["original_channel_dim"])
+    assert tuple(monai_load(path).shape) == (1, 15, 5, 443, 512)
+
+
+def test_real_dsb_uint16_tiff():
+    path = real("dsb2018_nuclei_2d/img2d.tif")
+    got, meta = load_image(path)
+    assert got.shape == (512, 512) and got.dtype == np.uint16
+    assert "spacing" not in meta  # resolution 1/1 without unit is not a spacing
