@@ -115,3 +115,79 @@ def run_name(prefix: str) -> str:
         True
     """
     return f"{prefix}_{time.strftime('%Y%m%d_%H%M%S')}"
+
+
+# keys MONAI itself adds to a parsed config (metadata, experiment tracking settings)
+_MONAI_KEYS = frozenset(
+    {"_meta_", "save_execute_config", "tracking_uri", "experiment_name", "run_name", "is_not_rank0",
+     "trainer", "validator", "evaluator", "handlers_id", "configs"}
+)
+
+
+def known_config_keys(bundle_dir: str | os.PathLike) -> set[str]:
+    """Top-level keys defined by any config file of a bundle (``configs/*.json``).
+
+    An id such as ``"train#trainer#max_epochs"`` in an override file counts as its first part.
+
+    Example:
+        >>> "learning_rate" in known_config_keys(bundles_dir() / "isbi2012_em_membrane_segmentation")
+        True
+    """
+    import json
+
+    keys: set[str] = set()
+    for path in sorted((Path(bundle_dir) / "configs").glob("*.json")):
+        if path.name == "metadata.json":
+            continue
+        try:
+            content = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        if isinstance(content, dict):
+            keys.update(k.split("#", 1)[0] for k in content)
+    return keys
+
+
+def check_config_keys(bundle_dir: str | os.PathLike, config: dict | None = None) -> None:
+    """Raise a clear ``KeyError`` for config keys no config file of the bundle defines.
+
+    MONAI accepts any ``--key value`` override silently, so a typo such as
+    ``--learnig_rate 0.1`` would train with the default learning rate. Bundles call this from
+    their ``initialize`` list; ``config`` defaults to the config being run (found on the
+    call stack, see :func:`cseg_monai.handlers.active_bundle_config`).
+
+    Args:
+        bundle_dir: the bundle's root folder.
+        config: the merged config to check.
+
+    Raises:
+        KeyError: naming every unknown key and the closest known key.
+
+    Example:
+        >>> root = bundles_dir() / "isbi2012_em_membrane_segmentation"
+        >>> check_config_keys(root, {"learning_rate": 0.1})
+        >>> check_config_keys(root, {"learnig_rate": 0.1})
+        Traceback (most recent call last):
+        ...
+        KeyError: "unknown config key 'learnig_rate' (did you mean 'learning_rate'?): no config file of isbi2012_em_membrane_segmentation defines it"
+    """
+    import difflib
+
+    if config is None:
+        from cseg_monai.handlers.mlflow_logging import active_bundle_config
+
+        config = active_bundle_config()
+        if config is None:
+            return
+    known = known_config_keys(bundle_dir) | _MONAI_KEYS
+    unknown = sorted(k for k in config if k.split("#", 1)[0] not in known)
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(unknown) > 1 else ""
+    raise KeyError(
+        f"unknown config key{plural} {', '.join(parts)}: no config file of {Path(bundle_dir).name} defines it"
+    )

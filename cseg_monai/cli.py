@@ -167,11 +167,29 @@ def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         fire.Fire(CLI, name="cseg")
-    except (FileNotFoundError, ValueError, KeyError) as err:  # bad input: one clear line, no traceback
-        if os.environ.get("CSEG_DEBUG"):
+    except Exception as err:  # bad input: one clear line, no traceback (CSEG_DEBUG=1 shows it)
+        cause = _user_error(err)
+        if cause is None or os.environ.get("CSEG_DEBUG"):
             raise
-        print(f"cseg: error: {err}", file=sys.stderr)
+        message = cause.args[0] if isinstance(cause, KeyError) and cause.args else cause
+        print(f"cseg: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _user_error(err: BaseException) -> BaseException | None:
+    """The innermost bad-input error (missing file, bad value, unknown key) behind ``err``.
+
+    MONAI wraps errors raised inside configs and transforms in ``RuntimeError``; the cause
+    chain holds the message that names the file and the problem.
+    """
+    found = None
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (FileNotFoundError, ValueError, KeyError)):
+            found = err
+        err = err.__cause__ or err.__context__
+    return found
 
 
 if __name__ == "__main__":

@@ -8,15 +8,18 @@ clouds of small round vesicles next to them. Because the geometry is drawn
 first and the image rendered from it, every label is exact.
 
 It is the embedded default data of the demo and the fixture of most tests, so
-it is fast (a 512x512 slice takes about 0.1 s, a 64x128x128 volume about 1 s
-on two CPU cores) and fully deterministic: everything random comes from
+it is fast (a 512x512 slice takes about 0.15 s, a 64x128x128 volume about
+1 s on two CPU cores) and fully deterministic: everything random comes from
 ``np.random.default_rng(seed)``, so the same arguments give bit-identical
 arrays.
 
 Axis order is (Y, X) for 2D and (Z, Y, X) for 3D. Distances are measured in
-physical units set by ``spacing`` and expressed in in-plane pixels, so an
-anisotropic stack (for example ``spacing=(5, 1, 1)``) has cells that are as
-large physically as in-plane, that is five times fewer slices deep.
+physical units set by ``spacing`` and expressed in in-plane pixels, so in an
+anisotropic stack (for example ``spacing=(5, 1, 1)``) a cell spans five times
+fewer slices than pixels. In such thick-sectioned stacks cells are also
+elongated along Z (by sqrt(z/xy spacing ratio), at most 2.5x), like neurites
+running through a serial-section stack, so few membranes lie flat in a
+section.
 
 Semantic classes (uint8 ids, in the order of :data:`CLASS_NAMES`):
 
@@ -545,7 +548,9 @@ def _render(rng_tex: np.random.Generator, rng_illum: np.random.Generator, rng_no
     fine = ndi.gaussian_filter(fine, sigma=0.8 / sp, truncate=3.0)
     fine *= np.float32(1.0 / max(float(fine.std()), 1e-6))
     medium = _smooth_noise(rng_tex, shape, 6.0 / sp)
-    grains = np.clip(_smooth_noise(rng_tex, shape, 2.5 / sp) - np.float32(1.6), 0.0, None)
+    grains = ndi.gaussian_filter(fine, sigma=1.2 / sp, truncate=3.0)  # sparse dark granules
+    grains *= np.float32(1.0 / max(float(grains.std()), 1e-6))
+    np.clip(grains - np.float32(1.6), 0.0, None, out=grains)
     tex = cell_off[inst] + np.float32(0.045) * fine + np.float32(0.03) * medium - np.float32(0.25) * grains
     img[cyto] += tex[cyto]
     mito_all = (semantic == MITOCHONDRION)
@@ -610,13 +615,15 @@ def make_phantom(
         seed: non-negative int; the same arguments and seed give bit-identical
             output.
         n_cells: number of cells (>= 1); default one per 60^2 (2D) or 40^3
-            (3D) physical voxels, at least 2. A few cells may be dropped if
+            (3D, times the Z elongation) physical voxels, at least 2. A few cells may be dropped if
             the membranes leave them no interior (rare); ``Phantom.n_cells``
             is the number actually present.
         membrane_thickness: cell-membrane width in in-plane pixels (>= 1).
         spacing: voxel size per axis, e.g. (5, 1, 1) for a stack cut five
             times thicker than its pixel size; default isotropic. Only ratios
-            matter: lengths are measured in in-plane pixels.
+            matter: lengths are measured in in-plane pixels. With a Z spacing
+            larger than in-plane, cells are elongated along Z (see the module
+            docstring) and the default cell count keeps their in-plane size.
         mito_fraction: fraction of cells, in [0, 1], that contain one or two
             mitochondria (at least one cell when > 0, if there is room).
         n_synapses: number of synapses (>= 0); default about one per five
@@ -822,7 +829,7 @@ def write_phantom_dataset(
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {str(out)!r} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"out_dir {str(out)!r} is a non-empty folder; pass overwrite=True to write into it")
+        raise ValueError(f"out_dir {str(out)!r} is a folder that is not empty; pass overwrite=True to write into it")
     n_train, n_test, size, seed = int(n_train), int(n_test), int(size), int(seed)
 
     files: dict[str, list[str]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 __all__ = ["latest_checkpoint", "TimeLimitHandler"]
@@ -37,11 +38,15 @@ def latest_checkpoint(folder: str | os.PathLike, prefix: str = "checkpoint") -> 
 
 
 class TimeLimitHandler:
-    """Stop the trainer cleanly once ``limit_s`` seconds have passed (``None`` = no limit).
+    """Stop the trainer cleanly once ``limit_s`` seconds have passed since it started.
 
-    Wraps ``ignite.handlers.TimeLimit`` so it can be listed in MONAI ``train_handlers``
-    (which calls ``attach(engine)``); the trainer then completes normally, so the final
-    checkpoint and the MLflow run are closed as usual.
+    The check runs after every iteration; the trainer then completes normally, so the final
+    checkpoint is written and the MLflow run is closed as usual. ``None`` means no limit.
+    (Ignite's own ``TimeLimit`` takes whole seconds only and has no ``attach(engine)``,
+    which MONAI handler lists call.)
+
+    Args:
+        limit_s: wall-clock budget in seconds, or ``None``.
 
     Example:
         >>> TimeLimitHandler(None).limit_s is None
@@ -49,14 +54,23 @@ class TimeLimitHandler:
     """
 
     def __init__(self, limit_s: float | None) -> None:
-        if limit_s is not None and limit_s <= 0:
+        if limit_s is not None and not limit_s > 0:
             raise ValueError(f"limit_s must be positive or None, got {limit_s}")
-        self.limit_s = limit_s
+        self.limit_s = None if limit_s is None else float(limit_s)
+        self._start: float | None = None
 
     def attach(self, engine) -> None:
+        from ignite.engine import Events
+
         if self.limit_s is None:
             return
-        from ignite.engine import Events
-        from ignite.handlers import TimeLimit
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._check)
 
-        engine.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(self.limit_s))
+    def _started(self, engine) -> None:
+        self._start = time.perf_counter()
+
+    def _check(self, engine) -> None:
+        if self._start is not None and time.perf_counter() - self._start > self.limit_s:
+            engine.logger.info("time limit of %.0f s reached: stopping the training", self.limit_s)
+            engine.terminate()

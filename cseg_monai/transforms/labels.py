@@ -62,8 +62,11 @@ class MembraneMaskd(MapTransform):
             if self.allowed_values is not None:
                 bad = values[~np.isin(values, self.allowed_values)]
                 if bad.size:
+                    shown = bad[:10]
+                    if np.all(np.mod(shown, 1) == 0):
+                        shown = shown.astype(np.int64)
                     raise ValueError(
-                        f"{source_name(d, key)}: label values {bad[:10].tolist()} are not among the expected "
+                        f"{source_name(d, key)}: label values {shown.tolist()} are not among the expected "
                         f"{list(self.allowed_values)} (membrane = {list(self.membrane_values)})"
                     )
             mask = torch.zeros_like(torch.as_tensor(label), dtype=torch.bool)

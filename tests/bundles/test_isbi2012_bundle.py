@@ -237,3 +237,90 @@ def test_monai_bundle_command_line(phantom_isbi, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file()
     assert "val_vrand_thinned" in proc.stdout + proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_real_mlflow_server_serves_the_run(trained):
+    """Start `mlflow server` on a free loopback port, read the run over REST, stop it by PID."""
+    import signal
+    import time
+    import urllib.request
+
+    out = trained["out"]
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{out / 'mlruns.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not come up within 120 s"
+            time.sleep(0.5)
+
+        def call(path, payload=None):
+            data = None if payload is None else json.dumps(payload).encode()
+            req = urllib.request.Request(f"{base}{path}", data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+
+        exp = call("/api/2.0/mlflow/experiments/get-by-name?experiment_name=tests")["experiment"]
+        runs = call("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        assert len(runs) == 1
+        run_id = runs[0]["info"]["run_id"]
+        hist = call(f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val_vrand_thinned")["metrics"]
+        assert sorted(m["step"] for m in hist) == [1, 2]
+        assert [round(m["value"], 6) for m in sorted(hist, key=lambda m: m["step"])][-1] == round(
+            trained["metrics"]["val_vrand_thinned"], 6)
+        loss = call(f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=train_loss")["metrics"]
+        assert len(loss) == trained["iterations"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode is not None
+
+
+@pytest.mark.slow
+def test_multi_gpu_override_runs_one_process_with_gloo(phantom_isbi, tmp_path, monkeypatch):
+    """multi_gpu_train.json on CPU: one process, gloo backend, DDP-wrapped network."""
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    out = tmp_path / "ddp"
+    wf = _workflow(["train.json", "multi_gpu_train.json"], "train", dataset_dir=str(phantom_isbi),
+                   output_dir=str(out), max_epochs=1, val_interval=1, mlflow_enabled=False, **TINY)
+    wf.initialize()
+    try:
+        wf.run()
+        net = wf.parser.get_parsed_content("network")
+        assert type(net).__name__ == "DistributedDataParallel"
+    finally:
+        wf.finalize()
+    assert (out / "models" / "model.pt").is_file()
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()

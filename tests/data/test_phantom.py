@@ -332,7 +332,7 @@ def test_write_refuses_non_empty(tmp_path) -> None:
     out = tmp_path / "ds"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    with pytest.raises(ValueError, match="non-empty") as err:
+    with pytest.raises(ValueError, match="not empty") as err:
         write_phantom_dataset(out, n_train=1, n_test=0, size=32)
     assert str(out) in str(err.value)
     info = write_phantom_dataset(out, n_train=1, n_test=0, size=32, overwrite=True)

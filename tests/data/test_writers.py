@@ -1,0 +1,29 @@
+"""Atomic writes: an interrupted write never replaces or half-writes the final file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from cseg_monai.data.writers import atomic_path, write_tiff
+
+
+def test_interrupted_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.tif"
+    write_tiff(target, np.ones((2, 3), np.uint8))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a file")
+            raise RuntimeError("interrupted")
+    np.testing.assert_array_equal(tifffile.imread(target), np.ones((2, 3), np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_write_tiff_roundtrip_and_refusals(tmp_path):
+    arr = np.random.default_rng(0).random((2, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(tifffile.imread(write_tiff(tmp_path / "sub" / "a.tif", arr)), arr)
+    with pytest.raises(ValueError, match="empty"):
+        write_tiff(tmp_path / "e.tif", np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=".tif/.tiff"):
+        write_tiff(tmp_path / "a.png", arr)

@@ -1,0 +1,52 @@
+"""The `cseg` command line, in-process (fire) and once as a real console script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from cseg_monai.cli import CLI
+from conftest import BUNDLES
+
+
+def test_bundles_lists_the_membrane_bundle():
+    assert "isbi2012_em_membrane_segmentation" in CLI().bundles()
+
+
+def test_phantom_writes_isbi_layout_and_refuses_to_overwrite(tmp_path):
+    CLI().phantom(str(tmp_path / "p"), n_train=2, n_test=1, size=64)
+    assert sorted(p.name for p in (tmp_path / "p" / "train" / "image").iterdir()) == ["0.png", "1.png"]
+    with pytest.raises(ValueError, match="not empty"):
+        CLI().phantom(str(tmp_path / "p"), n_train=2, n_test=1, size=64)
+
+
+def test_infer_with_shipped_weights_on_a_folder_and_a_file(phantom_isbi, tmp_path):
+    assert (BUNDLES / "isbi2012_em_membrane_segmentation" / "models" / "model.pt").is_file()
+    CLI().infer("isbi2012_em_membrane_segmentation", str(phantom_isbi / "test" / "image"), str(tmp_path / "a"),
+                progress_bar=False)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["0_labels.tif", "0_prob.tif", "1_labels.tif",
+                                                                  "1_prob.tif"]
+    one = phantom_isbi / "train" / "image" / "3.png"
+    CLI().infer("isbi2012_em_membrane_segmentation", str(one), str(tmp_path / "b"), progress_bar=False)
+    prob = tifffile.imread(tmp_path / "b" / "3_prob.tif")
+    assert prob.shape == (1, 128, 128) and prob.dtype == np.float32
+
+
+def test_unknown_bundle_and_missing_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown bundle 'nope'"):
+        CLI().infer("nope", str(tmp_path), str(tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        CLI().infer("isbi2012_em_membrane_segmentation", str(tmp_path / "missing"), str(tmp_path / "o"))
+
+
+def test_console_script_reports_bad_input_in_one_line(tmp_path):
+    cseg = Path(sys.executable).with_name("cseg")
+    proc = subprocess.run([str(cseg), "mlflow-ui", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("cseg: error: no MLflow store at")
+    assert "Traceback" not in proc.stderr
