@@ -334,13 +334,14 @@ class MLflowValidationLogger:
                 smooth = np.convolve(values, np.ones(k) / k, mode="valid")
                 axes[0].plot(steps[k - 1 :], smooth, lw=1.5, label=f"mean of {k}")
             axes[0].set(xlabel="iteration", ylabel=self.loss_name, title="training loss")
-            axes[0].legend()
+            axes[0].legend(fontsize=7)
         for name, hist in metrics.items():
             if hist:
                 hist = sorted(hist, key=lambda m: m.step)
                 axes[1].plot([m.step for m in hist], [m.value for m in hist], marker="o", ms=3, label=name)
         axes[1].set(xlabel="epoch", title="validation")
-        axes[1].legend(fontsize=7)
+        if axes[1].get_lines():
+            axes[1].legend(fontsize=7)
         fig.tight_layout()
         path = self.plot_dir / "learning_curve.png"
         with atomic_path(path) as tmp:
