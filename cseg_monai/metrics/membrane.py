@@ -264,10 +264,12 @@ def membrane_to_segmentation(membrane_mask: np.ndarray, thin: bool = False) -> n
     membrane pixels get ``0``. With ``thin=True`` the membrane is first thinned to
     one-pixel-wide curves (``skimage.morphology.thin``, Guo-Hall; our implementation
     gives the identical result faster), as in the boundary thinning of the ISBI 2012
-    evaluation. Note that thinning, with the image outside treated as background,
-    shortens membrane curves that end on the image border by about one pixel, which
-    can join two regions along the border; ground truth and prediction are treated
-    alike.
+    evaluation. Before thinning, the mask is extended by :data:`THIN_BORDER` pixels
+    that repeat the border (``np.pad(mode="edge")``) and cropped back afterwards: thinning
+    with the outside treated as background would pull every membrane that runs into the
+    image border back from it by half its width and so join the regions on either side
+    along the border (on ISBI label 20 that merges 96 regions into 73, and a prediction
+    whose membranes are 5 px too thick drops from V_rand 0.96 to 0.76).
 
     A 3D input (Z, Y, X) is processed slice by slice (2D evaluation as in the
     challenge): every slice is thinned and labelled on its own and its ids are offset
@@ -304,9 +306,14 @@ def membrane_to_segmentation(membrane_mask: np.ndarray, thin: bool = False) -> n
     return out
 
 
+#: pixels of edge replication around a slice before thinning (see membrane_to_segmentation)
+THIN_BORDER = 24
+
+
 def _segment2d(mask: np.ndarray, thin: bool) -> np.ndarray:
     if thin:
-        mask = _thin2d(mask)
+        b = THIN_BORDER
+        mask = _thin2d(np.pad(mask, b, mode="edge"))[b:-b, b:-b]
     labels = np.empty(mask.shape, dtype=np.int32)
     ndi.label(~mask, structure=_STRUCTURE_2D, output=labels)
     return labels

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cseg_monai.data.readers import list_images
 from cseg_monai.data.writers import atomic_path
 
 __all__ = [
@@ -85,18 +86,6 @@ def label_to_membrane(label: np.ndarray, path: str | os.PathLike | None = None) 
     return (arr == MEMBRANE_VALUE).astype(np.uint8)
 
 
-def _natural_key(path: Path) -> tuple:
-    stem = path.name.split(".")[0]
-    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".")),
-        key=_natural_key,
-    )
-
-
 def datalist(
     dataset_dir: str | os.PathLike,
     indices: list[int] | tuple[int, ...] | None = None,
@@ -134,9 +123,7 @@ def datalist(
     image_dir = root / split / "image"
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{image_dir} is missing: dataset_dir must hold {split}/image")
-    images = _images_in(image_dir)
-    if not images:
-        raise ValueError(f"{image_dir} holds no image ({', '.join(_IMAGE_SUFFIXES)})")
+    images = list_images(image_dir, _IMAGE_SUFFIXES)
     chosen = list(range(len(images))) if indices is None else [int(i) for i in indices]
     out_of_range = [i for i in chosen if not 0 <= i < len(images)]
     if out_of_range:
