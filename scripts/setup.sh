@@ -23,7 +23,10 @@ if [ -f "$venv/.cseg-stamp" ] && [ "$(cat "$venv/.cseg-stamp")" = "$stamp_want" 
   exit 0
 fi
 
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+pip_quiet() {  # pip, without the notices about local index folders that some machines configure
+  "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip=(pip_quiet)
 have_torch="$("$venv/bin/python" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); print(int(v >= (2, 8)))' 2>/dev/null || echo 0)"
 if [ "$have_torch" != "1" ]; then
   echo "[setup] installing torch==${CSEG_TORCH_VERSION:-2.13.0} first (CPU wheel)"

@@ -1,6 +1,7 @@
 """Ignite handlers used by the bundles (MLflow extras, checkpoints)."""
 
 from cseg_monai.handlers.progress import ProgressBarHandler
+from cseg_monai.handlers.validation import FinalValidationHandler
 from cseg_monai.handlers.checkpoints import TimeLimitHandler, latest_checkpoint
 from cseg_monai.handlers.mlflow_logging import (
     MLflowConfigLogger,
@@ -12,6 +13,7 @@ from cseg_monai.handlers.mlflow_logging import (
 )
 
 __all__ = [
+    "FinalValidationHandler",
     "MLflowConfigLogger",
     "MLflowValidationLogger",
     "ProgressBarHandler",

@@ -177,6 +177,14 @@ def test_resume_continues_from_last_checkpoint(phantom_isbi, tmp_path):
     assert iterations2 == 2 * iterations  # continued, not restarted
 
 
+def test_time_limit_still_validates_and_saves_a_best_model(phantom_isbi, tmp_path):
+    metrics, epochs, _ = _train(phantom_isbi, tmp_path / "tl", max_epochs=50, val_interval=100, time_limit_s=0.5,
+                                mlflow_enabled=False)
+    assert epochs < 50  # stopped by the time limit
+    assert "val_vrand_thinned" in metrics  # ... and validated once at the end
+    assert (tmp_path / "tl" / "models" / "model.pt").is_file()
+
+
 def test_same_seed_same_metrics(phantom_isbi, tmp_path):
     a = _train(phantom_isbi, tmp_path / "a", max_epochs=1, val_interval=1, mlflow_enabled=False)[0]
     b = _train(phantom_isbi, tmp_path / "b", max_epochs=1, val_interval=1, mlflow_enabled=False)[0]
