@@ -91,8 +91,8 @@ class CLI:
         written = write_phantom_dataset(
             out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, layout=layout, overwrite=overwrite
         )
-        print(f"phantom data set written to {Path(out_dir).resolve()}")
-        return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in written.items()}, default=str)[:2000]
+        summary = {k: v for k, v in written.items() if k not in ("files", "out_dir")}
+        return f"phantom data set written to {Path(out_dir).resolve()}: " + json.dumps(summary, default=str)
 
     def bundles(self) -> str:
         """List the bundles with their version and task."""
