@@ -26,3 +26,21 @@ __all__ = [
     "VRandMetric",
     "VInfoMetric",
 ]
+
+from cseg_monai.metrics.classification import (  # noqa: E402
+    AccuracyMetric,
+    KappaMetric,
+    MacroAPMetric,
+    MacroF1Metric,
+    PooledClassificationMetric,
+    classification_scores,
+)
+
+__all__ += [
+    "classification_scores",
+    "PooledClassificationMetric",
+    "AccuracyMetric",
+    "MacroF1Metric",
+    "MacroAPMetric",
+    "KappaMetric",
+]
