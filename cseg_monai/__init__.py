@@ -15,7 +15,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("bundle_support", "cli", "data", "handlers", "inferers", "metrics", "transforms")
+_SUBMODULES = ("bundle_support", "cli", "data", "handlers", "inferers", "losses", "metrics", "networks", "transforms")
 
 
 def __getattr__(name: str) -> Any:

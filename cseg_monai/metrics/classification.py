@@ -148,6 +148,7 @@ def _flatten_valid(
 # --------------------------------------------------------------------------- scores
 def _scores_from_flat(probs: np.ndarray, target: np.ndarray, n_classes: int) -> dict[str, Any]:
     """Scores of validated, pooled ``probs`` ``(N, C)`` and ``target`` ``(N,)``, ``N >= 1``."""
+    from sklearn.exceptions import UndefinedMetricWarning
     from sklearn.metrics import accuracy_score, average_precision_score, cohen_kappa_score, f1_score
 
     pred = probs.argmax(axis=1)
@@ -161,6 +162,7 @@ def _scores_from_flat(probs: np.ndarray, target: np.ndarray, n_classes: int) -> 
         per_class_ap[k] = average_precision_score(target == k, probs[:, k])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # undefined kappa (0 / 0) on older scikit-learn
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # ... and on newer ones
         kappa = float(cohen_kappa_score(target, pred, labels=labels))
     return {
         "accuracy": float(accuracy_score(target, pred)),

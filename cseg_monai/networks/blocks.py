@@ -256,8 +256,8 @@ class ConcatResidual(nn.Module):
     Example:
         >>> body = nn.Sequential(ConvBlock(2, 3, 2, dilation=3), ConvBlock(3, 3, 2, dilation=3))
         >>> short = ConvBlock(2, 5, 2, kernel_size=5, dilation=3)
-        >>> ConcatResidual(body, short)(torch.rand(1, 2, 13, 13)).shape
-        torch.Size([1, 8, 1, 1])
+        >>> ConcatResidual(body, short)(torch.rand(1, 2, 15, 15)).shape
+        torch.Size([1, 8, 3, 3])
     """
 
     def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:

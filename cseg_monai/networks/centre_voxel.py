@@ -22,8 +22,10 @@ The layers are planned per spatial axis at construction time from ``patch_size``
 * the **head** kernel equals whatever extent is left.
 
 For the nominal (isotropic) patch this reproduces the layer tables below exactly. For an ssTEM
-patch of (Z, Y, X) = (8, 32, 32), Z is pooled late or not at all and the deepest valid
-convolutions become in-plane, while Y and X follow the nominal plan. Every axis must be at
+patch of (Z, Y, X) = (8, 32, 32), Y and X follow the nominal plan while Z skips the pools it
+cannot afford (``4_conv``: Z goes 8 -> 6 -> 4 -> 2 -> 1, its two max pools skipped, its last
+conv in-plane (1x3x3), its average pool kept; ``4_conv_resnet``: Z is pooled 8 -> 4 -> 2 -> 1
+and the average pool is skipped). Every axis must be at
 least as long as the first layer's kernel (``min_extent``); smaller patches raise ``ValueError``.
 Odd extents are pooled with floor (as ``nn.MaxPoolNd`` does), so for some sizes the last
 row of a patch is not seen; ``receptive_field`` reports what the output really depends on.
@@ -36,6 +38,7 @@ outputs agree exactly only for the unpadded nets (``4_conv*``, ``dilated_conv_2_
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -58,6 +61,10 @@ __all__ = [
     "DilatedConvNet",
     "ThreeLayerNet",
 ]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _axis(value: int, applied: Sequence[bool], off: int = 1) -> tuple[int, ...]:
@@ -184,18 +191,19 @@ class CentreVoxelNet(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        if not isinstance(n_classes, int) or n_classes < 1:
+        if not _is_int(n_classes) or n_classes < 1:
             raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
-        if not isinstance(in_channels, int) or in_channels < 1:
+        if not _is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
         nominal = (nominal_extent,) * spatial_dims
         if patch_size is None:
             patch_size = nominal
         patch = tuple(patch_size)
-        if len(patch) != spatial_dims or not all(isinstance(n, int) for n in patch):
+        if len(patch) != spatial_dims or not all(_is_int(n) for n in patch):
             raise ValueError(
                 f"patch_size must be {spatial_dims} ints for spatial_dims={spatial_dims}, got {patch_size!r}"
             )
+        patch = tuple(int(n) for n in patch)
         if min(patch) < self.min_extent:
             raise ValueError(
                 f"patch_size {patch} is too small for {name!r}: every axis needs at least "
@@ -203,9 +211,9 @@ class CentreVoxelNet(nn.Module):
                 f"the nominal patch is {nominal}"
             )
         self.name = name
-        self.n_classes = n_classes
+        self.n_classes = int(n_classes)
         self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
+        self.in_channels = int(in_channels)
         self.patch_size = patch
         self.nominal_patch_size = nominal
 

@@ -168,7 +168,8 @@ class ConvNeXtCentreVoxelNet(CentreVoxelNet):
         for i, (depth, dim) in enumerate(zip(self.depths, self.dims, strict=True)):
             if i > 0:
                 k = _axis(2, plan.down(2))
-                layers.append(nn.Sequential(LayerNormChannelsFirst(self.dims[i - 1]), conv(self.dims[i - 1], dim, k, stride=k)))
+                down = nn.Sequential(LayerNormChannelsFirst(self.dims[i - 1]), conv(self.dims[i - 1], dim, k, stride=k))
+                layers.append(down)
             layers.append(self._stage(plan, dim, rates[start : start + depth]))
             start += depth
         layers.append(LayerNormChannelsFirst(self.dims[-1]))
