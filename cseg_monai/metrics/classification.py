@@ -38,6 +38,8 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
 
+from cseg_monai.metrics._tensors import to_numpy as _to_numpy
+
 __all__ = [
     "classification_scores",
     "PooledClassificationMetric",
@@ -62,18 +64,6 @@ def _check_ignore_index(ignore_index: object) -> int:
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise ValueError(f"ignore_index must be an int, got {ignore_index!r} ({type(ignore_index).__name__})")
     return int(ignore_index)
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-        if hasattr(t, "as_tensor"):  # MONAI MetaTensor -> plain tensor
-            t = t.as_tensor()
-        t = t.cpu()
-        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
-            t = t.float()  # float16 / bfloat16 have no (or an inexact) numpy counterpart
-        return t.numpy()
-    return np.asarray(x)
 
 
 def _softmax(logits: np.ndarray, axis: int) -> np.ndarray:

@@ -37,6 +37,8 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
+from cseg_monai.metrics._tensors import to_numpy as _to_numpy
+
 from cseg_monai.metrics.membrane import (
     _check_binary,
     _check_probability,
@@ -52,18 +54,6 @@ __all__ = ["PixelErrorMetric", "MembraneDiceMetric", "VRandMetric", "VInfoMetric
 
 def _identity(x: Any) -> Any:
     return x
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-        if hasattr(t, "as_tensor"):  # MONAI MetaTensor -> plain tensor
-            t = t.as_tensor()
-        t = t.cpu()
-        if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
-            t = t.float()  # float16 / bfloat16 have no (or an inexact) numpy counterpart
-        return t.numpy()
-    return np.asarray(x)
 
 
 def _channel_first_to_images(name: str, item: np.ndarray) -> list[np.ndarray]:
