@@ -2,6 +2,14 @@
 
 from cseg_monai.transforms.io import SaveTiffd, output_stem
 from cseg_monai.transforms.labels import MembraneMaskd
+from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 
-__all__ = ["MembraneMaskd", "SaveTiffd", "ValidateImaged", "ValidateSameShaped", "output_stem"]
+__all__ = [
+    "MembraneMaskd",
+    "SaveTiffd",
+    "ValidateImaged",
+    "ValidateSameShaped",
+    "output_stem",
+    "RandSparseCentreVoxelPatchd",
+]

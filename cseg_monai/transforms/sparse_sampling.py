@@ -1,0 +1,142 @@
+"""Sample context patches around sparsely labelled voxels (centre-voxel classification)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import MapTransform, Randomizable
+
+__all__ = ["RandSparseCentreVoxelPatchd"]
+
+
+class RandSparseCentreVoxelPatchd(Randomizable, MapTransform):
+    """Draw ``num_samples`` labelled voxels and cut the context patch around each one.
+
+    The image(s) under ``keys`` are channel-first ``(C, [Z,] Y, X)``; ``label_key`` holds an
+    integer map ``(1, [Z,] Y, X)`` where ``ignore_index`` marks unlabelled voxels. Voxels are
+    drawn with replacement, uniformly over labelled voxels or (``class_balanced``) first a
+    class uniformly among the classes present, then a voxel of that class. Returns a LIST of
+    dicts (MONAI multi-sample convention): each key in ``keys`` holds the ``(C, *patch_size)``
+    patch (reflect padding at the volume edge; the centre voxel sits at index ``p // 2`` per
+    axis), ``label_key`` a ``(1,)`` long tensor with the centre class and ``"centre"`` the
+    voxel coordinates (long tensor). Other keys are copied by reference.
+
+    Args:
+        keys: image keys to cut patches from.
+        label_key: key of the sparse label map.
+        patch_size: spatial patch size, 2 or 3 values (matching the image's spatial dims).
+        num_samples: how many voxels to draw per call.
+        class_balanced: balance the classes (see above).
+        ignore_index: label value of unlabelled voxels.
+        n_classes: labels must lie in ``[0, n_classes)`` or equal ``ignore_index``.
+
+    Example:
+        >>> import torch
+        >>> lab = torch.full((1, 8, 8), 255); lab[0, 2, 3] = 1
+        >>> t = RandSparseCentreVoxelPatchd(keys="image", patch_size=(5, 5), num_samples=2)
+        >>> out = t({"image": torch.rand(1, 8, 8), "label": lab})
+        >>> len(out), tuple(out[0]["image"].shape), out[0]["label"].tolist(), out[0]["centre"].tolist()
+        (2, (1, 5, 5), [1], [2, 3])
+    """
+
+    def __init__(
+        self,
+        keys: Hashable | Sequence[Hashable] = ("image",),
+        label_key: Hashable = "label",
+        patch_size: Sequence[int] = (32, 32),
+        num_samples: int = 64,
+        class_balanced: bool = False,
+        ignore_index: int = 255,
+        n_classes: int = 6,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        patch = tuple(int(p) for p in patch_size)
+        if len(patch) not in (2, 3) or any(p < 1 for p in patch):
+            raise ValueError(f"patch_size must be 2 or 3 positive ints, got {tuple(patch_size)}")
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if int(n_classes) < 1:
+            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+        if 0 <= int(ignore_index) < int(n_classes):
+            raise ValueError(f"ignore_index {ignore_index} must lie outside [0, {n_classes})")
+        if label_key in self.keys:
+            raise ValueError(f"label_key {label_key!r} must not be one of keys {self.keys}")
+        self.label_key = label_key
+        self.patch_size = patch
+        self.num_samples = int(num_samples)
+        self.class_balanced = bool(class_balanced)
+        self.ignore_index = int(ignore_index)
+        self.n_classes = int(n_classes)
+        self._centres: np.ndarray | None = None
+
+    def randomize(self, label: np.ndarray) -> None:
+        """Choose ``num_samples`` centres (``(N, ndim)`` array) among labelled voxels of ``label``."""
+        flat = label.reshape(-1)
+        if self.class_balanced:
+            present = [c for c in range(self.n_classes) if (flat == c).any()]
+            classes = self.R.choice(present, size=self.num_samples)
+            picks = np.empty(self.num_samples, dtype=np.int64)
+            for c in np.unique(classes):
+                where = np.flatnonzero(flat == c)
+                sel = classes == c
+                picks[sel] = where[self.R.randint(0, where.size, size=int(sel.sum()))]
+        else:
+            where = np.flatnonzero(flat != self.ignore_index)
+            picks = where[self.R.randint(0, where.size, size=self.num_samples)]
+        self._centres = np.stack(np.unravel_index(picks, label.shape), axis=1)
+
+    def _check_label(self, data: Mapping) -> np.ndarray:
+        if self.label_key not in data:
+            raise KeyError(f"label_key {self.label_key!r} not in data (keys {list(data)})")
+        label = np.asarray(torch.as_tensor(data[self.label_key]).detach().cpu())
+        nd = len(self.patch_size)
+        if label.ndim != nd + 1 or label.shape[0] != 1:
+            axes = "Z, Y, X" if nd == 3 else "Y, X"
+            raise ValueError(f"label must be (1, {axes}) for patch_size {self.patch_size}, got shape {label.shape}")
+        if label.dtype.kind == "f" and not np.array_equal(label, np.round(label)):
+            raise ValueError("label must hold integer class ids, found non-integer values")
+        label = label[0].astype(np.int64)
+        values = np.unique(label)
+        bad = values[((values < 0) | (values >= self.n_classes)) & (values != self.ignore_index)]
+        if bad.size:
+            raise ValueError(
+                f"label values {bad[:10].tolist()} outside [0, {self.n_classes}) and not ignore_index {self.ignore_index}"
+            )
+        if not (label != self.ignore_index).any():
+            raise ValueError(f"label has no labelled voxel: every voxel is ignore_index {self.ignore_index}")
+        return label
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
+        label = self._check_label(data)
+        images = {}
+        for key in self.key_iterator(dict(data)):
+            img = np.asarray(torch.as_tensor(data[key]).detach().cpu())
+            if img.ndim != label.ndim + 1 or img.shape[1:] != label.shape:
+                raise ValueError(
+                    f"{key!r} shape {img.shape} must be (C, *{label.shape}) to match label {self.label_key!r}"
+                )
+            images[key] = img
+        self.randomize(label)
+        centres = self._centres
+        before = [p // 2 for p in self.patch_size]
+        after = [p - 1 - p // 2 for p in self.patch_size]
+        grids = np.ix_(*[np.arange(p) for p in self.patch_size])
+        # index arrays (N, p0, p1[, p2]) per axis: centre + offset in padded coordinates
+        idx = tuple(centres[:, a].reshape((-1,) + (1,) * len(grids)) + grids[a][None] for a in range(len(grids)))
+        patches = {}
+        for key, img in images.items():
+            padded = np.pad(img, [(0, 0)] + list(zip(before, after)), mode="reflect")
+            patches[key] = np.moveaxis(padded[(slice(None),) + idx], 0, 1)  # (N, C, *patch)
+        classes = label[tuple(centres.T)]
+        out = []
+        for n in range(self.num_samples):
+            item = dict(data)
+            for key in images:
+                item[key] = torch.from_numpy(np.ascontiguousarray(patches[key][n]))
+            item[self.label_key] = torch.tensor([classes[n]], dtype=torch.long)
+            item["centre"] = torch.as_tensor(centres[n], dtype=torch.long)
+            out.append(item)
+        return out
