@@ -159,6 +159,13 @@ class PatchPlanner:
         return kernel
 
 
+def _norm_variant(base: str, norm: str) -> str:
+    """The registry name of a backbone family's ``norm`` variant (``"batch"`` or ``"layer"`` -> ``_ln``)."""
+    if norm not in ("batch", "layer"):
+        raise ValueError(f"norm must be 'batch' or 'layer', got {norm!r}")
+    return base if norm == "batch" else f"{base}_ln"
+
+
 class CentreVoxelNet(nn.Module):
     """Base class: ``head(backbone(x))`` with a backbone planned for ``patch_size``.
 
@@ -291,9 +298,7 @@ class FourConvNet(CentreVoxelNet):
         patch_size: Sequence[int] | None = None,
         norm: str = "batch",
     ) -> None:
-        if norm not in ("batch", "layer"):
-            raise ValueError(f"norm must be 'batch' or 'layer', got {norm!r}")
-        name = "4_conv" if norm == "batch" else "4_conv_ln"
+        name = _norm_variant("4_conv", norm)
         super().__init__(n_classes, spatial_dims, in_channels, patch_size, 32, name)
         self.norm = norm
         self._assemble()
@@ -360,9 +365,7 @@ class FourConvResNet(CentreVoxelNet):
         patch_size: Sequence[int] | None = None,
         norm: str = "batch",
     ) -> None:
-        if norm not in ("batch", "layer"):
-            raise ValueError(f"norm must be 'batch' or 'layer', got {norm!r}")
-        name = "4_conv_resnet" if norm == "batch" else "4_conv_resnet_ln"
+        name = _norm_variant("4_conv_resnet", norm)
         super().__init__(n_classes, spatial_dims, in_channels, patch_size, 32, name)
         self.norm = norm
         self._assemble()
