@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["bundle_root", "bundles_dir", "list_bundles", "default_device", "run_name"]
+__all__ = ["bundle_root", "bundles_dir", "list_bundles", "default_device", "run_name", "shutdown_distributed"]
 
 
 def bundles_dir() -> Path:
@@ -191,3 +191,48 @@ def check_config_keys(bundle_dir: str | os.PathLike, config: dict | None = None)
     raise KeyError(
         f"unknown config key{plural} {', '.join(parts)}: no config file of {Path(bundle_dir).name} defines it"
     )
+
+
+def shutdown_distributed(*modules: object) -> bool:
+    """End a ``torch.distributed`` run cleanly: barrier, release the process group, re-sync Ignite.
+
+    ``dist.destroy_process_group`` only drops the registry's reference; a
+    ``DistributedDataParallel`` wrapper keeps its own (through its reducer), so the Gloo
+    process group used to be destroyed during interpreter shutdown, when its worker threads
+    can no longer be joined safely -- one rank then aborted with "terminate called without an
+    active exception" after a successful run. Here the wrappers' references are dropped and
+    the group is destroyed and garbage-collected while the interpreter is fully alive.
+
+    Args:
+        modules: ``DistributedDataParallel`` wrappers (or anything else, ignored) to release.
+
+    Returns:
+        ``True`` if a process group was shut down, ``False`` if none was initialised.
+
+    Example:
+        >>> shutdown_distributed()  # no process group: nothing to do
+        False
+    """
+    import gc
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.barrier()
+    for module in modules:
+        if isinstance(module, DistributedDataParallel):
+            for attr in ("reducer", "logger", "process_group"):
+                if attr in module.__dict__:
+                    module.__dict__[attr] = None
+    dist.destroy_process_group()
+    try:
+        import ignite.distributed as idist
+
+        idist.sync()  # back to Ignite's serial model: it must not hold the destroyed group
+    except ImportError:  # pragma: no cover - ignite is a dependency
+        pass
+    gc.collect()
+    return True

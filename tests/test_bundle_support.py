@@ -40,3 +40,27 @@ def test_known_keys_and_bad_json(tmp_path):
 def test_list_bundles_and_run_name():
     assert "isbi2012_em_membrane_segmentation" in bundle_support.list_bundles()
     assert bundle_support.run_name("eval").startswith("eval_")
+
+
+def test_shutdown_distributed_releases_a_real_gloo_group(tmp_path):
+    """A one-process Gloo group wrapped in DDP: shut down while the interpreter is alive."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    assert bundle_support.shutdown_distributed() is False  # nothing initialised
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(torch.nn.Linear(3, 2))
+        ddp(torch.rand(4, 3)).sum().backward()  # the reducer really ran
+        assert ddp.reducer is not None
+        assert bundle_support.shutdown_distributed(ddp, "not a module") is True
+        assert not dist.is_initialized()
+        assert ddp.reducer is None and ddp.process_group is None
+        import ignite.distributed as idist
+
+        assert idist.get_world_size() == 1 and idist.model_name() == "serial"
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
