@@ -71,6 +71,7 @@ __all__ = [
     "Phantom",
     "make_phantom",
     "write_phantom_dataset",
+    "write_organelle_dataset",
 ]
 
 CYTOPLASM = 0
@@ -883,3 +884,58 @@ def write_phantom_dataset(
         "n_files": sum(len(v) for v in files.values()),
         "membrane_fraction": float(np.mean(mem_fracs)) if mem_fracs else 0.0,
     }
+
+
+def write_organelle_dataset(
+    out_dir: str | os.PathLike[str],
+    n_slices: int = 8,
+    shape: Sequence[int] = (256, 256),
+    seed: int = 0,
+    labelled_fraction: float = 1.0,
+    **phantom_kwargs: Any,
+) -> str:
+    """Write 2D (or 3D) phantoms in the organelle ``folder`` layout and return ``out_dir``.
+
+    Layout (see :mod:`cseg_monai.data.datasets.organelles`)::
+
+        out_dir/images/{i}.tif   uint8 grey slice (or volume)
+        out_dir/labels/{i}.tif   uint8 class ids (:data:`CLASS_NAMES`), 255 = unlabelled
+
+    Item ``i`` comes from ``seed + i``. With ``labelled_fraction < 1`` only that fraction of the
+    rows (2D) or planes (3D) keeps its labels, the rest is 255 (sparse labels). Files are
+    written atomically; existing files of the same names are replaced.
+
+    Args:
+        out_dir: target folder (created).
+        n_slices: number of items, >= 1.
+        shape: ``(Y, X)`` or ``(Z, Y, X)`` of each item, every axis >= 16.
+        seed: base seed.
+        labelled_fraction: fraction of rows/planes kept labelled, in (0, 1].
+        **phantom_kwargs: passed to :func:`make_phantom`.
+
+    Example:
+        >>> import tempfile, tifffile
+        >>> root = write_organelle_dataset(tempfile.mkdtemp(), n_slices=1, shape=(64, 64))
+        >>> bool(tifffile.imread(root + "/labels/0.tif").max() <= 5)
+        True
+    """
+    from cseg_monai.data.writers import write_tiff
+
+    if not _is_int(n_slices) or n_slices < 1:
+        raise ValueError(f"n_slices must be a positive int, got {n_slices!r}")
+    if not _is_real(labelled_fraction) or not 0 < labelled_fraction <= 1:
+        raise ValueError(f"labelled_fraction must lie in (0, 1], got {labelled_fraction!r}")
+    shape = _check_shape(shape)
+    root = Path(out_dir)
+    for i in range(int(n_slices)):
+        ph = make_phantom(shape, seed=int(seed) + i, **phantom_kwargs)
+        labels = ph.semantic.astype(np.uint8).copy()
+        if labelled_fraction < 1:
+            rng = np.random.default_rng(int(seed) + 10_000 + i)
+            n = labels.shape[0]
+            keep = np.zeros(n, dtype=bool)
+            keep[rng.choice(n, max(1, round(labelled_fraction * n)), replace=False)] = True
+            labels[~keep] = 255
+        write_tiff(root / "images" / f"{i}.tif", ph.image)
+        write_tiff(root / "labels" / f"{i}.tif", labels)
+    return str(root)

@@ -68,7 +68,14 @@ import torch.nn.functional as F
 from monai.inferers import Inferer
 from torch import nn
 
-from cseg_monai.networks.blocks import ConcatResidual, DropPath, LayerNormChannelsFirst, LayerScale, Residual
+from cseg_monai.networks.blocks import (
+    CentreCrop,
+    ConcatResidual,
+    DropPath,
+    LayerNormChannelsFirst,
+    LayerScale,
+    Residual,
+)
 from cseg_monai.networks.centre_voxel import CentreVoxelNet
 
 __all__ = ["CentreVoxelInferer", "DenseCentreVoxelNet", "centre_voxel_per_patch", "dense_rewrite", "reflect_indices"]
@@ -242,6 +249,9 @@ def _rewrite(module: nn.Module, jump: Ints, reach: Ints, where: str) -> tuple[nn
             layer, jump, reach = _rewrite(child, jump, reach, f"{where}.{name}")
             layers.append(layer)
         return nn.Sequential(*layers), jump, reach
+    if isinstance(module, CentreCrop):
+        crop = tuple(c * j for c, j in zip(module.crop, jump, strict=True))
+        return CentreCrop(crop), jump, tuple(r + 2 * c for r, c in zip(reach, crop, strict=True))
     if isinstance(module, (Residual, ConcatResidual)):
         body, jb, rb = _rewrite(module.body, jump, reach, f"{where}.body")
         short, js, rs = _rewrite(module.shortcut, jump, reach, f"{where}.shortcut")

@@ -21,6 +21,7 @@ import torch  # noqa: F401  (used by the doctest above)
 from torch import nn
 
 from cseg_monai.networks.blocks import (
+    CentreCrop,
     ConcatResidual,
     ConvBlock,
     DropPath,
@@ -56,6 +57,7 @@ __all__ = [
     "DropPath",
     "Residual",
     "ConcatResidual",
+    "CentreCrop",
 ]
 
 # name -> (class, fixed keyword arguments, nominal extent per axis)
@@ -64,6 +66,8 @@ _REGISTRY: dict[str, tuple[type[CentreVoxelNet], dict[str, Any], int]] = {
     "4_conv_ln": (FourConvNet, {"norm": "layer"}, 32),
     "4_conv_resnet": (FourConvResNet, {"norm": "batch"}, 32),
     "4_conv_resnet_ln": (FourConvResNet, {"norm": "layer"}, 32),
+    "4_conv_resnet_valid": (FourConvResNet, {"norm": "batch", "padding": "valid"}, 102),
+    "4_conv_resnet_valid_ln": (FourConvResNet, {"norm": "layer", "padding": "valid"}, 102),
     "dilated_conv_2_layer": (DilatedConvNet, {"pooling": True}, 32),
     "dilated_conv_2_layer_16": (DilatedConvNet, {"pooling": False}, 16),
     "3_layer_8": (ThreeLayerNet, {}, 8),

@@ -248,6 +248,34 @@ class Residual(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
+class CentreCrop(nn.Module):
+    """Crop ``crop[i]`` voxels from both ends of spatial axis ``i``: the shortcut of a valid residual.
+
+    An unpadded body shrinks each axis by ``2 * crop``; cropping the identity path by the same
+    amount keeps the two paths aligned on the same centre voxels.
+
+    Example:
+        >>> CentreCrop((2, 1))(torch.rand(1, 3, 9, 9)).shape
+        torch.Size([1, 3, 5, 7])
+    """
+
+    def __init__(self, crop: tuple[int, ...]) -> None:
+        super().__init__()
+        crop = tuple(int(c) for c in crop)
+        if not crop or any(c < 0 for c in crop):
+            raise ValueError(f"crop must be non-negative ints, one per spatial axis, got {crop!r}")
+        self.crop = crop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != len(self.crop) + 2:
+            raise ValueError(f"CentreCrop{self.crop} expects {len(self.crop) + 2}-D input, got {tuple(x.shape)}")
+        index = (slice(None), slice(None)) + tuple(slice(c, n - c) for c, n in zip(self.crop, x.shape[2:]))
+        return x[index]
+
+    def extra_repr(self) -> str:
+        return f"crop={self.crop}"
+
+
 class ConcatResidual(nn.Module):
     """``cat([body(x), shortcut(x)], dim=1)``: a residual that keeps both paths' channels.
 

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from cseg_monai.networks.blocks import (
+    CentreCrop,
     ConcatResidual,
     ConvBlock,
     Residual,
@@ -320,6 +321,12 @@ class FourConvNet(CentreVoxelNet):
 class FourConvResNet(CentreVoxelNet):
     """``4_conv_resnet`` / ``4_conv_resnet_ln``: padded ConvBlocks with residual pairs.
 
+    ``padding="valid"`` (``4_conv_resnet_valid`` / ``4_conv_resnet_valid_ln``) builds the same
+    layer list with unpadded convolutions and identity shortcuts centre-cropped to the body's
+    output (:class:`~cseg_monai.networks.blocks.CentreCrop`). That net is translation
+    equivariant, so :class:`~cseg_monai.inferers.CentreVoxelInferer` runs it densely with
+    exactly the per-patch result; its nominal patch is 102 per axis (layer table below).
+
     ConvBlock = conv(k3, padding 1) -> norm -> LeakyReLU(0.01). A residual pair is
     ``Residual(Sequential(ConvBlock(c, c), ConvBlock(c, c)))`` = ``x + body(x)`` (identity
     skip, no activation after the sum). The padding sees zeros at the patch border, so dense
@@ -344,17 +351,39 @@ class FourConvResNet(CentreVoxelNet):
 
     Receptive field (theoretical, padded) at 32: 118 per axis.
 
+    ``padding="valid"`` (nominal patch 102 per axis)::
+
+        layer         module                    channels  spatial
+        input         -                         1         102
+        backbone.0    ConvBlock                 16        100
+        backbone.1    MaxPool                   16        50
+        backbone.2    ConvBlock                 32        48
+        backbone.3    Residual(pair, crop 2)    32        44
+        backbone.4    MaxPool                   32        22
+        backbone.5    ConvBlock                 64        20
+        backbone.6    Residual(pair, crop 2)    64        16
+        backbone.7    MaxPool                   64        8
+        backbone.8    ConvBlock                 128       6
+        backbone.9    Residual(pair, crop 2)    128       2
+        backbone.10   AvgPool                   128       1
+        head          Conv k1                   n_classes 1
+
+    Receptive field at 102: 102 per axis (exactly the patch).
+
     Args:
         n_classes: output classes.
         spatial_dims: 2 or 3.
         in_channels: input channels.
         patch_size: input patch (default 32 per axis); anisotropic sizes follow the module rule.
         norm: ``"batch"`` (``4_conv_resnet``) or ``"layer"`` (``4_conv_resnet_ln``).
+        padding: ``"same"`` (the seed project's net) or ``"valid"`` (dense-exact, see above).
 
     Example:
         >>> net = FourConvResNet(n_classes=3, spatial_dims=2).eval()
         >>> net(torch.rand(1, 1, 32, 32)).shape
         torch.Size([1, 3, 1, 1])
+        >>> FourConvResNet(n_classes=3, spatial_dims=2, padding="valid").patch_size
+        (102, 102)
     """
 
     def __init__(
@@ -364,17 +393,32 @@ class FourConvResNet(CentreVoxelNet):
         in_channels: int = 1,
         patch_size: Sequence[int] | None = None,
         norm: str = "batch",
+        padding: str = "same",
     ) -> None:
-        name = _norm_variant("4_conv_resnet", norm)
-        super().__init__(n_classes, spatial_dims, in_channels, patch_size, 32, name)
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+        base = "4_conv_resnet" if padding == "same" else "4_conv_resnet_valid"
+        name = _norm_variant(base, norm)
+        super().__init__(n_classes, spatial_dims, in_channels, patch_size, 32 if padding == "same" else 102, name)
         self.norm = norm
+        self.padding = padding
         self._assemble()
 
     def _block(self, plan: PatchPlanner, cin: int, cout: int) -> ConvBlock:
-        return ConvBlock(cin, cout, self.spatial_dims, **plan.conv(3, padding=1), norm=self.norm)
+        pad = 1 if self.padding == "same" else 0
+        return ConvBlock(cin, cout, self.spatial_dims, **plan.conv(3, padding=pad), norm=self.norm)
 
     def _pair(self, plan: PatchPlanner, c: int) -> Residual:
-        return Residual(nn.Sequential(self._block(plan, c, c), self._block(plan, c, c)))
+        body = nn.Sequential(self._block(plan, c, c), self._block(plan, c, c))
+        if self.padding == "same":
+            return Residual(body)
+        # the body shrinks each axis by the sum of its convs' reaches; crop the identity to match
+        reach = [0] * self.spatial_dims
+        for block in body:
+            conv = block.conv
+            for i, (k, d) in enumerate(zip(conv.kernel_size, conv.dilation, strict=True)):
+                reach[i] += d * (k - 1)
+        return Residual(body, CentreCrop(tuple(r // 2 for r in reach)))
 
     def build_backbone(self, plan: PatchPlanner) -> tuple[list[nn.Module], int]:
         layers = [

@@ -1,6 +1,8 @@
 """MONAI dictionary transforms of cseg-monai (label conversions, checks, writers)."""
 
+from cseg_monai.transforms.centre_voxel_tiles import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
 from cseg_monai.transforms.io import SaveTiffd, output_stem
+from cseg_monai.transforms.organelles import LoadOrganelled
 from cseg_monai.transforms.labels import MembraneMaskd
 from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
@@ -12,4 +14,9 @@ __all__ = [
     "ValidateSameShaped",
     "output_stem",
     "RandSparseCentreVoxelPatchd",
+    "RandCentreVoxelTiled",
+    "CentreVoxelTiled",
+    "CentreVoxelGridd",
+    "tile_size",
+    "LoadOrganelled",
 ]

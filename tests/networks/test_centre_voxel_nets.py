@@ -11,6 +11,7 @@ from torch import nn
 
 from cseg_monai.networks import (
     BACKBONES,
+    CentreCrop,
     ConcatResidual,
     ConvBlock,
     ConvNeXtBlock,
@@ -34,6 +35,7 @@ ALLOWED = (
     nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool2d, nn.AvgPool3d,
     nn.BatchNorm2d, nn.BatchNorm3d, LayerNormChannelsFirst, LayerScale, DropPath,
     nn.LeakyReLU, nn.GELU, nn.Identity, nn.Sequential, ConvBlock, Residual, ConcatResidual, ConvNeXtBlock,
+    CentreCrop,
 )  # fmt: skip
 
 
