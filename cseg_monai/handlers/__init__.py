@@ -2,6 +2,7 @@
 
 from cseg_monai.handlers.progress import ProgressBarHandler
 from cseg_monai.handlers.validation import FinalValidationHandler
+from cseg_monai.handlers.class_scores import ClassScoresSaver
 from cseg_monai.handlers.checkpoints import TimeLimitHandler, latest_checkpoint
 from cseg_monai.handlers.mlflow_logging import (
     MLflowConfigLogger,
@@ -9,10 +10,12 @@ from cseg_monai.handlers.mlflow_logging import (
     active_bundle_config,
     find_run_id,
     flatten_config,
+    class_overlay_picture,
     overlay_picture,
 )
 
 __all__ = [
+    "ClassScoresSaver",
     "FinalValidationHandler",
     "MLflowConfigLogger",
     "MLflowValidationLogger",
@@ -23,4 +26,5 @@ __all__ = [
     "flatten_config",
     "latest_checkpoint",
     "overlay_picture",
+    "class_overlay_picture",
 ]

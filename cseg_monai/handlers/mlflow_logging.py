@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ __all__ = [
     "flatten_config",
     "active_bundle_config",
     "overlay_picture",
+    "class_overlay_picture",
+    "CLASS_COLOURS",
     "MLflowConfigLogger",
     "MLflowValidationLogger",
 ]
@@ -230,6 +233,75 @@ def overlay_picture(image: Any, prob: Any, label: Any | None = None, threshold: 
     return (pic * 255).round().astype(np.uint8)
 
 
+#: RGB colours (0..1) of the organelle classes 0..5 in class pictures.
+CLASS_COLOURS = np.array(
+    [[0.55, 0.55, 0.55], [1.0, 0.85, 0.1], [0.1, 0.75, 0.2], [0.1, 0.45, 1.0], [1.0, 0.1, 0.1], [0.85, 0.2, 0.95]]
+)
+
+
+def class_overlay_picture(
+    image: Any,
+    prob: Any,
+    label: Any | None = None,
+    grid: tuple[Sequence[int], Sequence[int]] | None = None,
+    ignore_index: int = 255,
+    alpha: float = 0.45,
+) -> np.ndarray:
+    """An RGB picture ``image | predicted classes | ground truth`` (classes coloured over the image).
+
+    Colours: :data:`CLASS_COLOURS` (cytoplasm grey, membrane yellow, mitochondrion green,
+    mitochondrion membrane blue, synapse red, vesicle magenta; more classes cycle); unlabelled
+    ground truth (``ignore_index``) shows the bare image.
+
+    Args:
+        image: ``(C, [Z,] Y, X)`` image (the middle plane of a volume is shown).
+        prob: ``(n_classes, [Z,] Y, X)`` class probabilities or logits (argmax is shown).
+        label: ``(1, [Z,] Y, X)`` class ids, or ``None``.
+        grid: ``(patch_size, strides)`` when ``prob``/``label`` are the grid output of a
+            centre-voxel net on the tile ``image`` (see
+            :mod:`cseg_monai.transforms.centre_voxel_tiles`): the image is then sampled at the
+            grid's centre voxels so the three panels align.
+        ignore_index: unlabelled value of ``label``.
+        alpha: opacity of the class colours.
+
+    Returns:
+        ``uint8`` array ``(Y, 3 * X + 8, 3)`` (grid pictures are enlarged to >= 256 rows).
+
+    Example:
+        >>> class_overlay_picture(np.random.rand(1, 8, 8), np.random.rand(6, 8, 8), np.zeros((1, 8, 8))).shape
+        (8, 32, 3)
+    """
+    img = _to_numpy(image)
+    if grid is not None:
+        patch, strides = grid
+        index = (slice(None),) + tuple(
+            slice(p // 2, p // 2 + s * n, s) for p, s, n in zip(patch, strides, _to_numpy(prob).shape[1:])
+        )
+        img = img[index]
+    img = _middle_slice(img)
+    p = _to_numpy(prob)
+    cls = p.argmax(axis=0)
+    while cls.ndim > 2:
+        cls = cls[cls.shape[0] // 2]
+    lo, hi = np.percentile(img, (0.5, 99.5))
+    grey = np.repeat(np.clip((img - lo) / max(hi - lo, 1e-8), 0, 1)[..., None], 3, axis=-1)
+    colours = CLASS_COLOURS[np.arange(max(int(p.shape[0]), 1)) % len(CLASS_COLOURS)]
+    pred = (1 - alpha) * grey + alpha * colours[cls]
+    panels = [grey, pred]
+    if label is not None:
+        lab = _middle_slice(_to_numpy(label)).astype(np.int64)
+        known = (lab != ignore_index) & (lab >= 0) & (lab < len(colours))
+        gt = grey.copy()
+        gt[known] = (1 - alpha) * grey[known] + alpha * colours[lab[known]]
+        panels.append(gt)
+    gap = np.ones((grey.shape[0], 4, 3))
+    pic = np.concatenate([x for panel in panels for x in (panel, gap)][:-1], axis=1)
+    if grid is not None and pic.shape[0] < 256:
+        scale = -(-256 // pic.shape[0])
+        pic = np.repeat(np.repeat(pic, scale, axis=0), scale, axis=1)
+    return (np.clip(pic, 0, 1) * 255).round().astype(np.uint8)
+
+
 class MLflowValidationLogger:
     """After each validation: overlay PNG, learning curve PNG and improved best checkpoint to MLflow.
 
@@ -244,6 +316,10 @@ class MLflowValidationLogger:
             logged by MONAI's handler under ``loss_name``).
         loss_name: name of the per-iteration training loss in MLflow.
         image_key, pred_key, label_key: keys of the evaluator's output items.
+        picture: ``"membrane"`` (:func:`overlay_picture`, binary foreground) or ``"classes"``
+            (:func:`class_overlay_picture`, multi-class argmax).
+        picture_grid: ``(patch_size, strides)`` for ``"classes"`` pictures of centre-voxel
+            grid outputs (see :func:`class_overlay_picture`).
 
     Example:
         In ``validate#handlers``, after the ``MLFlowHandler`` and the ``CheckpointSaver``::
@@ -265,7 +341,13 @@ class MLflowValidationLogger:
         image_key: str = "image",
         pred_key: str = "pred",
         label_key: str = "label",
+        picture: str = "membrane",
+        picture_grid: tuple[Sequence[int], Sequence[int]] | None = None,
     ) -> None:
+        if picture not in ("membrane", "classes"):
+            raise ValueError(f"picture must be 'membrane' or 'classes', got {picture!r}")
+        self.picture = picture
+        self.picture_grid = picture_grid
         self.lookup = _RunLookup(tracking_uri, experiment_name, run_name)
         self.plot_dir = Path(output_dir) / "plots"
         self.best_checkpoint = None if best_checkpoint is None else Path(best_checkpoint)
@@ -299,7 +381,11 @@ class MLflowValidationLogger:
 
             path = self.plot_dir / f"val_overlay_epoch{epoch:04d}.png"
             with atomic_path(path) as tmp:
-                Image.fromarray(overlay_picture(*self._sample)).save(tmp, format="PNG")
+                if self.picture == "classes":
+                    pic = class_overlay_picture(*self._sample, grid=self.picture_grid)
+                else:
+                    pic = overlay_picture(*self._sample)
+                Image.fromarray(pic).save(tmp, format="PNG")
             if run_id:
                 client.log_artifact(run_id, str(path), artifact_path="overlays")
         if run_id:

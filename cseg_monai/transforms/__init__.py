@@ -2,7 +2,7 @@
 
 from cseg_monai.transforms.centre_voxel_tiles import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
 from cseg_monai.transforms.io import SaveTiffd, output_stem
-from cseg_monai.transforms.organelles import LoadOrganelled
+from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
 from cseg_monai.transforms.labels import MembraneMaskd
 from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
@@ -19,4 +19,5 @@ __all__ = [
     "CentreVoxelGridd",
     "tile_size",
     "LoadOrganelled",
+    "ScaleOrganelleIntensityd",
 ]

@@ -225,7 +225,9 @@ class CentreVoxelTiled(_TileBase):
     The tile starts at ``-p // 2`` (reflect padding) and has ``g = ceil(n / s)`` grid points per
     axis, so the net's output on it predicts every ``s``-th voxel: an unbiased subsample of
     the labelled voxels for cheap validation (the dense answer is
-    :class:`~cseg_monai.inferers.CentreVoxelInferer`'s).
+    :class:`~cseg_monai.inferers.CentreVoxelInferer`'s). With ``shifts`` (a list of per-axis
+    offsets in ``[0, s)``) it returns a LIST of such tiles, the grid of each moved by its
+    shift (voxels ``shift + k s``), to validate on more voxels at the same cost per voxel.
 
     Example:
         >>> out = CentreVoxelTiled("image", patch_size=(9, 9), strides=(2, 2))(
@@ -242,14 +244,25 @@ class CentreVoxelTiled(_TileBase):
         strides: Sequence[int] = (16, 16),
         ignore_index: int = 255,
         n_classes: int = 6,
+        shifts: Sequence[Sequence[int]] | None = None,
     ) -> None:
         _TileBase.__init__(self, keys, label_key, patch_size, strides, ignore_index, n_classes)
+        self.shifts = None
+        if shifts is not None:
+            self.shifts = [_ints("shift", s, len(self.patch_size), minimum=0) for s in shifts]
+            if not self.shifts or any(a >= s for sh in self.shifts for a, s in zip(sh, self.strides)):
+                raise ValueError(f"shifts must be a non-empty list of offsets in [0, strides {self.strides}), got {shifts}")
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any] | list[dict[Hashable, Any]]:
         label, images = self._arrays(data)
-        grid = [-(-n // s) for n, s in zip(label.shape[1:], self.strides)]
-        size = tile_size(self.patch_size, self.strides, grid)
-        return self._tile(data, label, images, [-(p // 2) for p in self.patch_size], size)
+        out = []
+        for shift in self.shifts or [(0,) * len(self.patch_size)]:
+            # every shifted grid has the same size (so the tiles batch): ceil((n - max shift) / s)
+            grid = [max(1, -(-(n - max(sh[a] for sh in (self.shifts or [shift]))) // s))
+                    for a, (n, s) in enumerate(zip(label.shape[1:], self.strides))]
+            size = tile_size(self.patch_size, self.strides, grid)
+            out.append(self._tile(data, label, images, [sh - p // 2 for sh, p in zip(shift, self.patch_size)], size))
+        return out if self.shifts is not None else out[0]
 
 
 class CentreVoxelGridd(MapTransform):

@@ -9,9 +9,10 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from cseg_monai.data.datasets.organelles import load_item
+from cseg_monai.data.datasets.organelles import load_item, scale_image
+from cseg_monai.transforms._meta import source_name
 
-__all__ = ["LoadOrganelled"]
+__all__ = ["LoadOrganelled", "ScaleOrganelleIntensityd"]
 
 
 class LoadOrganelled(MapTransform):
@@ -45,4 +46,26 @@ class LoadOrganelled(MapTransform):
         meta = {"filename_or_obj": str(d[self.image_key]), "kind": d.get("kind", "folder")}
         d[self.image_key] = MetaTensor(torch.from_numpy(image), meta=dict(meta))
         d[self.label_key] = MetaTensor(torch.from_numpy(label), meta=dict(meta))
+        return d
+
+
+class ScaleOrganelleIntensityd(MapTransform):
+    """Scale images as the organelle bundle trains on them: uint8 / 255, other dtypes min-max.
+
+    Apply it to images read as stored (``LoadImaged(..., dtype=None)``): the dtype decides.
+
+    Example:
+        >>> import numpy as np
+        >>> out = ScaleOrganelleIntensityd("image")({"image": np.array([[[0, 51]]], np.uint8)})
+        >>> [round(v, 2) for v in out["image"].flatten().tolist()]
+        [0.0, 0.2]
+    """
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+            scaled = torch.from_numpy(scale_image(arr, source_name(d, key)))
+            d[key] = MetaTensor(scaled, meta=dict(value.meta)) if isinstance(value, MetaTensor) else scaled
         return d

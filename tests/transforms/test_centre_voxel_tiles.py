@@ -89,3 +89,14 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="tile size"):
         CentreVoxelGridd("label", (9, 9), (2, 2))({"label": torch.zeros(1, 10, 10)})
     assert tile_size((9,), (2,), (4,)) == (15,)
+
+
+def test_shifted_validation_tiles_cover_other_voxels_and_batch():
+    label = torch.arange(70).reshape(1, 7, 10) % 6
+    t = CentreVoxelTiled("image", patch_size=(5, 5), strides=(3, 3), shifts=[[0, 0], [1, 2]])
+    tiles = t({"image": torch.rand(1, 7, 10), "label": label})
+    grids = [CentreVoxelGridd("label", (5, 5), (3, 3))(x)["label"] for x in tiles]
+    assert grids[0].shape == grids[1].shape == (1, 2, 3)  # same size: they batch together
+    assert torch.equal(grids[1][0], label[0, 1::3, 2::3][:2, :3])
+    with pytest.raises(ValueError, match="shifts"):
+        CentreVoxelTiled("image", patch_size=(5, 5), strides=(3, 3), shifts=[[3, 0]])

@@ -31,7 +31,7 @@ import numpy as np
 
 from cseg_monai.data.readers import list_images, load_image
 
-__all__ = ["KINDS", "IGNORE", "N_CLASSES", "datalist", "load_item"]
+__all__ = ["KINDS", "IGNORE", "N_CLASSES", "datalist", "load_item", "scale_image"]
 
 KINDS = ("folder", "epfl_ca1", "drosophila_vnc")
 IGNORE = 255
@@ -164,16 +164,28 @@ def load_item(item: dict) -> tuple[np.ndarray, np.ndarray]:
         source = item["label"]
         if image.shape != label.shape:
             raise ValueError(f"{item['label']}: label shape {label.shape} differs from image {item['image']} {image.shape}")
-    image = np.asarray(image)
-    if image.size == 0:
-        raise ValueError(f"{item['image']}: empty image")
-    if image.dtype == np.uint8:
-        scaled = image.astype(np.float32) / 255.0
-    else:
-        scaled = image.astype(np.float32)
-        if not np.all(np.isfinite(scaled)):
-            raise ValueError(f"{item['image']}: image holds NaN or infinite values")
-        lo, hi = float(scaled.min()), float(scaled.max())
-        scaled = (scaled - lo) / (hi - lo) if hi > lo else np.zeros_like(scaled)
+    scaled = scale_image(image, item["image"])
     label = _check_labels(np.asarray(label), source)
     return scaled[None], label[None]
+
+
+def scale_image(image: np.ndarray, source: str = "<image>") -> np.ndarray:
+    """The organelle bundle's intensity scaling: uint8 / 255, other dtypes min-max to [0, 1].
+
+    Raises:
+        ValueError: empty image, NaN or infinite values (``source`` is named).
+
+    Example:
+        >>> scale_image(np.array([[0, 255]], np.uint8)).tolist(), scale_image(np.array([[2.0, 4.0]])).tolist()
+        ([[0.0, 1.0]], [[0.0, 1.0]])
+    """
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError(f"{source}: empty image")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / np.float32(255.0)
+    scaled = image.astype(np.float32)
+    if not np.all(np.isfinite(scaled)):
+        raise ValueError(f"{source}: image holds NaN or infinite values")
+    lo, hi = float(scaled.min()), float(scaled.max())
+    return (scaled - lo) / np.float32(hi - lo) if hi > lo else np.zeros_like(scaled)

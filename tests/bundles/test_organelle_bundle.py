@@ -1,0 +1,241 @@
+"""The organelle centre-voxel bundle end to end on phantom data (folder layout), in-process.
+
+Train (tile training, grid validation, MLflow), evaluate (dense CentreVoxelInferer, per-class
+scores), inference (STEM_prob.tif / STEM_labels.tif), the UNet override, a 3D run, metadata,
+the shipped weights, and a two-process torchrun on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cseg_monai.data.phantom import write_organelle_dataset
+from conftest import BUNDLES, ROOT
+
+BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
+CONFIGS = BUNDLE / "configs"
+TINY = {
+    "dataset": "folder",
+    "grid_size": 2,
+    "num_samples": 2,
+    "batch_size": 2,
+    "num_workers": 0,
+    "train_indices": [0, 1, 2],
+    "val_indices": [3],
+    "val_shifts": [[0, 0], [8, 8]],
+    "progress_bar": False,
+    "mlflow_experiment_name": "tests",
+}
+
+
+def _workflow(configs, workflow_type, **override):
+    from monai.bundle import ConfigWorkflow
+
+    files = [str(CONFIGS / c) for c in configs]
+    return ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=workflow_type,
+        **override,
+    )
+
+
+def _run(wf):
+    wf.initialize()
+    assert wf.check_properties() in (None, [])
+    wf.run()
+    return wf
+
+
+@pytest.fixture(scope="module")
+def phantom_organelles(tmp_path_factory):
+    return write_organelle_dataset(tmp_path_factory.mktemp("organelles"), n_slices=4, shape=(128, 128), seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_organelles, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    wf = _run(_workflow(["train.json"], "train", dataset_dir=phantom_organelles, output_dir=str(out),
+                        max_epochs=2, val_interval=1, **TINY))
+    evaluator = wf.parser.get_parsed_content("validate#evaluator")
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    result = {"out": out, "metrics": dict(evaluator.state.metrics), "iterations": int(trainer.state.iteration),
+              "loss": float(trainer.state.output[0]["loss"]),
+              "label_shape": tuple(trainer.state.output[0]["label"].shape)}
+    wf.finalize()
+    return result
+
+
+def test_training_on_tiles_writes_metrics_checkpoints_and_class_pictures(trained):
+    out = trained["out"]
+    # 3 slices, batch 2 -> 2 iterations per epoch (of 4 and 2 tiles); the label is the 2 x 2 output grid
+    assert trained["iterations"] == 4
+    assert trained["label_shape"] == (1, 2, 2)
+    assert np.isfinite(trained["loss"])
+    for name in ("val_macro_ap", "val_macro_f1", "val_kappa", "val_accuracy"):
+        assert name in trained["metrics"], name
+    assert 0 <= trained["metrics"]["val_accuracy"] <= 1
+    assert (out / "models" / "model.pt").is_file()
+    assert (out / "models" / "checkpoint_final.pt").is_file()
+    pics = sorted((out / "plots").glob("val_overlay_epoch*.png"))
+    assert len(pics) == 2
+    from PIL import Image
+
+    pic = np.asarray(Image.open(pics[-1]))
+    assert pic.ndim == 3 and pic.shape[0] >= 256 and pic.shape[1] > 2 * pic.shape[0]  # 3 panels
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("tests")
+    run = client.search_runs([exp.experiment_id])[0]
+    assert run.data.params["backbone"] == "4_conv_resnet_valid"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_macro_ap")] == [1, 2]
+
+
+def test_evaluate_runs_densely_and_writes_probabilities_labels_and_class_scores(trained, phantom_organelles):
+    out = trained["out"]
+    ev = _run(_workflow(["train.json", "evaluate.json"], "eval", dataset_dir=phantom_organelles,
+                        output_dir=str(out), ckpt_path=str(out / "models" / "model.pt"), block_size=48, **TINY))
+    metrics = dict(ev.parser.get_parsed_content("validate#evaluator").state.metrics)
+    prob = tifffile.imread(out / "eval" / "3_prob.tif")
+    labels = tifffile.imread(out / "eval" / "3_labels.tif")
+    assert prob.shape == (6, 128, 128) and prob.dtype == np.float32
+    assert np.allclose(prob.sum(0), 1, atol=1e-5)
+    assert labels.shape == (128, 128) and labels.dtype == np.uint8
+    assert np.array_equal(labels, prob.argmax(0))
+    # the dense metrics are those of the written files against the ground truth
+    from cseg_monai.metrics import classification_scores
+
+    truth = tifffile.imread(Path(phantom_organelles) / "labels" / "3.tif")
+    scores = classification_scores(prob[None], truth[None, None], n_classes=6)
+    assert metrics["val_accuracy"] == pytest.approx(scores["accuracy"], abs=1e-6)
+    assert metrics["val_macro_f1"] == pytest.approx(scores["macro_f1"], abs=1e-6)
+    saved = json.loads((out / "eval" / "class_scores.json").read_text())
+    assert set(saved["per_class"]) == {"cytoplasm", "membrane", "mitochondrion", "mitochondrion membrane",
+                                       "synapse", "vesicle"}
+    assert (out / "eval" / "class_scores.csv").read_text().startswith("class,f1,ap")
+    ev.finalize()
+
+
+def test_inference_on_a_folder_matches_evaluation(trained, phantom_organelles, tmp_path):
+    out = trained["out"]
+    images = tmp_path / "in"
+    images.mkdir()
+    (images / "3.tif").write_bytes((Path(phantom_organelles) / "images" / "3.tif").read_bytes())
+    wf = _run(_workflow(["inference.json"], "infer", dataset_dir=str(images), output_dir=str(tmp_path / "pred"),
+                        ckpt_path=str(out / "models" / "model.pt"), progress_bar=False))
+    prob = tifffile.imread(tmp_path / "pred" / "3_prob.tif")
+    ref = tifffile.imread(out / "eval" / "3_prob.tif") if (out / "eval" / "3_prob.tif").is_file() else None
+    assert prob.shape == (6, 128, 128)
+    if ref is not None:
+        assert np.abs(prob - ref).max() < 1e-5  # same scaling, same net, same dense inferer
+    wf.finalize()
+
+
+def test_shipped_weights_load_and_are_small():
+    path = BUNDLE / "models" / "model.pt"
+    assert path.is_file() and path.stat().st_size <= 15 * 2**20
+    from cseg_monai.networks import build_centre_voxel_net
+
+    net = build_centre_voxel_net("4_conv_resnet_valid", 6, spatial_dims=2)
+    net.load_state_dict(torch.load(path, map_location="cpu"))
+
+
+def test_unet_override_trains_on_sparse_labels_and_evaluates(phantom_organelles, tmp_path):
+    sparse = write_organelle_dataset(tmp_path / "sparse", n_slices=4, shape=(128, 128), seed=3, labelled_fraction=0.2)
+    tiny = {**TINY, "crop_size": [64, 64]}
+    wf = _run(_workflow(["train.json", "unet.json"], "train", dataset_dir=sparse, output_dir=str(tmp_path / "o"),
+                        max_epochs=1, val_interval=1, mlflow_enabled=False, **tiny))
+    assert type(wf.parser.get_parsed_content("network_def")).__name__ == "UNet"
+    metrics = dict(wf.parser.get_parsed_content("validate#evaluator").state.metrics)
+    assert {"val_macro_ap", "val_macro_f1"} <= set(metrics)
+    wf.finalize()
+    ev = _run(_workflow(["train.json", "evaluate.json", "unet.json"], "eval", dataset_dir=sparse,
+                        output_dir=str(tmp_path / "o"), ckpt_path=str(tmp_path / "o" / "models" / "model.pt"),
+                        mlflow_enabled=False, **tiny))
+    prob = tifffile.imread(tmp_path / "o" / "eval" / "3_prob.tif")
+    assert prob.shape == (6, 128, 128)
+    ev.finalize()
+
+
+def test_3d_anisotropic_patches_train_and_infer(tmp_path):
+    vols = write_organelle_dataset(tmp_path / "v", n_slices=2, shape=(12, 48, 48), seed=5, labelled_fraction=0.25,
+                                   spacing=(5.0, 1.0, 1.0))
+    over = {**TINY, "spatial_dims": 3, "backbone": "4_conv", "patch_size": [5, 32, 32], "grid_size": [1, 2, 2],
+            "train_indices": [0], "val_indices": [1], "val_shifts": [[0, 0, 0]], "mlflow_enabled": False}
+    wf = _run(_workflow(["train.json"], "train", dataset_dir=vols, output_dir=str(tmp_path / "o"),
+                        max_epochs=1, val_interval=1, **over))
+    net = wf.parser.get_parsed_content("network_def")
+    assert net.patch_size == (5, 32, 32)
+    wf.finalize()
+    inf = _run(_workflow(["inference.json"], "infer", dataset_dir=str(Path(vols) / "images"),
+                         output_dir=str(tmp_path / "pred"), ckpt_path=str(tmp_path / "o" / "models" / "model.pt"),
+                         spatial_dims=3, backbone="4_conv", patch_size=[5, 32, 32], progress_bar=False))
+    assert tifffile.imread(tmp_path / "pred" / "0_prob.tif").shape == (6, 12, 48, 48)
+    assert tifffile.imread(tmp_path / "pred" / "0_labels.tif").shape == (12, 48, 48)
+    inf.finalize()
+
+
+def test_metadata_and_network_verify(tmp_path):
+    from monai.bundle import verify_metadata, verify_net_in_out
+
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(ROOT / "configs" / "metadata_schema.json"))
+    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"),
+                      config_file=str(CONFIGS / "inference.json"), n=1, any=1)
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"]["3"] == "mitochondrion membrane"
+
+
+def test_unknown_config_key_and_bad_labels_are_named(phantom_organelles, tmp_path):
+    with pytest.raises(Exception) as err:
+        _workflow(["train.json"], "train", dataset_dir=phantom_organelles, learnig_rate=0.1, **TINY).initialize()
+    assert "did you mean 'learning_rate'" in str(err.value.__cause__ or err.value)
+    bad = write_organelle_dataset(tmp_path / "bad", n_slices=4, shape=(64, 64))
+    tifffile.imwrite(Path(bad) / "labels" / "1.tif", np.full((64, 64), 7, np.uint8))
+    wf = _workflow(["train.json"], "train", dataset_dir=bad, output_dir=str(tmp_path / "o"), max_epochs=1,
+                   mlflow_enabled=False, **TINY)
+    wf.initialize()
+    with pytest.raises(Exception) as err:
+        wf.run()
+    chain, e = [], err.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__ or e.__context__
+    assert any("1.tif" in m and "label values [7]" in m for m in chain), chain
+
+
+@pytest.mark.slow
+def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_organelles, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run",
+        "training", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+        "--dataset", "folder", "--dataset_dir", phantom_organelles, "--output_dir", str(out), "--max_epochs", "1",
+        "--val_interval", "1", "--mlflow_enabled", "False", "--grid_size", "2", "--num_samples", "2",
+        "--train_indices", "[0,1]", "--val_indices", "[2,3]", "--val_shifts", "[[0,0]]", "--progress_bar", "False",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(out / "models" / "model.pt", map_location="cpu")
+    assert not any(k.startswith("module.") for k in state)
+    assert "val_macro_ap" in proc.stdout + proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
