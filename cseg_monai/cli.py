@@ -83,11 +83,19 @@ class CLI:
             n_test: unlabelled test slices.
             size: height and width in pixels.
             seed: random seed (same seed, same data).
-            layout: ``isbi`` (train/image, train/label, test/image PNGs) or ``volume`` (TIFF stacks).
+            layout: ``isbi`` (train/image, train/label, test/image PNGs), ``volume`` (TIFF stacks)
+                or ``organelle`` (images/ and labels/ with the 6 organelle classes, the ``folder``
+                layout of the organelle bundle; ``n_train`` slices, ``n_test`` ignored).
             overwrite: allow writing into a non-empty folder.
         """
-        from cseg_monai.data.phantom import write_phantom_dataset
+        from cseg_monai.data.phantom import write_organelle_dataset, write_phantom_dataset
 
+        if layout == "organelle":
+            target = Path(out_dir)
+            if target.exists() and any(target.iterdir()) and not overwrite:
+                raise ValueError(f"{target} exists and is not empty (pass --overwrite)")
+            root = write_organelle_dataset(target, n_slices=n_train, shape=(size, size), seed=seed)
+            return f"organelle phantom written to {Path(root).resolve()}: {n_train} slices of {size}x{size}"
         written = write_phantom_dataset(
             out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, layout=layout, overwrite=overwrite
         )

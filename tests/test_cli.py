@@ -50,3 +50,13 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("cseg: error: no MLflow store at")
     assert "Traceback" not in proc.stderr
+
+
+def test_phantom_organelle_layout_feeds_the_organelle_datalist(tmp_path):
+    from cseg_monai.data.datasets.organelles import datalist
+
+    msg = CLI().phantom(str(tmp_path / "o"), n_train=2, size=64, layout="organelle")
+    assert "2 slices" in msg
+    assert len(datalist("folder", tmp_path / "o")) == 2
+    with pytest.raises(ValueError, match="not empty"):
+        CLI().phantom(str(tmp_path / "o"), n_train=2, size=64, layout="organelle")

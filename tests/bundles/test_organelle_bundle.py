@@ -24,7 +24,7 @@ from conftest import BUNDLES, ROOT
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
 TINY = {
-    "dataset": "folder",
+    "dataset_kind": "folder",
     "grid_size": 2,
     "num_samples": 2,
     "batch_size": 2,
@@ -221,7 +221,7 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_organelles, 
     cmd = [
         str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run",
         "training", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
-        "--dataset", "folder", "--dataset_dir", phantom_organelles, "--output_dir", str(out), "--max_epochs", "1",
+        "--dataset_kind", "folder", "--dataset_dir", phantom_organelles, "--output_dir", str(out), "--max_epochs", "1",
         "--val_interval", "1", "--mlflow_enabled", "False", "--grid_size", "2", "--num_samples", "2",
         "--train_indices", "[0,1]", "--val_indices", "[2,3]", "--val_shifts", "[[0,0]]", "--progress_bar", "False",
     ]
@@ -239,3 +239,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_folder_data_config_splits_off_validation_images(phantom_organelles):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "data_folder.json")])
+    parser["dataset_dir"] = phantom_organelles
+    train = parser.get_parsed_content("train#datalist")
+    val = parser.get_parsed_content("validate#datalist")
+    assert len(train) == 3 and len(val) == 1
+    assert {i["image"] for i in train}.isdisjoint(i["image"] for i in val)
+
+
+def test_drosophila_data_config_builds_an_anisotropic_3d_net():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "data_drosophila_vnc.json")])
+    net = parser.get_parsed_content("network_def")
+    assert net.spatial_dims == 3 and net.patch_size == (9, 102, 102) and net.strides == (1, 16, 16)
+    assert parser.get_parsed_content("dataset_kind") == "drosophila_vnc"

@@ -31,7 +31,7 @@ import numpy as np
 
 from cseg_monai.data.readers import list_images, load_image
 
-__all__ = ["KINDS", "IGNORE", "N_CLASSES", "datalist", "load_item", "scale_image"]
+__all__ = ["KINDS", "IGNORE", "N_CLASSES", "datalist", "default_split", "load_item", "scale_image"]
 
 KINDS = ("folder", "epfl_ca1", "drosophila_vnc")
 IGNORE = 255
@@ -106,6 +106,27 @@ def datalist(kind: str, root: str | os.PathLike, indices: Sequence[int] | None =
             raise FileNotFoundError(f"{root / 'labels' / (image.name.split('.')[0] + '.tif')}: label of {image} missing")
         items.append({"image": str(image.resolve()), "label": str(label.resolve()), "kind": kind})
     return items
+
+
+def default_split(root: str | os.PathLike, val_fraction: float = 0.2) -> tuple[list[int], list[int]]:
+    """``(train, val)`` positions of a ``folder`` data set: the last ``ceil(val_fraction * n)`` items validate.
+
+    Raises:
+        ValueError: fewer than 2 items, or ``val_fraction`` outside (0, 1).
+
+    Example:
+        >>> from cseg_monai.data.phantom import write_organelle_dataset
+        >>> import tempfile
+        >>> default_split(write_organelle_dataset(tempfile.mkdtemp(), n_slices=6, shape=(32, 32)))
+        ([0, 1, 2, 3], [4, 5])
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    n = len(_folder_pairs(Path(root).expanduser()))
+    if n < 2:
+        raise ValueError(f"{root}: a train/validation split needs at least 2 images, found {n}")
+    n_val = min(n - 1, max(1, -(-int(round(val_fraction * n * 1000)) // 1000)))
+    return list(range(n - n_val)), list(range(n - n_val, n))
 
 
 def _check_labels(label: np.ndarray, source: str) -> np.ndarray:
