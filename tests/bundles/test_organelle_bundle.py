@@ -151,16 +151,17 @@ def test_shipped_weights_load_and_are_small():
     net.load_state_dict(torch.load(path, map_location="cpu"))
 
 
-def test_unet_override_trains_on_sparse_labels_and_evaluates(phantom_organelles, tmp_path):
+@pytest.mark.parametrize("variant,net_name", [("unet", "UNet"), ("swinunetr", "SwinUNETR")])
+def test_dense_alternatives_train_on_sparse_labels_and_evaluate(variant, net_name, tmp_path):
     sparse = write_organelle_dataset(tmp_path / "sparse", n_slices=4, shape=(128, 128), seed=3, labelled_fraction=0.2)
-    tiny = {**TINY, "crop_size": [64, 64]}
-    wf = _run(_workflow(["train.json", "unet.json"], "train", dataset_dir=sparse, output_dir=str(tmp_path / "o"),
+    tiny = {**TINY, "crop_size": [64, 64], "num_samples": 1}
+    wf = _run(_workflow(["train.json", f"{variant}.json"], "train", dataset_dir=sparse, output_dir=str(tmp_path / "o"),
                         max_epochs=1, val_interval=1, mlflow_enabled=False, **tiny))
-    assert type(wf.parser.get_parsed_content("network_def")).__name__ == "UNet"
+    assert type(wf.parser.get_parsed_content("network_def")).__name__ == net_name
     metrics = dict(wf.parser.get_parsed_content("validate#evaluator").state.metrics)
     assert {"val_macro_ap", "val_macro_f1"} <= set(metrics)
     wf.finalize()
-    ev = _run(_workflow(["train.json", "evaluate.json", "unet.json"], "eval", dataset_dir=sparse,
+    ev = _run(_workflow(["train.json", "evaluate.json", f"{variant}.json"], "eval", dataset_dir=sparse,
                         output_dir=str(tmp_path / "o"), ckpt_path=str(tmp_path / "o" / "models" / "model.pt"),
                         mlflow_enabled=False, **tiny))
     prob = tifffile.imread(tmp_path / "o" / "eval" / "3_prob.tif")
@@ -173,11 +174,19 @@ def test_3d_anisotropic_patches_train_and_infer(tmp_path):
                                    spacing=(5.0, 1.0, 1.0))
     over = {**TINY, "spatial_dims": 3, "backbone": "4_conv", "patch_size": [5, 32, 32], "grid_size": [1, 2, 2],
             "train_indices": [0], "val_indices": [1], "val_shifts": [[0, 0, 0]], "mlflow_enabled": False}
-    wf = _run(_workflow(["train.json"], "train", dataset_dir=vols, output_dir=str(tmp_path / "o"),
+    wf = _run(_workflow(["train.json", "focal_loss.json"], "train", dataset_dir=vols, output_dir=str(tmp_path / "o"),
                         max_epochs=1, val_interval=1, **over))
     net = wf.parser.get_parsed_content("network_def")
     assert net.patch_size == (5, 32, 32)
+    assert type(wf.parser.get_parsed_content("loss")).__name__ == "FocalLoss"
+    steps = wf.parser.get_parsed_content("train#preprocessing").transforms
+    across = [t for t in steps if type(t).__name__ == "RandRotate90d" and tuple(t.spatial_axes) != (1, 2)]
+    assert not across  # anisotropic data: in-plane rotations only
     wf.finalize()
+    iso = _workflow(["train.json"], "train", dataset_dir=vols, **{**over, "isotropic": True, "patch_size": [8, 8, 8]})
+    iso.initialize()
+    steps = iso.parser.get_parsed_content("train#preprocessing").transforms
+    assert {tuple(t.spatial_axes) for t in steps if type(t).__name__ == "RandRotate90d"} == {(1, 2), (0, 1), (0, 2)}
     inf = _run(_workflow(["inference.json"], "infer", dataset_dir=str(Path(vols) / "images"),
                          output_dir=str(tmp_path / "pred"), ckpt_path=str(tmp_path / "o" / "models" / "model.pt"),
                          spatial_dims=3, backbone="4_conv", patch_size=[5, 32, 32], progress_bar=False))
