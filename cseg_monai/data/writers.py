@@ -34,6 +34,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         ...     _ = tmp.write_text("done")
         >>> out.read_text()
         'done'
+        >>> umask = os.umask(0); _ = os.umask(umask)
+        >>> out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+        True
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +45,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp creates 0600 files: give the result the usual umask permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

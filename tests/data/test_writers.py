@@ -27,3 +27,16 @@ def test_write_tiff_roundtrip_and_refusals(tmp_path):
         write_tiff(tmp_path / "e.tif", np.zeros((0, 3)))
     with pytest.raises(ValueError, match=".tif/.tiff"):
         write_tiff(tmp_path / "a.png", arr)
+
+
+def test_written_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
+    import os
+
+    import numpy as np
+
+    from cseg_monai.data.writers import write_tiff
+
+    path = write_tiff(tmp_path / "a.tif", np.zeros((4, 4), np.uint8))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
