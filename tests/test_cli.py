@@ -60,3 +60,15 @@ def test_phantom_organelle_layout_feeds_the_organelle_datalist(tmp_path):
     assert len(datalist("folder", tmp_path / "o")) == 2
     with pytest.raises(ValueError, match="not empty"):
         CLI().phantom(str(tmp_path / "o"), n_train=2, size=64, layout="organelle")
+
+
+def test_infer_organelle_bundle_on_its_sample_data(tmp_path):
+    bundle = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
+    CLI().infer("fibsem_organelle_centervoxel_segmentation", str(bundle / "sample_data"), str(tmp_path / "o"),
+                progress_bar=False)
+    prob = tifffile.imread(tmp_path / "o" / "phantom_2026_prob.tif")
+    labels = tifffile.imread(tmp_path / "o" / "phantom_2026_labels.tif")
+    assert prob.shape == (6, 256, 256) and prob.dtype == np.float32
+    assert np.allclose(prob.sum(0), 1, atol=1e-5)
+    assert labels.dtype == np.uint8 and np.array_equal(labels, prob.argmax(0))
+    assert len(np.unique(labels)) >= 3  # membranes, cytoplasm and some organelle on the phantom
