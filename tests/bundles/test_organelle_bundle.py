@@ -140,6 +140,12 @@ def test_inference_on_a_folder_matches_evaluation(trained, phantom_organelles, t
     if ref is not None:
         assert np.abs(prob - ref).max() < 1e-5  # same scaling, same net, same dense inferer
     wf.finalize()
+    tta = _run(_workflow(["inference.json"], "infer", dataset_dir=str(images), output_dir=str(tmp_path / "tta"),
+                         ckpt_path=str(out / "models" / "model.pt"), progress_bar=False, tta_transforms=8))
+    averaged = tifffile.imread(tmp_path / "tta" / "3_prob.tif")
+    assert np.allclose(averaged.sum(0), 1, atol=1e-5)  # the mean of 8 softmaxes
+    assert 0 < np.abs(averaged - prob).max() < 1  # flipped/rotated contexts give other (valid) predictions
+    tta.finalize()
 
 
 def test_shipped_weights_load_and_are_small():
