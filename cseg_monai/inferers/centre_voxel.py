@@ -452,8 +452,9 @@ class CentreVoxelInferer(Inferer):
     Usable as a MONAI inferer: ``inferer(inputs, network)``. ``network`` (a
     :class:`CentreVoxelNet`) overrides the constructor's ``net``; rewrites are cached per
     network (they share its parameters, so training updates are seen). Only unpadded nets
-    (``4_conv``, ``4_conv_ln``, ``dilated_conv_2_layer``, ``dilated_conv_2_layer_16``,
-    ``3_layer_8``) are accepted; padded ones raise ``ValueError``.
+    (``4_conv``, ``4_conv_ln``, ``4_conv_resnet_valid``, ``4_conv_resnet_valid_ln``,
+    ``dilated_conv_2_layer``, ``dilated_conv_2_layer_16``, ``3_layer_8``) are accepted; padded
+    ones raise ``ValueError``.
 
     Args:
         net: the classifier (optional when a network is passed at call time).

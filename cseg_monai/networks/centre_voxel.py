@@ -32,8 +32,8 @@ row of a patch is not seen; ``receptive_field`` reports what the output really d
 
 The padded nets (``4_conv_resnet*``, ``convnext_tiny_3d``) see zeros beyond the patch border;
 run densely on a larger image they see real context there instead, so dense and patch-wise
-outputs agree exactly only for the unpadded nets (``4_conv*``, ``dilated_conv_2_layer*``,
-``3_layer_8``).
+outputs agree exactly only for the unpadded nets (``4_conv``, ``4_conv_ln``,
+``4_conv_resnet_valid*``, ``dilated_conv_2_layer*``, ``3_layer_8``).
 """
 
 from __future__ import annotations
