@@ -32,3 +32,16 @@ def phantom_isbi(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantom") / "isbi"
     write_phantom_dataset(out, n_train=6, n_test=2, size=128, seed=3)
     return out
+
+
+def bundle_workflow(configs_dir: Path, configs: list[str], workflow_type: str, **override):
+    """A MONAI ``ConfigWorkflow`` over ``configs`` (file names in ``configs_dir``, merged in order)."""
+    from monai.bundle import ConfigWorkflow
+
+    files = [str(configs_dir / c) for c in configs]
+    return ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        logging_file=str(configs_dir / "logging.conf"),
+        workflow_type=workflow_type,
+        **override,
+    )

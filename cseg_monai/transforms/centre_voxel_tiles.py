@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
+from cseg_monai.transforms.sparse_sampling import draw_labelled_voxels
+
 __all__ = ["RandCentreVoxelTiled", "CentreVoxelTiled", "CentreVoxelGridd", "tile_size"]
 
 
@@ -192,19 +194,10 @@ class RandCentreVoxelTiled(Randomizable, _TileBase):
         self.class_balanced = bool(class_balanced)
 
     def randomize(self, label: np.ndarray) -> None:
-        flat = label.reshape(-1)
-        if self.class_balanced:
-            present = [c for c in range(self.n_classes) if (flat == c).any()]
-            classes = self.R.choice(present, size=self.num_samples)
-            picks = np.empty(self.num_samples, dtype=np.int64)
-            for c in np.unique(classes):
-                where = np.flatnonzero(flat == c)
-                sel = classes == c
-                picks[sel] = where[self.R.randint(0, where.size, size=int(sel.sum()))]
-        else:
-            where = np.flatnonzero(flat != self.ignore_index)
-            picks = where[self.R.randint(0, where.size, size=self.num_samples)]
-        self._centres = np.stack(np.unravel_index(picks, label.shape), axis=1)
+        """Draw the centre voxels and their grid positions."""
+        self._centres = draw_labelled_voxels(
+            self.R, label, self.num_samples, self.class_balanced, self.n_classes, self.ignore_index
+        )
         self._slots = np.stack([self.R.randint(0, g, size=self.num_samples) for g in self.grid_size], axis=1)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:

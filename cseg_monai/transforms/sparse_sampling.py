@@ -9,7 +9,40 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-__all__ = ["RandSparseCentreVoxelPatchd"]
+__all__ = ["RandSparseCentreVoxelPatchd", "draw_labelled_voxels"]
+
+
+def draw_labelled_voxels(
+    rng: np.random.RandomState,
+    label: np.ndarray,
+    n: int,
+    class_balanced: bool,
+    n_classes: int,
+    ignore_index: int,
+) -> np.ndarray:
+    """Draw ``n`` labelled voxels of ``label`` with replacement: ``(n, label.ndim)`` coordinates.
+
+    Uniformly over the voxels whose label is not ``ignore_index``, or (``class_balanced``)
+    first a class uniformly among the classes ``0..n_classes-1`` present, then a voxel of it.
+
+    Example:
+        >>> lab = np.full((4, 4), 255); lab[1, 2] = 3
+        >>> draw_labelled_voxels(np.random.RandomState(0), lab, 2, True, 6, 255).tolist()
+        [[1, 2], [1, 2]]
+    """
+    flat = label.reshape(-1)
+    if class_balanced:
+        present = [c for c in range(n_classes) if (flat == c).any()]
+        classes = rng.choice(present, size=n)
+        picks = np.empty(n, dtype=np.int64)
+        for c in np.unique(classes):
+            where = np.flatnonzero(flat == c)
+            sel = classes == c
+            picks[sel] = where[rng.randint(0, where.size, size=int(sel.sum()))]
+    else:
+        where = np.flatnonzero(flat != ignore_index)
+        picks = where[rng.randint(0, where.size, size=n)]
+    return np.stack(np.unravel_index(picks, label.shape), axis=1)
 
 
 class RandSparseCentreVoxelPatchd(Randomizable, MapTransform):
@@ -74,19 +107,9 @@ class RandSparseCentreVoxelPatchd(Randomizable, MapTransform):
 
     def randomize(self, label: np.ndarray) -> None:
         """Choose ``num_samples`` centres (``(N, ndim)`` array) among labelled voxels of ``label``."""
-        flat = label.reshape(-1)
-        if self.class_balanced:
-            present = [c for c in range(self.n_classes) if (flat == c).any()]
-            classes = self.R.choice(present, size=self.num_samples)
-            picks = np.empty(self.num_samples, dtype=np.int64)
-            for c in np.unique(classes):
-                where = np.flatnonzero(flat == c)
-                sel = classes == c
-                picks[sel] = where[self.R.randint(0, where.size, size=int(sel.sum()))]
-        else:
-            where = np.flatnonzero(flat != self.ignore_index)
-            picks = where[self.R.randint(0, where.size, size=self.num_samples)]
-        self._centres = np.stack(np.unravel_index(picks, label.shape), axis=1)
+        self._centres = draw_labelled_voxels(
+            self.R, label, self.num_samples, self.class_balanced, self.n_classes, self.ignore_index
+        )
 
     def _check_label(self, data: Mapping) -> np.ndarray:
         if self.label_key not in data:

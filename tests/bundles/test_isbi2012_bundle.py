@@ -17,7 +17,7 @@ import pytest
 import tifffile
 import torch
 
-from conftest import BUNDLES, ROOT
+from conftest import BUNDLES, ROOT, bundle_workflow
 
 BUNDLE = BUNDLES / "isbi2012_em_membrane_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -34,15 +34,7 @@ TINY = {
 
 
 def _workflow(configs, workflow_type, **override):
-    from monai.bundle import ConfigWorkflow
-
-    files = [str(CONFIGS / c) for c in configs]
-    return ConfigWorkflow(
-        config_file=files if len(files) > 1 else files[0],
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type=workflow_type,
-        **override,
-    )
+    return bundle_workflow(CONFIGS, configs, workflow_type, **override)
 
 
 def _train(data: Path, out: Path, **extra):

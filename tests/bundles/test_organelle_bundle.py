@@ -19,7 +19,7 @@ import tifffile
 import torch
 
 from cseg_monai.data.phantom import write_organelle_dataset
-from conftest import BUNDLES, ROOT
+from conftest import BUNDLES, ROOT, bundle_workflow
 
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -38,15 +38,7 @@ TINY = {
 
 
 def _workflow(configs, workflow_type, **override):
-    from monai.bundle import ConfigWorkflow
-
-    files = [str(CONFIGS / c) for c in configs]
-    return ConfigWorkflow(
-        config_file=files if len(files) > 1 else files[0],
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type=workflow_type,
-        **override,
-    )
+    return bundle_workflow(CONFIGS, configs, workflow_type, **override)
 
 
 def _run(wf):
