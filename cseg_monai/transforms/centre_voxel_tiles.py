@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-from cseg_monai.transforms.sparse_sampling import draw_labelled_voxels
+from cseg_monai.transforms.sparse_sampling import draw_labelled_voxels, read_label_map
 
 __all__ = ["RandCentreVoxelTiled", "CentreVoxelTiled", "CentreVoxelGridd", "tile_size"]
 
@@ -109,22 +109,7 @@ class _TileBase(MapTransform):
         self.n_classes = int(n_classes)
 
     def _arrays(self, data: Mapping) -> tuple[np.ndarray, dict[Hashable, np.ndarray]]:
-        if self.label_key not in data:
-            raise KeyError(f"label_key {self.label_key!r} not in data (keys {list(data)})")
-        label = np.asarray(torch.as_tensor(data[self.label_key]).detach().cpu())
-        nd = len(self.patch_size)
-        if label.ndim != nd + 1 or label.shape[0] != 1:
-            axes = "Z, Y, X" if nd == 3 else "Y, X"
-            raise ValueError(f"label must be (1, {axes}) for patch_size {self.patch_size}, got shape {label.shape}")
-        if label.dtype.kind == "f" and not np.array_equal(label, np.round(label)):
-            raise ValueError("label must hold integer class ids, found non-integer values")
-        label = label.astype(np.int64)
-        values = np.unique(label)
-        bad = values[((values < 0) | (values >= self.n_classes)) & (values != self.ignore_index)]
-        if bad.size:
-            raise ValueError(
-                f"label values {bad[:10].tolist()} outside [0, {self.n_classes}) and not ignore_index {self.ignore_index}"
-            )
+        label = read_label_map(data, self.label_key, self.patch_size, self.n_classes, self.ignore_index)
         images = {}
         for key in self.key_iterator(dict(data)):
             img = np.asarray(torch.as_tensor(data[key]).detach().cpu())

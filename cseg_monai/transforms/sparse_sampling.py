@@ -9,7 +9,38 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-__all__ = ["RandSparseCentreVoxelPatchd", "draw_labelled_voxels"]
+__all__ = ["RandSparseCentreVoxelPatchd", "draw_labelled_voxels", "read_label_map"]
+
+
+def read_label_map(
+    data: Mapping, label_key: Hashable, patch_size: Sequence[int], n_classes: int, ignore_index: int
+) -> np.ndarray:
+    """``data[label_key]`` checked as a ``(1, [Z,] Y, X)`` class-id map; returned as int64.
+
+    Raises:
+        KeyError: no ``label_key``.
+        ValueError: wrong shape for ``patch_size``'s dimensionality, non-integer values, or
+            values outside ``[0, n_classes)`` that are not ``ignore_index``.
+
+    Example:
+        >>> read_label_map({"label": np.zeros((1, 4, 4))}, "label", (3, 3), 6, 255).dtype
+        dtype('int64')
+    """
+    if label_key not in data:
+        raise KeyError(f"label_key {label_key!r} not in data (keys {list(data)})")
+    label = np.asarray(torch.as_tensor(data[label_key]).detach().cpu())
+    nd = len(patch_size)
+    if label.ndim != nd + 1 or label.shape[0] != 1:
+        axes = "Z, Y, X" if nd == 3 else "Y, X"
+        raise ValueError(f"label must be (1, {axes}) for patch_size {tuple(patch_size)}, got shape {label.shape}")
+    if label.dtype.kind == "f" and not np.array_equal(label, np.round(label)):
+        raise ValueError("label must hold integer class ids, found non-integer values")
+    label = label.astype(np.int64)
+    values = np.unique(label)
+    bad = values[((values < 0) | (values >= n_classes)) & (values != ignore_index)]
+    if bad.size:
+        raise ValueError(f"label values {bad[:10].tolist()} outside [0, {n_classes}) and not ignore_index {ignore_index}")
+    return label
 
 
 def draw_labelled_voxels(
@@ -112,22 +143,7 @@ class RandSparseCentreVoxelPatchd(Randomizable, MapTransform):
         )
 
     def _check_label(self, data: Mapping) -> np.ndarray:
-        if self.label_key not in data:
-            raise KeyError(f"label_key {self.label_key!r} not in data (keys {list(data)})")
-        label = np.asarray(torch.as_tensor(data[self.label_key]).detach().cpu())
-        nd = len(self.patch_size)
-        if label.ndim != nd + 1 or label.shape[0] != 1:
-            axes = "Z, Y, X" if nd == 3 else "Y, X"
-            raise ValueError(f"label must be (1, {axes}) for patch_size {self.patch_size}, got shape {label.shape}")
-        if label.dtype.kind == "f" and not np.array_equal(label, np.round(label)):
-            raise ValueError("label must hold integer class ids, found non-integer values")
-        label = label[0].astype(np.int64)
-        values = np.unique(label)
-        bad = values[((values < 0) | (values >= self.n_classes)) & (values != self.ignore_index)]
-        if bad.size:
-            raise ValueError(
-                f"label values {bad[:10].tolist()} outside [0, {self.n_classes}) and not ignore_index {self.ignore_index}"
-            )
+        label = read_label_map(data, self.label_key, self.patch_size, self.n_classes, self.ignore_index)[0]
         if not (label != self.ignore_index).any():
             raise ValueError(f"label has no labelled voxel: every voxel is ignore_index {self.ignore_index}")
         return label
