@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-from cseg_monai.transforms.sparse_sampling import draw_labelled_voxels, read_label_map
+from cseg_monai.transforms.sparse_sampling import cut_box, draw_labelled_voxels, read_label_map
 
 __all__ = ["RandCentreVoxelTiled", "CentreVoxelTiled", "CentreVoxelGridd", "tile_size"]
 
@@ -56,33 +56,6 @@ def tile_size(patch_size: Sequence[int], strides: Sequence[int], grid_size: Sequ
     s = _ints("strides", strides, len(p))
     g = _ints("grid_size", grid_size, len(p))
     return tuple(pi + si * (gi - 1) for pi, si, gi in zip(p, s, g))
-
-
-def _reflect(n: int, start: int, stop: int) -> np.ndarray:
-    idx = np.arange(start, stop)
-    if n == 1:
-        return np.zeros_like(idx)
-    period = 2 * (n - 1)
-    idx = np.mod(idx, period)
-    return np.where(idx >= n, period - idx, idx)
-
-
-def _cut(array: np.ndarray, starts: Sequence[int], size: Sequence[int], fill: int | None) -> np.ndarray:
-    """``array[:, starts : starts + size]`` over the spatial axes; outside: reflect (``fill=None``) or ``fill``."""
-    spatial = array.shape[1:]
-    if fill is None:
-        idx = np.ix_(*[_reflect(n, a, a + t) for n, a, t in zip(spatial, starts, size)])
-        return array[(slice(None),) + idx]
-    out = np.full((array.shape[0],) + tuple(size), fill, dtype=array.dtype)
-    src, dst = [], []
-    for n, a, t in zip(spatial, starts, size):
-        lo, hi = max(a, 0), min(a + t, n)
-        if hi <= lo:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - a, hi - a))
-    out[(slice(None),) + tuple(dst)] = array[(slice(None),) + tuple(src)]
-    return out
 
 
 class _TileBase(MapTransform):
@@ -121,8 +94,8 @@ class _TileBase(MapTransform):
     def _tile(self, data: Mapping, label: np.ndarray, images: dict, starts: Sequence[int], size: Sequence[int]) -> dict:
         item = dict(data)
         for key, img in images.items():
-            item[key] = torch.from_numpy(np.ascontiguousarray(_cut(img, starts, size, None)))
-        item[self.label_key] = torch.from_numpy(_cut(label, starts, size, self.ignore_index))
+            item[key] = torch.from_numpy(np.ascontiguousarray(cut_box(img, starts, size)))
+        item[self.label_key] = torch.from_numpy(cut_box(label, starts, size, fill=self.ignore_index))
         item["tile_start"] = torch.as_tensor(list(starts), dtype=torch.long)
         return item
 
@@ -233,13 +206,13 @@ class CentreVoxelTiled(_TileBase):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any] | list[dict[Hashable, Any]]:
         label, images = self._arrays(data)
-        out = []
-        for shift in self.shifts or [(0,) * len(self.patch_size)]:
-            # every shifted grid has the same size (so the tiles batch): ceil((n - max shift) / s)
-            grid = [max(1, -(-(n - max(sh[a] for sh in (self.shifts or [shift]))) // s))
-                    for a, (n, s) in enumerate(zip(label.shape[1:], self.strides))]
-            size = tile_size(self.patch_size, self.strides, grid)
-            out.append(self._tile(data, label, images, [sh - p // 2 for sh, p in zip(shift, self.patch_size)], size))
+        shifts = self.shifts or [(0,) * len(self.patch_size)]
+        # every shifted grid has the same size, so the tiles batch: ceil((n - largest shift) / s)
+        largest = np.max(shifts, axis=0)
+        grid = [max(1, -(-(n - m) // s)) for n, m, s in zip(label.shape[1:], largest, self.strides)]
+        size = tile_size(self.patch_size, self.strides, grid)
+        out = [self._tile(data, label, images, [sh - p // 2 for sh, p in zip(shift, self.patch_size)], size)
+               for shift in shifts]
         return out if self.shifts is not None else out[0]
 
 

@@ -9,7 +9,36 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-__all__ = ["RandSparseCentreVoxelPatchd", "draw_labelled_voxels", "read_label_map"]
+from cseg_monai.inferers.centre_voxel import reflect_indices
+
+__all__ = ["RandSparseCentreVoxelPatchd", "cut_box", "draw_labelled_voxels", "read_label_map"]
+
+
+def cut_box(array: np.ndarray, starts: Sequence[int], size: Sequence[int], fill: int | None = None) -> np.ndarray:
+    """``array[:, starts : starts + size]`` over the spatial axes of a channel-first array.
+
+    Outside the array the box is filled by reflection (``fill=None``; mirror without repeating
+    the edge, repeatedly if needed, as :func:`~cseg_monai.inferers.reflect_indices`) or with
+    the constant ``fill`` (e.g. the ignore index for labels). ``starts`` may be negative.
+
+    Example:
+        >>> cut_box(np.arange(4)[None], [-2], [6]).tolist(), cut_box(np.arange(4)[None], [-2], [6], fill=9).tolist()
+        ([[2, 1, 0, 1, 2, 3]], [[9, 9, 0, 1, 2, 3]])
+    """
+    spatial = array.shape[1:]
+    if fill is None:
+        idx = np.ix_(*[reflect_indices(n, a, a + t).numpy() for n, a, t in zip(spatial, starts, size)])
+        return array[(slice(None),) + idx]
+    out = np.full((array.shape[0],) + tuple(size), fill, dtype=array.dtype)
+    src, dst = [], []
+    for n, a, t in zip(spatial, starts, size):
+        lo, hi = max(a, 0), min(a + t, n)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - a, hi - a))
+    out[(slice(None),) + tuple(dst)] = array[(slice(None),) + tuple(src)]
+    return out
 
 
 def read_label_map(
@@ -160,15 +189,10 @@ class RandSparseCentreVoxelPatchd(Randomizable, MapTransform):
             images[key] = img
         self.randomize(label)
         centres = self._centres
-        before = [p // 2 for p in self.patch_size]
-        after = [p - 1 - p // 2 for p in self.patch_size]
-        grids = np.ix_(*[np.arange(p) for p in self.patch_size])
-        # index arrays (N, p0, p1[, p2]) per axis: centre + offset in padded coordinates
-        idx = tuple(centres[:, a].reshape((-1,) + (1,) * len(grids)) + grids[a][None] for a in range(len(grids)))
-        patches = {}
-        for key, img in images.items():
-            padded = np.pad(img, [(0, 0)] + list(zip(before, after)), mode="reflect")
-            patches[key] = np.moveaxis(padded[(slice(None),) + idx], 0, 1)  # (N, C, *patch)
+        patches = {
+            key: [cut_box(img, [c - p // 2 for c, p in zip(centre, self.patch_size)], self.patch_size) for centre in centres]
+            for key, img in images.items()
+        }
         classes = label[tuple(centres.T)]
         out = []
         for n in range(self.num_samples):

@@ -59,7 +59,9 @@ def _folder_pairs(root: Path) -> list[tuple[Path, Path | None]]:
 
 
 def datalist(kind: str, root: str | os.PathLike, indices: Sequence[int] | None = None) -> list[dict]:
-    """Items ``{"image", "label", "kind", ...}`` for :func:`load_item` (absolute paths).
+    """Items for :func:`load_item` (absolute paths): ``{"image", "label", "kind"}`` for ``folder``;
+    ``epfl_ca1`` items carry ``slice_id`` and ``masks`` and ``drosophila_vnc`` items ``sections``
+    instead of a label path (the labels are assembled when loading).
 
     Args:
         kind: one of :data:`KINDS`.
@@ -83,7 +85,7 @@ def datalist(kind: str, root: str | os.PathLike, indices: Sequence[int] | None =
     if kind == "epfl_ca1":
         from cseg_monai.data.datasets import epfl_ca1
 
-        return [{**item, "label": item["image"], "kind": kind} for item in epfl_ca1.datalist(root, indices)]
+        return [{**item, "kind": kind} for item in epfl_ca1.datalist(root, indices)]
     if kind == "drosophila_vnc":
         from cseg_monai.data.datasets import drosophila_vnc
 
@@ -93,7 +95,7 @@ def datalist(kind: str, root: str | os.PathLike, indices: Sequence[int] | None =
         if bad:
             raise ValueError(f"sections {bad} not in {root}: it holds sections {sections}")
         path = str(root.resolve())
-        return [{"image": path, "label": path, "sections": chosen, "kind": kind}]
+        return [{"image": path, "sections": chosen, "kind": kind}]
     pairs = _folder_pairs(root)
     chosen = list(range(len(pairs))) if indices is None else [int(i) for i in indices]
     bad = [i for i in chosen if not 0 <= i < len(pairs)]
