@@ -1,0 +1,756 @@
+"""Fully connected CRF (Krähenbühl & Koltun 2011) over 2D and 3D volumes, by mean-field inference.
+
+The model, for voxels ``i`` with class probabilities ``p_i`` from a per-voxel classifier::
+
+    E(x) = sum_i -log p_i(x_i)
+         + sum_{i<j} mu(x_i, x_j) * [ w_s * k_s(i, j) + w_a * k_a(i, j) ]
+    k_s(i, j) = exp(-|(pos_i - pos_j) / sigma_s|^2 / 2)                         smoothness
+    k_a(i, j) = exp(-|(pos_i - pos_j) / sigma_a|^2 / 2 - |(I_i - I_j) / sigma_i|^2 / 2)  appearance
+
+Positions are in physical units (``spacing`` per axis, e.g. nanometres; ssTEM sections are
+about 10x thicker than pixels), so ``sigma_s`` and ``sigma_a`` are lengths in those units;
+``sigma_i`` is in the image's intensity units (one value per channel). ``mu`` is the label
+compatibility: Potts (``1 - identity``: any two different labels cost 1) or a full symmetric
+matrix, e.g. the organelle preset that makes impossible neighbours expensive.
+Each kernel is normalised symmetrically (``D^-1/2 K D^-1/2`` with ``D = diag(K 1)``), as in
+pydensecrf's ``NORMALIZE_SYMMETRIC``, so a weight means "this much cost when all neighbours
+disagree" whatever the kernel widths.
+
+Two backends with one interface (:class:`DenseCRF`):
+
+* ``"native"``: PyTorch only, CPU or GPU. Each kernel is a bilateral grid: voxels are
+  splatted to the nearest cell of a spatial grid with a step of about half the spatial sigma
+  (linear interpolation along each intensity channel, step = one intensity sigma), the grid
+  is blurred by a separable Gaussian whose width makes up the rest of the kernel's variance,
+  and the result is sliced back with the same weights, so every kernel is symmetric. Large
+  volumes run block by block with a halo (``block_voxels``, ``halo``), so memory stays
+  bounded by the block size.
+* ``"pydensecrf"``: the permutohedral-lattice C++ implementation from the ``pydensecrf2``
+  package (``bash scripts/setup.sh crf``), single-threaded, whole volume at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "BACKENDS",
+    "CRFParams",
+    "DenseCRF",
+    "ORGANELLE_CLASSES",
+    "check_crf_inputs",
+    "compatibility_matrix",
+    "have_pydensecrf",
+    "mean_field_energy",
+    "organelle_compatibility",
+]
+
+BACKENDS = ("native", "pydensecrf")
+
+#: Class order of the organelle bundle's ``channel_def`` (the default input of this module).
+ORGANELLE_CLASSES = ("cytoplasm", "membrane", "mitochondrion", "mitochondrion_membrane", "synapse", "vesicle")
+
+# Pairs that cannot touch in EM of neural tissue, for the organelle preset: a mitochondrion's
+# interior is wrapped in its own membrane, so it never borders cytoplasm, cell membrane,
+# synapses or vesicles directly; vesicles sit in the cytoplasm, not on a mitochondrion.
+_ORGANELLE_IMPOSSIBLE = (
+    ("mitochondrion", "cytoplasm"),
+    ("mitochondrion", "membrane"),
+    ("mitochondrion", "synapse"),
+    ("mitochondrion", "vesicle"),
+    ("mitochondrion_membrane", "synapse"),
+    ("mitochondrion_membrane", "vesicle"),
+)
+
+# Spatial grid step of the native backend, in units of the spatial sigma: smaller is more
+# exact and slower. Along intensity channels the step is one intensity sigma (linear splat).
+_SPATIAL_STEP = 0.5
+_SUM_TOLERANCE = 1e-2
+
+
+def have_pydensecrf() -> bool:
+    """Whether the optional ``pydensecrf`` module (package ``pydensecrf2``) can be imported."""
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class CRFParams:
+    """Parameters of the fully connected CRF, in physical units.
+
+    Args:
+        iterations: mean-field iterations (>= 1).
+        smoothness_weight: ``w_s`` (>= 0; 0 switches the smoothness kernel off).
+        smoothness_sigma: ``sigma_s``, a length in the units of ``spacing`` (> 0).
+        appearance_weight: ``w_a`` (>= 0; 0 switches the appearance kernel off).
+        appearance_sigma: ``sigma_a``, a length in the units of ``spacing`` (> 0).
+        intensity_sigma: ``sigma_i`` in image intensity units, one value or one per channel (> 0).
+        compatibility: ``"potts"``, ``"organelle"`` (the preset for :data:`ORGANELLE_CLASSES`), or a
+            symmetric square matrix (nested lists) of label-pair costs.
+
+    Example:
+        >>> p = CRFParams(iterations=5, smoothness_sigma=10.0, appearance_sigma=40.0)
+        >>> p.replace(iterations=3).iterations
+        3
+    """
+
+    iterations: int = 5
+    smoothness_weight: float = 3.0
+    smoothness_sigma: float = 1.0
+    appearance_weight: float = 5.0
+    appearance_sigma: float = 5.0
+    intensity_sigma: float | tuple[float, ...] = 10.0
+    compatibility: Any = "potts"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, (int, np.integer)) or self.iterations < 1:
+            raise ValueError(f"CRFParams.iterations must be an integer >= 1, got {self.iterations!r}")
+        for name in ("smoothness_weight", "appearance_weight"):
+            value = getattr(self, name)
+            if not _finite_number(value) or value < 0:
+                raise ValueError(f"CRFParams.{name} must be a finite number >= 0, got {value!r}")
+        for name in ("smoothness_sigma", "appearance_sigma"):
+            value = getattr(self, name)
+            if not _finite_number(value) or value <= 0:
+                raise ValueError(f"CRFParams.{name} must be a finite number > 0, got {value!r}")
+        sig_i = self.intensity_sigma
+        values = sig_i if isinstance(sig_i, (list, tuple)) else (sig_i,)
+        if not values or any(not _finite_number(v) or v <= 0 for v in values):
+            raise ValueError(f"CRFParams.intensity_sigma must be > 0 (one value or one per channel), got {sig_i!r}")
+        if isinstance(sig_i, list):
+            object.__setattr__(self, "intensity_sigma", tuple(float(v) for v in sig_i))
+        comp = self.compatibility
+        if isinstance(comp, str):
+            if comp not in ("potts", "organelle"):
+                raise ValueError(f"CRFParams.compatibility must be 'potts', 'organelle' or a matrix, got {comp!r}")
+        else:
+            compatibility_matrix(comp, np.asarray(comp).shape[0] if np.ndim(comp) == 2 else -1)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CRFParams:
+        """Build from a mapping (e.g. a bundle config section), rejecting unknown keys by name.
+
+        Example:
+            >>> CRFParams.from_dict({"iterations": 2}).iterations
+            2
+            >>> CRFParams.from_dict({"iteration": 2})
+            Traceback (most recent call last):
+            ...
+            ValueError: unknown CRF parameter(s) ['iteration']; known: ['appearance_sigma', 'appearance_weight', 'compatibility', 'intensity_sigma', 'iterations', 'smoothness_sigma', 'smoothness_weight']
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown CRF parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+    def replace(self, **changes: Any) -> CRFParams:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (the inverse of :meth:`from_dict`)."""
+        out = dataclasses.asdict(self)
+        if isinstance(out["intensity_sigma"], tuple):
+            out["intensity_sigma"] = list(out["intensity_sigma"])
+        if isinstance(out["compatibility"], np.ndarray):
+            out["compatibility"] = out["compatibility"].tolist()
+        return out
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def organelle_compatibility(impossible_cost: float = 3.0) -> np.ndarray:
+    """Compatibility of the organelle preset over :data:`ORGANELLE_CLASSES`.
+
+    Potts (cost 1 between different labels) except the pairs that cannot be neighbours in
+    neural tissue (a mitochondrion's interior next to cytoplasm, cell membrane, synapse or
+    vesicle; a mitochondrion's membrane next to a synapse or vesicle), which cost
+    ``impossible_cost``.
+
+    Example:
+        >>> m = organelle_compatibility(4.0)
+        >>> float(m[2, 0]), float(m[3, 2]), float(m[1, 1])
+        (4.0, 1.0, 0.0)
+    """
+    if not _finite_number(impossible_cost) or impossible_cost < 0:
+        raise ValueError(f"impossible_cost must be a finite number >= 0, got {impossible_cost!r}")
+    n = len(ORGANELLE_CLASSES)
+    mu = np.ones((n, n), np.float32) - np.eye(n, dtype=np.float32)
+    for a, b in _ORGANELLE_IMPOSSIBLE:
+        i, j = ORGANELLE_CLASSES.index(a), ORGANELLE_CLASSES.index(b)
+        mu[i, j] = mu[j, i] = impossible_cost
+    return mu
+
+
+def compatibility_matrix(spec: Any, n_labels: int) -> np.ndarray:
+    """The ``n_labels x n_labels`` float32 label-compatibility (cost) matrix named by ``spec``.
+
+    Args:
+        spec: ``"potts"``, ``"organelle"`` or a square symmetric matrix of finite costs.
+        n_labels: number of classes of the probability map (-1 to only check a matrix).
+
+    Example:
+        >>> compatibility_matrix("potts", 3).tolist()
+        [[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    """
+    if isinstance(spec, str):
+        if spec == "potts":
+            return np.ones((n_labels, n_labels), np.float32) - np.eye(n_labels, dtype=np.float32)
+        if spec == "organelle":
+            if n_labels not in (-1, len(ORGANELLE_CLASSES)):
+                raise ValueError(
+                    f"the 'organelle' compatibility is for the {len(ORGANELLE_CLASSES)} classes "
+                    f"{list(ORGANELLE_CLASSES)}, but the probabilities have {n_labels} classes"
+                )
+            return organelle_compatibility()
+        raise ValueError(f"compatibility must be 'potts', 'organelle' or a matrix, got {spec!r}")
+    try:
+        mu = np.asarray(spec, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"compatibility matrix is not numeric: {err}") from None
+    if mu.ndim != 2 or mu.shape[0] != mu.shape[1]:
+        raise ValueError(f"compatibility matrix must be square, got shape {mu.shape}")
+    if n_labels != -1 and mu.shape[0] != n_labels:
+        raise ValueError(f"compatibility matrix is {mu.shape[0]}x{mu.shape[0]} but the probabilities have {n_labels} classes")
+    if not np.isfinite(mu).all():
+        raise ValueError("compatibility matrix has NaN or infinite entries")
+    if not np.allclose(mu, mu.T, atol=1e-6):
+        raise ValueError("compatibility matrix must be symmetric (mu[a, b] == mu[b, a])")
+    return mu.astype(np.float32)
+
+
+def check_crf_inputs(
+    prob: np.ndarray | torch.Tensor,
+    image: np.ndarray | torch.Tensor,
+    spacing: Sequence[float] | None = None,
+    *,
+    name: str = "input",
+) -> tuple[int, tuple[int, ...], int, tuple[float, ...]]:
+    """Validate a probability map and its image; return ``(n_labels, spatial_shape, n_channels, spacing)``.
+
+    Args:
+        prob: ``(L, [Z,] Y, X)`` class probabilities (summing to 1 over the first axis).
+        image: ``([Z,] Y, X)`` or ``(C, [Z,] Y, X)`` intensities, with the same spatial shape.
+        spacing: physical voxel size per spatial axis (default 1 per axis).
+        name: what to call the inputs in error messages (e.g. the file name).
+
+    Raises:
+        ValueError: naming ``name`` and the problem.
+
+    Example:
+        >>> p = np.full((2, 4, 5), 0.5, np.float32)
+        >>> check_crf_inputs(p, np.zeros((4, 5), np.uint8))
+        (2, (4, 5), 1, (1.0, 1.0))
+    """
+    p_shape, i_shape = tuple(prob.shape), tuple(image.shape)
+    if len(p_shape) not in (3, 4):
+        raise ValueError(f"{name}: probabilities must be (classes, [Z,] Y, X), got shape {p_shape}")
+    n_labels, spatial = p_shape[0], p_shape[1:]
+    if n_labels < 2:
+        raise ValueError(f"{name}: probabilities need at least 2 classes, got {n_labels}")
+    if min(spatial) < 1:
+        raise ValueError(f"{name}: empty volume, probabilities of shape {p_shape}")
+    if i_shape == spatial:
+        n_channels = 1
+    elif len(i_shape) == len(spatial) + 1 and i_shape[1:] == spatial:
+        n_channels = i_shape[0]
+    else:
+        raise ValueError(f"{name}: image shape {i_shape} does not match the probabilities' spatial shape {spatial}")
+    p = prob.detach().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob)
+    if not np.issubdtype(p.dtype, np.floating):
+        raise ValueError(f"{name}: probabilities must be floating point, got dtype {p.dtype}")
+    im = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if not (np.issubdtype(im.dtype, np.floating) or np.issubdtype(im.dtype, np.integer)):
+        raise ValueError(f"{name}: image must be numeric, got dtype {im.dtype}")
+    if np.issubdtype(im.dtype, np.floating) and not np.isfinite(im).all():
+        raise ValueError(f"{name}: image has NaN or infinite values")
+    # chunked checks: no full-size float64 temporaries for large volumes
+    flat = p.reshape(n_labels, -1)
+    step = 1 << 22
+    for start in range(0, flat.shape[1], step):
+        part = flat[:, start : start + step].astype(np.float32)
+        if not np.isfinite(part).all():
+            raise ValueError(f"{name}: probabilities have NaN or infinite values")
+        if part.min() < -1e-6 or part.max() > 1 + 1e-6:
+            raise ValueError(f"{name}: probabilities must lie in [0, 1], found [{part.min():.4g}, {part.max():.4g}]")
+        sums = part.sum(0)
+        worst = float(np.abs(sums - 1).max())
+        if worst > _SUM_TOLERANCE:
+            raise ValueError(
+                f"{name}: probabilities must sum to 1 over the class axis (axis 0) at every voxel; "
+                f"the largest deviation is {worst:.3g} (are these logits, or is the class axis elsewhere?)"
+            )
+    if spacing is None:
+        spacing_t = (1.0,) * len(spatial)
+    else:
+        spacing_t = tuple(float(s) for s in spacing)
+        if len(spacing_t) != len(spatial) or any(not math.isfinite(s) or s <= 0 for s in spacing_t):
+            raise ValueError(f"{name}: spacing must be {len(spatial)} positive numbers (one per spatial axis), got {spacing!r}")
+    return n_labels, spatial, n_channels, spacing_t
+
+
+# --------------------------------------------------------------------------------------
+# native backend
+# --------------------------------------------------------------------------------------
+
+
+def _gaussian_taps(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    taps = torch.exp(-0.5 * (x / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def _blur_axis(grid: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
+    """Separable Gaussian along ``axis`` with zeros beyond the grid (a symmetric linear map)."""
+    n = grid.shape[axis]
+    if sigma < 1e-3 or n == 1:
+        return grid
+    taps = _gaussian_taps(sigma).to(grid.device)
+    radius = taps.numel() // 2
+    pre, post = math.prod(grid.shape[:axis]), math.prod(grid.shape[axis + 1 :])
+    flat = grid.reshape(pre, n, post)
+    if n <= 1024:  # one BLAS call with the banded matrix: faster than shifted adds even though most of it is zeros
+        offsets = torch.arange(n, device=grid.device)
+        diff = offsets[:, None] - offsets[None, :]
+        band = torch.where(diff.abs() <= radius, taps[(diff + radius).clamp(0, 2 * radius)], torch.zeros((), device=grid.device))
+        return torch.matmul(band, flat).reshape(grid.shape)
+    out = flat * taps[radius]
+    for k in range(1, min(radius, n - 1) + 1):
+        out[:, k:] += taps[radius + k] * flat[:, :-k]
+        out[:, :-k] += taps[radius - k] * flat[:, k:]
+    return out.reshape(grid.shape)
+
+
+class _GridKernel:
+    """One normalised Gaussian kernel over position (and intensity) as a bilateral grid.
+
+    Voxels are splatted to the nearest spatial cell (integer step ``s`` voxels per axis, about
+    half the sigma) and linearly along each intensity channel (step one intensity sigma);
+    the grid is blurred so that splat + blur + slice has the kernel's variance; slicing uses
+    the splat's weights, so the filter is a symmetric matrix ``S^T B S``.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        sigma_vox: Sequence[float],
+        intensity: torch.Tensor | None,
+        sigma_intensity: Sequence[float] = (),
+        chunk: int = 1 << 21,
+    ) -> None:
+        device = intensity.device if intensity is not None else torch.device("cpu")
+        self.chunk = chunk
+        steps = [max(1, int(round(_SPATIAL_STEP * s))) if n > 1 else 1 for s, n in zip(sigma_vox, shape)]
+        cells = [(n + s - 1) // s for n, s in zip(shape, steps)]
+        # discrete uniform quantisation of integer positions into cells of s voxels: variance (s^2 - 1) / 12
+        self.blur_sigmas = [
+            math.sqrt(max(sv * sv - 2.0 * (s * s - 1) / 12.0, 0.0)) / s if n > 1 else 0.0
+            for sv, s, n in zip(sigma_vox, steps, shape)
+        ]
+        axes = [torch.arange(n, device=device) // s for n, s in zip(shape, steps)]
+        cell = (axes[0][:, None, None] * cells[1] + axes[1][None, :, None]) * cells[2] + axes[2][None, None, :]
+        n_ch = 0 if intensity is None else intensity.shape[0]
+        self.grid_shape = list(cells)
+        self.weights: list[torch.Tensor] = []  # per intensity channel: linear weight of the upper bin
+        index = cell.reshape(-1).to(torch.int64)
+        for c in range(n_ch):
+            f = intensity[c].reshape(-1).float() / float(sigma_intensity[c])
+            f = f - f.min()
+            lower = torch.floor(f)
+            bins = int(lower.max().item()) + 2
+            index = index * bins + lower.to(torch.int64)
+            self.weights.append((f - lower).to(torch.float32))
+            self.grid_shape.append(bins)
+            self.blur_sigmas.append(math.sqrt(2.0 / 3.0))  # 1 - 2 * (linear splat variance 1/6)
+        self.strides = [math.prod(self.grid_shape[len(cells) + c + 1 :]) for c in range(n_ch)]
+        self.index = index
+        self.n_cells = math.prod(self.grid_shape)
+        self.n = index.numel()
+        ones = torch.ones(self.n, 1, device=device)
+        self.norm = torch.rsqrt(self._filter(ones, torch.zeros_like(ones)).clamp_min(1e-20))
+
+    def _corners(self, lo: int, hi: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        base = self.index[lo:hi]
+        n_ch = len(self.weights)
+        for corner in range(1 << n_ch):
+            idx, w = base, None
+            for c in range(n_ch):
+                t = self.weights[c][lo:hi]
+                if corner >> c & 1:
+                    idx = idx + self.strides[c]
+                    wc = t
+                else:
+                    wc = 1.0 - t
+                w = wc if w is None else w * wc
+            yield idx, w
+
+    def _filter(
+        self, values: torch.Tensor, out: torch.Tensor, norm: torch.Tensor | None = None, weight: float = 1.0
+    ) -> torch.Tensor:
+        """``out += weight * N S^T B S N values`` with ``N = diag(norm)`` (identity when ``norm`` is None).
+
+        Works in chunks of voxels, so the only full-size arrays are ``values`` and ``out``.
+        """
+        n_val = values.shape[1]
+        grid = torch.zeros(self.n_cells, n_val, device=values.device, dtype=torch.float32)
+        one_channel = len(self.weights) == 1
+        for lo in range(0, self.n, self.chunk):
+            hi = min(lo + self.chunk, self.n)
+            v = values[lo:hi] if norm is None else values[lo:hi] * norm[lo:hi]
+            if one_channel:  # the common case, with fewer passes: lower bin gets v - v t, upper bin v t
+                idx, upper = self.index[lo:hi], v * self.weights[0][lo:hi, None]
+                grid.index_add_(0, idx, v.sub_(upper))
+                grid.index_add_(0, idx + self.strides[0], upper)
+                continue
+            for idx, w in self._corners(lo, hi):
+                grid.index_add_(0, idx, v if w is None else v * w[:, None])
+        g = grid.view(*self.grid_shape, n_val)
+        for axis, sigma in enumerate(self.blur_sigmas):
+            g = _blur_axis(g, axis, sigma)
+        grid = g.reshape(self.n_cells, n_val)
+        for lo in range(0, self.n, self.chunk):
+            hi = min(lo + self.chunk, self.n)
+            if one_channel:
+                idx = self.index[lo:hi]
+                acc = torch.lerp(grid.index_select(0, idx), grid.index_select(0, idx + self.strides[0]), self.weights[0][lo:hi, None])
+            else:
+                acc = None
+                for idx, w in self._corners(lo, hi):
+                    part = grid.index_select(0, idx)
+                    if w is None:
+                        acc = part if acc is None else acc.add_(part)
+                    else:
+                        acc = part.mul_(w[:, None]) if acc is None else acc.addcmul_(part, w[:, None])
+            if norm is None:
+                out[lo:hi].add_(acc, alpha=weight)
+            else:
+                out[lo:hi].addcmul_(acc, norm[lo:hi], value=weight)
+        return out
+
+    def apply(self, q: torch.Tensor, out: torch.Tensor, weight: float) -> None:
+        """``out += weight * D^-1/2 K D^-1/2 q`` for ``q`` of shape (voxels, labels)."""
+        self._filter(q, out, self.norm, weight)
+
+
+def _kernels(
+    shape3: tuple[int, int, int],
+    spacing3: Sequence[float],
+    params: CRFParams,
+    image: torch.Tensor,
+) -> list[tuple[float, _GridKernel]]:
+    kernels = []
+    if params.smoothness_weight > 0:
+        sig = [params.smoothness_sigma / sp for sp in spacing3]
+        kernels.append((float(params.smoothness_weight), _GridKernel(shape3, sig, None)))
+    if params.appearance_weight > 0:
+        sig = [params.appearance_sigma / sp for sp in spacing3]
+        n_ch = image.shape[0]
+        sig_i = params.intensity_sigma
+        sig_i = tuple(sig_i) if isinstance(sig_i, tuple) else (float(sig_i),) * n_ch
+        if len(sig_i) != n_ch:
+            raise ValueError(f"intensity_sigma has {len(sig_i)} values but the image has {n_ch} channels")
+        kernels.append((float(params.appearance_weight), _GridKernel(shape3, sig, image, sig_i)))
+    return kernels
+
+
+def _softmax_rows_(x: torch.Tensor) -> torch.Tensor:
+    x -= x.amax(dim=1, keepdim=True)  # amax: several times faster than max() on rows of a few labels
+    x.exp_()
+    x /= x.sum(dim=1, keepdim=True)
+    return x
+
+
+def _native_block(
+    prob: np.ndarray,
+    image: np.ndarray,
+    spacing3: Sequence[float],
+    params: CRFParams,
+    mu: torch.Tensor,
+    device: torch.device,
+    energies: list[float] | None = None,
+) -> torch.Tensor:
+    """Mean field on one block: ``prob`` (L, Z, Y, X), ``image`` (C, Z, Y, X) -> Q (voxels, L)."""
+    n_labels = prob.shape[0]
+    shape3 = tuple(prob.shape[1:])
+    rows = prob.reshape(n_labels, -1).T  # (voxels, labels); may share memory with the caller's array
+    unary = torch.empty(rows.shape, dtype=torch.float32, device=device)
+    unary.copy_(torch.from_numpy(np.ascontiguousarray(rows)))
+    unary.clamp_(min=1e-8).log_().neg_()  # -log p, computed in our own buffer
+    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
+    kernels = _kernels(shape3, spacing3, params, img)
+    del img
+    q = _softmax_rows_(-unary)
+    msg = torch.empty_like(q)
+    potts = bool(torch.equal(mu, 1 - torch.eye(n_labels, device=mu.device)))
+    if energies is not None:
+        energies.append(_energy(unary, q, kernels, mu, msg))
+    for _ in range(params.iterations):
+        msg.zero_()
+        for weight, kernel in kernels:
+            kernel.apply(q, msg, weight)
+        # new Q written over the message buffer: logits = -U - (sum_k w_k K_k Q) mu; for Potts
+        # (mu = 1 - I) that is -U + msg up to a per-voxel constant, which the softmax ignores
+        logits = msg.sub_(unary) if potts else torch.addmm(unary, msg, mu).neg_()
+        q, msg = _softmax_rows_(logits), q
+        if energies is not None:
+            energies.append(_energy(unary, q, kernels, mu, msg))
+    return q
+
+
+def _energy(unary: torch.Tensor, q: torch.Tensor, kernels: list[tuple[float, _GridKernel]], mu: torch.Tensor, buf: torch.Tensor) -> float:
+    """Mean-field free energy ``<U> + 1/2 <pairwise> - H(Q)`` of ``q`` (float64 sum)."""
+    buf.zero_()
+    for weight, kernel in kernels:
+        kernel.apply(q, buf, weight)
+    pair = (torch.mm(buf, mu) * q).sum(dtype=torch.float64)
+    ent = (q * torch.log(q.clamp_min(1e-30))).sum(dtype=torch.float64)
+    return float((unary * q).sum(dtype=torch.float64) + 0.5 * pair + ent)
+
+
+def _block_starts(n: int, core: int) -> list[int]:
+    return list(range(0, n, core)) if n > core else [0]
+
+
+# --------------------------------------------------------------------------------------
+# pydensecrf backend
+# --------------------------------------------------------------------------------------
+
+
+def _pydensecrf(prob: np.ndarray, image: np.ndarray, spacing: Sequence[float], params: CRFParams, mu: np.ndarray) -> np.ndarray:
+    if not have_pydensecrf():
+        raise ImportError(
+            "the 'pydensecrf' backend needs the pydensecrf2 package, which builds from source with "
+            "Cython < 3: run `bash scripts/setup.sh crf`, or use backend='native'"
+        )
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian
+
+    n_labels, spatial = prob.shape[0], prob.shape[1:]
+    n = math.prod(spatial)
+    crf = dcrf.DenseCRF(n, n_labels)
+    unary = np.ascontiguousarray(-np.log(np.clip(prob.reshape(n_labels, n).astype(np.float32), 1e-8, None)))
+    crf.setUnaryEnergy(unary)
+    if params.smoothness_weight > 0:
+        feats = create_pairwise_gaussian(tuple(params.smoothness_sigma / s for s in spacing), spatial)
+        crf.addPairwiseEnergy(
+            feats.astype(np.float32),
+            compat=np.ascontiguousarray(params.smoothness_weight * mu, dtype=np.float32),
+            kernel=dcrf.DIAG_KERNEL,
+            normalization=dcrf.NORMALIZE_SYMMETRIC,
+        )
+    if params.appearance_weight > 0:
+        n_ch = image.shape[0]
+        sig_i = params.intensity_sigma
+        sig_i = tuple(sig_i) if isinstance(sig_i, tuple) else (float(sig_i),) * n_ch
+        feats = create_pairwise_bilateral(
+            tuple(params.appearance_sigma / s for s in spacing), sig_i, image.astype(np.float32), chdim=0
+        )
+        crf.addPairwiseEnergy(
+            feats.astype(np.float32),
+            compat=np.ascontiguousarray(params.appearance_weight * mu, dtype=np.float32),
+            kernel=dcrf.DIAG_KERNEL,
+            normalization=dcrf.NORMALIZE_SYMMETRIC,
+        )
+    q = np.asarray(crf.inference(params.iterations), dtype=np.float32)
+    return q.reshape(prob.shape)
+
+
+# --------------------------------------------------------------------------------------
+# public interface
+# --------------------------------------------------------------------------------------
+
+
+class DenseCRF:
+    """Fully connected CRF post-processing of class probabilities, 2D or 3D.
+
+    Args:
+        params: the model (:class:`CRFParams`, or a mapping of its fields).
+        backend: ``"native"`` (PyTorch, CPU/GPU, blocks) or ``"pydensecrf"`` (optional C++ package).
+        device: torch device of the native backend (default: CUDA when available, else CPU).
+        block_voxels: the native backend splits volumes with more voxels than this into blocks
+            (core plus halo on every side); each block's result is kept only in its core.
+        halo: voxels of context around each block core per axis (default: 3 x the largest
+            kernel sigma, in voxels of that axis).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> image = np.zeros((32, 32), np.uint8); image[:, 16:] = 200
+        >>> truth = (image > 100).astype(int)
+        >>> logits = 1.5 * np.eye(2)[truth].transpose(2, 0, 1) + rng.normal(0, 1.0, (2, 32, 32))
+        >>> prob = np.exp(logits) / np.exp(logits).sum(0)
+        >>> crf = DenseCRF(CRFParams(smoothness_sigma=1.0, appearance_sigma=5.0, intensity_sigma=20.0))
+        >>> before = (prob.argmax(0) == truth).mean()
+        >>> after = (crf.labels(prob, image) == truth).mean()
+        >>> bool(after > before), bool(after > 0.99)
+        (True, True)
+    """
+
+    def __init__(
+        self,
+        params: CRFParams | dict[str, Any] | None = None,
+        backend: str = "native",
+        device: str | torch.device | None = None,
+        block_voxels: int = 1 << 23,
+        halo: int | Sequence[int] | None = None,
+    ) -> None:
+        if params is None:
+            params = CRFParams()
+        elif isinstance(params, dict):
+            params = CRFParams.from_dict(params)
+        elif not isinstance(params, CRFParams):
+            raise TypeError(f"params must be CRFParams or a dict, got {type(params).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown CRF backend {backend!r}; choose one of {list(BACKENDS)}")
+        if isinstance(block_voxels, bool) or not isinstance(block_voxels, (int, np.integer)) or block_voxels < 1:
+            raise ValueError(f"block_voxels must be a positive integer, got {block_voxels!r}")
+        self.params = params
+        self.backend = backend
+        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.block_voxels = int(block_voxels)
+        self.halo = halo
+
+    def __call__(
+        self,
+        prob: np.ndarray | torch.Tensor,
+        image: np.ndarray | torch.Tensor,
+        spacing: Sequence[float] | None = None,
+        *,
+        name: str = "input",
+    ) -> np.ndarray:
+        """Refined marginals: float32 array with the shape of ``prob`` ``(L, [Z,] Y, X)``.
+
+        Args:
+            prob: class probabilities, class axis first (float16/32/64).
+            image: intensities ``([Z,] Y, X)`` or ``(C, [Z,] Y, X)``.
+            spacing: physical voxel size per spatial axis (units of the sigmas; default 1).
+            name: used in error messages (e.g. the input file name).
+        """
+        return self._run(prob, image, spacing, name=name, marginals=True)
+
+    def labels(
+        self,
+        prob: np.ndarray | torch.Tensor,
+        image: np.ndarray | torch.Tensor,
+        spacing: Sequence[float] | None = None,
+        *,
+        name: str = "input",
+    ) -> np.ndarray:
+        """Refined labels (argmax of the marginals), uint8 ``([Z,] Y, X)``; keeps no full marginals."""
+        return self._run(prob, image, spacing, name=name, marginals=False)
+
+    def energies(
+        self, prob: np.ndarray, image: np.ndarray, spacing: Sequence[float] | None = None, *, name: str = "input"
+    ) -> list[float]:
+        """Native backend, one block: the mean-field free energy before and after every iteration."""
+        return mean_field_energy(prob, image, self.params, spacing, device=self.device, name=name)
+
+    # ----------------------------------------------------------------------------------
+    def _prepare(self, prob, image, spacing, name):
+        n_labels, spatial, n_ch, spacing_t = check_crf_inputs(prob, image, spacing, name=name)
+        mu = compatibility_matrix(self.params.compatibility, n_labels)
+        prob_np = prob.detach().cpu().numpy() if isinstance(prob, torch.Tensor) else np.asarray(prob)
+        img_np = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        img_np = img_np.reshape((n_ch,) + tuple(spatial))
+        sig_i = self.params.intensity_sigma
+        if isinstance(sig_i, tuple) and len(sig_i) != n_ch:
+            raise ValueError(f"{name}: intensity_sigma has {len(sig_i)} values but the image has {n_ch} channel(s)")
+        return n_labels, tuple(spatial), spacing_t, mu, prob_np, img_np
+
+    def _run(self, prob, image, spacing, *, name: str, marginals: bool) -> np.ndarray:
+        n_labels, spatial, spacing_t, mu, prob_np, img_np = self._prepare(prob, image, spacing, name)
+        if self.backend == "pydensecrf":
+            q = _pydensecrf(prob_np, img_np, spacing_t, self.params, mu)
+            return q if marginals else q.argmax(0).astype(np.uint8)
+        # native: work in 3D, a 2D input is one plane
+        if len(spatial) == 2:
+            prob3, img3, shape3 = prob_np[:, None], img_np[:, None], (1,) + spatial
+            spacing3 = (1.0,) + spacing_t
+        else:
+            prob3, img3, shape3, spacing3 = prob_np, img_np, spatial, spacing_t
+        mu_t = torch.from_numpy(mu).to(self.device)
+        out = np.empty((n_labels,) + shape3, np.float32) if marginals else np.empty(shape3, np.uint8)
+        for core, box in self._blocks(shape3, spacing3):
+            block = tuple(slice(a, b) for a, b in box)
+            q = _native_block(prob3[(slice(None),) + block], img3[(slice(None),) + block], spacing3, self.params, mu_t, self.device)
+            bshape = tuple(b - a for a, b in box)
+            inner = tuple(slice(c0 - a, c1 - a) for (c0, c1), (a, _) in zip(core, box))
+            dst = tuple(slice(c0, c1) for c0, c1 in core)
+            if marginals:
+                out[(slice(None),) + dst] = q.T.reshape((n_labels,) + bshape)[(slice(None),) + inner].cpu().numpy()
+            else:
+                out[dst] = q.argmax(1).reshape(bshape)[inner].to(torch.uint8).cpu().numpy()
+            del q
+        if len(spatial) == 2:
+            out = out[:, 0] if marginals else out[0]
+        return out
+
+    def _blocks(self, shape3, spacing3):
+        """(core box, core+halo box) pairs covering the volume, as ((start, stop),) * 3."""
+        if math.prod(shape3) <= self.block_voxels:
+            yield tuple((0, n) for n in shape3), tuple((0, n) for n in shape3)
+            return
+        if self.halo is None:
+            sigma = max(self.params.smoothness_sigma, self.params.appearance_sigma)
+            halo = [int(math.ceil(3 * sigma / sp)) if n > 1 else 0 for sp, n in zip(spacing3, shape3)]
+        else:
+            h = [self.halo] * 3 if isinstance(self.halo, (int, np.integer)) else list(self.halo)
+            halo = ([0] * (3 - len(h)) + h) if len(h) < 3 else h
+        # equal cores along each axis, largest axes split first, until a haloed block fits
+        splits = [1, 1, 1]
+        while True:
+            core = [math.ceil(n / k) for n, k in zip(shape3, splits)]
+            if math.prod(min(c + 2 * h, n) for c, h, n in zip(core, halo, shape3)) <= self.block_voxels:
+                break
+            axis = max(range(3), key=lambda a: core[a] if core[a] > 1 else -1)
+            if core[axis] <= 1:
+                break
+            splits[axis] += 1
+        for z in _block_starts(shape3[0], core[0]):
+            for y in _block_starts(shape3[1], core[1]):
+                for x in _block_starts(shape3[2], core[2]):
+                    c = [(s, min(s + k, n)) for s, k, n in zip((z, y, x), core, shape3)]
+                    b = [(max(a - h, 0), min(e + h, n)) for (a, e), h, n in zip(c, halo, shape3)]
+                    yield tuple(c), tuple(b)
+
+
+def mean_field_energy(
+    prob: np.ndarray,
+    image: np.ndarray,
+    params: CRFParams,
+    spacing: Sequence[float] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    name: str = "input",
+) -> list[float]:
+    """Free energy of the native mean-field iterates (before, and after each iteration), whole volume.
+
+    ``F(Q) = sum_i <Q_i, U_i> + 1/2 sum_ij K~(i, j) Q_i^T mu Q_j + sum_i <Q_i, log Q_i>``, the
+    quantity mean-field inference minimises (K~ is the weighted sum of the normalised kernels).
+
+    Example:
+        >>> rng = np.random.default_rng(1)
+        >>> p = rng.dirichlet(np.ones(3), size=(16, 16)).transpose(2, 0, 1)
+        >>> e = mean_field_energy(p, rng.integers(0, 255, (16, 16)), CRFParams(iterations=3))
+        >>> len(e), bool(e[-1] < e[0])
+        (4, True)
+    """
+    crf = DenseCRF(params, device=device)
+    n_labels, spatial, spacing_t, mu, prob_np, img_np = crf._prepare(prob, image, spacing, name)
+    if len(spatial) == 2:
+        prob_np, img_np, spacing_t = prob_np[:, None], img_np[:, None], (1.0,) + spacing_t
+    energies: list[float] = []
+    _native_block(prob_np, img_np, spacing_t, params, torch.from_numpy(mu).to(device), torch.device(device), energies)
+    return energies
