@@ -11,8 +11,20 @@ from cseg_monai.postprocessing.crf import (
     mean_field_energy,
     organelle_compatibility,
 )
+from cseg_monai.postprocessing.crf_workflow import (
+    CRFEvaluation,
+    CRFInference,
+    crf_datalist,
+    load_probabilities,
+    organelle_crf_datalist,
+)
 
 __all__ = [
+    "CRFEvaluation",
+    "CRFInference",
+    "crf_datalist",
+    "load_probabilities",
+    "organelle_crf_datalist",
     "BACKENDS",
     "ORGANELLE_CLASSES",
     "CRFParams",

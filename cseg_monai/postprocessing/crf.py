@@ -349,7 +349,7 @@ class _GridKernel:
         sigma_vox: Sequence[float],
         intensity: torch.Tensor | None,
         sigma_intensity: Sequence[float] = (),
-        chunk: int = 1 << 21,
+        chunk: int = 1 << 18,
     ) -> None:
         device = intensity.device if intensity is not None else torch.device("cpu")
         self.chunk = chunk
@@ -487,7 +487,9 @@ def _native_block(
     shape3 = tuple(prob.shape[1:])
     rows = prob.reshape(n_labels, -1).T  # (voxels, labels); may share memory with the caller's array
     unary = torch.empty(rows.shape, dtype=torch.float32, device=device)
-    unary.copy_(torch.from_numpy(np.ascontiguousarray(rows)))
+    step = 1 << 20
+    for lo in range(0, rows.shape[0], step):  # chunked transposing copy: no full-size temporary
+        unary[lo : lo + step].copy_(torch.from_numpy(np.ascontiguousarray(rows[lo : lo + step])))
     unary.clamp_(min=1e-8).log_().neg_()  # -log p, computed in our own buffer
     img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
     kernels = _kernels(shape3, spacing3, params, img)
