@@ -34,6 +34,17 @@ def phantom_isbi(tmp_path_factory) -> Path:
     return out
 
 
+def error_chain(excinfo) -> str:
+    """Every message of an exception's cause chain, one per line (MONAI wraps config and
+    transform errors in ``RuntimeError``; the message naming the file is further down)."""
+    parts, err, seen = [], excinfo.value, set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        parts.append(str(err))
+        err = err.__cause__ or err.__context__
+    return "\n".join(parts)
+
+
 def bundle_workflow(configs_dir: Path, configs: list[str], workflow_type: str, **override):
     """A MONAI ``ConfigWorkflow`` over ``configs`` (file names in ``configs_dir``, merged in order)."""
     from monai.bundle import ConfigWorkflow

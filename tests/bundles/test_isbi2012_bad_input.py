@@ -8,7 +8,7 @@ import tifffile
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from conftest import BUNDLES
+from conftest import BUNDLES, error_chain
 
 CONFIGS = BUNDLES / "isbi2012_em_membrane_segmentation" / "configs"
 
@@ -20,15 +20,6 @@ def load():
     from monai.transforms import Compose
 
     return Compose(parser.get_parsed_content("load_transforms"))
-
-
-def _error_text(excinfo) -> str:
-    """The whole chain of messages (MONAI wraps transform errors in RuntimeError)."""
-    parts, err = [], excinfo.value
-    while err is not None:
-        parts.append(str(err))
-        err = err.__cause__ or err.__context__
-    return "\n".join(parts)
 
 
 def _png(path, array):
@@ -58,7 +49,7 @@ def test_colour_image_is_refused(load, tmp_path):
     path = _png(tmp_path / "colour.png", rgb)
     with pytest.raises(Exception) as excinfo:
         load({"image": path, "label": _png(tmp_path / "l.png", _label())})
-    text = _error_text(excinfo)
+    text = error_chain(excinfo)
     assert "colour.png" in text and "1 channel" in text
 
 
@@ -68,14 +59,14 @@ def test_empty_or_corrupt_file(load, tmp_path, content, word):
     bad.write_bytes(content)
     with pytest.raises(Exception) as excinfo:
         load({"image": str(bad), "label": _png(tmp_path / "l.png", _label())})
-    text = _error_text(excinfo)
+    text = error_chain(excinfo)
     assert "broken.png" in text and word in text.lower()
 
 
 def test_shape_mismatch(load, tmp_path):
     with pytest.raises(Exception) as excinfo:
         load({"image": _png(tmp_path / "img.png", _grey((32, 32))), "label": _png(tmp_path / "lab.png", _label((32, 40)))})
-    text = _error_text(excinfo)
+    text = error_chain(excinfo)
     assert "img.png" in text and "lab.png" in text and "differ" in text
 
 
@@ -84,7 +75,7 @@ def test_label_values_out_of_range(load, tmp_path):
     lab[0, 0] = 128
     with pytest.raises(Exception) as excinfo:
         load({"image": _png(tmp_path / "i.png", _grey()), "label": _png(tmp_path / "odd_label.png", lab)})
-    text = _error_text(excinfo)
+    text = error_chain(excinfo)
     assert "odd_label.png" in text and "[128]" in text
 
 
@@ -95,7 +86,7 @@ def test_nan_image(load, tmp_path):
     tifffile.imwrite(path, img)
     with pytest.raises(Exception) as excinfo:
         load({"image": str(path), "label": _png(tmp_path / "l.png", _label())})
-    text = _error_text(excinfo)
+    text = error_chain(excinfo)
     assert "nan.tif" in text and "NaN" in text
 
 
@@ -108,7 +99,7 @@ def test_missing_dataset_dir(tmp_path):
     wf.initialize()
     with pytest.raises(Exception) as excinfo:
         wf.run()
-    text = _error_text(excinfo)
+    text = error_chain(excinfo)
     assert str(missing) in text and "does not exist" in text
     assert not (tmp_path / "out" / "models").exists()
 
@@ -121,5 +112,5 @@ def test_unknown_override_key_is_reported(tmp_path):
                         output_dir=str(tmp_path / "out"), learnig_rate=0.1)
     with pytest.raises(Exception) as excinfo:
         wf.initialize()
-    assert "'learnig_rate' (did you mean 'learning_rate'?)" in _error_text(excinfo)
+    assert "'learnig_rate' (did you mean 'learning_rate'?)" in error_chain(excinfo)
     assert not (tmp_path / "out").exists()

@@ -19,7 +19,7 @@ import tifffile
 import torch
 
 from cseg_monai.data.phantom import write_organelle_dataset
-from conftest import BUNDLES, ROOT, bundle_workflow
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain
 
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -220,10 +220,7 @@ def test_unknown_config_key_and_bad_labels_are_named(phantom_organelles, tmp_pat
     wf.initialize()
     with pytest.raises(Exception) as err:
         wf.run()
-    chain, e = [], err.value
-    while e is not None:
-        chain.append(str(e))
-        e = e.__cause__ or e.__context__
+    chain = error_chain(err).splitlines()
     assert any("1.tif" in m and "label values [7]" in m for m in chain), chain
 
 

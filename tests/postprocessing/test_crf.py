@@ -13,7 +13,7 @@ from cseg_monai.postprocessing import (
     mean_field_energy,
     organelle_compatibility,
 )
-from tests.conftest import require_data
+from conftest import require_data
 
 needs_pydensecrf = pytest.mark.skipif(
     not have_pydensecrf(),
@@ -136,9 +136,9 @@ def test_blocks_with_halo_match_the_whole_volume(vnc_crop):
     image, label, prob = vnc_crop
     params = CRFParams(smoothness_sigma=10.0, appearance_sigma=40.0, intensity_sigma=10.0)
     whole = DenseCRF(params).labels(prob, image, VNC_SPACING)
-    crf = DenseCRF(params, block_voxels=60_000)
+    crf = DenseCRF(params, block_voxels=150_000)
     blocks = list(crf._blocks(prob.shape[1:], VNC_SPACING))
-    assert len(blocks) > 4
+    assert len(blocks) >= 4
     covered = np.zeros(prob.shape[1:], int)
     for core, _ in blocks:
         covered[tuple(slice(a, b) for a, b in core)] += 1
