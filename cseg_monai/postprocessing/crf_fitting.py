@@ -31,12 +31,13 @@ from cseg_monai.postprocessing.crf import CRFParams, DenseCRF, organelle_compati
 __all__ = ["SEARCH_SPACE", "random_search", "sample_params", "score_params"]
 
 #: name -> (kind, low, high) or ("choice", options); widths are in the units of ``spacing``,
-#: ``intensity_sigma`` in scaled image units ([0, 1]).
+#: ``intensity_sigma`` in scaled image units ([0, 1]). Weights are log-uniform: on good
+#: per-voxel probabilities the useful weights are small, and a uniform draw rarely tries them.
 SEARCH_SPACE: dict[str, tuple] = {
     "iterations": ("choice", (3, 5, 8)),
-    "smoothness_weight": ("uniform", 0.0, 6.0),
+    "smoothness_weight": ("log", 0.05, 6.0),
     "smoothness_sigma": ("log", 0.5, 4.0),
-    "appearance_weight": ("uniform", 0.0, 10.0),
+    "appearance_weight": ("log", 0.05, 10.0),
     "appearance_sigma": ("log", 2.0, 40.0),
     "intensity_sigma": ("log", 0.01, 0.3),
     "impossible_cost": ("choice", (None, 1.5, 3.0, 6.0)),  # None = Potts
