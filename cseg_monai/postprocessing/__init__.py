@@ -11,13 +11,19 @@ from cseg_monai.postprocessing.crf import (
     mean_field_energy,
     organelle_compatibility,
 )
-from cseg_monai.postprocessing.crf_workflow import (
-    CRFEvaluation,
-    CRFInference,
-    crf_datalist,
-    load_probabilities,
-    organelle_crf_datalist,
-)
+
+# the workflows pull in MONAI and the data readers: imported on first use, so that the CRF
+# alone stays light (``from cseg_monai.postprocessing import DenseCRF``)
+_WORKFLOW_NAMES = ("CRFEvaluation", "CRFInference", "crf_datalist", "load_probabilities", "organelle_crf_datalist")
+
+
+def __getattr__(name: str):
+    if name in _WORKFLOW_NAMES:
+        from cseg_monai.postprocessing import crf_workflow
+
+        return getattr(crf_workflow, name)
+    raise AttributeError(f"module 'cseg_monai.postprocessing' has no attribute {name!r}")
+
 
 __all__ = [
     "CRFEvaluation",

@@ -351,8 +351,10 @@ class _GridKernel:
         intensity: torch.Tensor | None,
         sigma_intensity: Sequence[float] = (),
         chunk: int = 1 << 18,
+        device: torch.device | None = None,
     ) -> None:
-        device = intensity.device if intensity is not None else torch.device("cpu")
+        if device is None:
+            device = intensity.device if intensity is not None else torch.device("cpu")
         self.chunk = chunk
         steps = [max(1, int(round(_SPATIAL_STEP * s))) if n > 1 else 1 for s, n in zip(sigma_vox, shape)]
         cells = [(n + s - 1) // s for n, s in zip(shape, steps)]
@@ -410,7 +412,7 @@ class _GridKernel:
         one_channel = len(self.weights) == 1
         for lo in range(0, self.n, self.chunk):
             hi = min(lo + self.chunk, self.n)
-            v = values[lo:hi] if norm is None else values[lo:hi] * norm[lo:hi]
+            v = values[lo:hi].clone() if norm is None else values[lo:hi] * norm[lo:hi]  # v is modified below
             if one_channel:  # the common case, with fewer passes: lower bin gets v - v t, upper bin v t
                 idx, upper = self.index[lo:hi], v * self.weights[0][lo:hi, None]
                 grid.index_add_(0, idx, v.sub_(upper))
@@ -455,7 +457,7 @@ def _kernels(
     kernels = []
     if params.smoothness_weight > 0:
         sig = [params.smoothness_sigma / sp for sp in spacing3]
-        kernels.append((float(params.smoothness_weight), _GridKernel(shape3, sig, None)))
+        kernels.append((float(params.smoothness_weight), _GridKernel(shape3, sig, None, device=image.device)))
     if params.appearance_weight > 0:
         sig = [params.appearance_sigma / sp for sp in spacing3]
         n_ch = image.shape[0]
