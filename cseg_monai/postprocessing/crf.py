@@ -276,16 +276,18 @@ def check_crf_inputs(
         raise ValueError(f"{name}: image must be numeric, got dtype {im.dtype}")
     if np.issubdtype(im.dtype, np.floating) and not np.isfinite(im).all():
         raise ValueError(f"{name}: image has NaN or infinite values")
-    # chunked checks: no full-size float64 temporaries for large volumes
+    # chunked checks, three passes per chunk (sum, min, max): a NaN or infinity anywhere makes
+    # its voxel's sum non-finite, so no separate isfinite pass is needed
     flat = p.reshape(n_labels, -1)
     step = 1 << 22
     for start in range(0, flat.shape[1], step):
-        part = flat[:, start : start + step].astype(np.float32)
-        if not np.isfinite(part).all():
-            raise ValueError(f"{name}: probabilities have NaN or infinite values")
-        if part.min() < -1e-6 or part.max() > 1 + 1e-6:
-            raise ValueError(f"{name}: probabilities must lie in [0, 1], found [{part.min():.4g}, {part.max():.4g}]")
+        part = flat[:, start : start + step].astype(np.float32, copy=False)
         sums = part.sum(0)
+        if not np.isfinite(sums).all():
+            raise ValueError(f"{name}: probabilities have NaN or infinite values")
+        lo, hi = float(part.min()), float(part.max())
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(f"{name}: probabilities must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]")
         worst = float(np.abs(sums - 1).max())
         if worst > _SUM_TOLERANCE:
             raise ValueError(
