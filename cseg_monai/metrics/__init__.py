@@ -44,3 +44,13 @@ __all__ += [
     "MacroAPMetric",
     "KappaMetric",
 ]
+
+from cseg_monai.metrics.instances import (  # noqa: E402
+    DEFAULT_IOU_THRESHOLDS,
+    f1_iou_plot,
+    instance_scores,
+    iou_matrix,
+    match_at,
+)
+
+__all__ += ["DEFAULT_IOU_THRESHOLDS", "f1_iou_plot", "instance_scores", "iou_matrix", "match_at"]

@@ -11,6 +11,16 @@ from cseg_monai.postprocessing.crf import (
     mean_field_energy,
     organelle_compatibility,
 )
+from cseg_monai.postprocessing.instances import (
+    METHODS,
+    edge_costs,
+    filter_instances,
+    mean_boundary_agglomeration,
+    multicut,
+    region_adjacency,
+    segment_instances,
+    watershed_supervoxels,
+)
 
 # the workflows pull in MONAI and the data readers: imported on first use, so that the CRF
 # alone stays light (``from cseg_monai.postprocessing import DenseCRF``)
@@ -26,6 +36,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "METHODS",
+    "edge_costs",
+    "filter_instances",
+    "mean_boundary_agglomeration",
+    "multicut",
+    "region_adjacency",
+    "segment_instances",
+    "watershed_supervoxels",
     "CRFEvaluation",
     "CRFInference",
     "crf_datalist",

@@ -1,0 +1,178 @@
+"""Instances from boundaries: multicut and agglomeration on graphs with known answers, the
+pipeline on real nuclei and cells (boundaries from their ground truth), filtering, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cseg_monai.metrics.instances import instance_scores
+from cseg_monai.postprocessing import (
+    edge_costs,
+    filter_instances,
+    mean_boundary_agglomeration,
+    multicut,
+    region_adjacency,
+    segment_instances,
+    watershed_supervoxels,
+)
+from conftest import require_data
+
+
+def _objective(labels, uv, costs):
+    return float(sum(c for (u, v), c in zip(uv, costs) if labels[u] != labels[v]))
+
+
+def _partitions(n):
+    """Every partition of range(n) as a label list (restricted growth strings)."""
+    def grow(prefix, top):
+        if len(prefix) == n:
+            yield list(prefix)
+            return
+        for k in range(top + 2):
+            yield from grow(prefix + [k], max(top, k))
+    yield from grow([0], 0)
+
+
+def test_multicut_cycle_with_a_unique_optimum():
+    uv = np.array([[0, 1], [1, 2], [2, 3], [3, 0]])
+    labels = multicut(4, uv, np.array([1.0, 2.0, 3.0, -5.0]))
+    # cutting the repulsive edge needs a second cut on the cycle: the cheapest is (0, 1)
+    assert labels[1] == labels[2] == labels[3] != labels[0]
+
+
+@pytest.mark.parametrize("solver", ["gaec", "kernighan-lin"])
+def test_multicut_matches_brute_force_on_small_random_graphs(solver):
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(25):
+        n = 7
+        pairs = [p for p in itertools.combinations(range(n), 2) if rng.random() < 0.6]
+        uv = np.array(pairs)
+        costs = rng.normal(0.3, 1.0, len(uv))
+        best = min(_objective(lab, uv, costs) for lab in _partitions(n))
+        got = _objective(multicut(n, uv, costs, solver=solver), uv, costs)
+        assert got >= best - 1e-9
+        gaps.append(got - best)
+    optimal = np.mean(np.array(gaps) < 1e-9)
+    assert optimal >= (0.9 if solver == "kernighan-lin" else 0.7), gaps  # heuristics: mostly optimal
+
+
+def test_kernighan_lin_never_worse_than_gaec():
+    rng = np.random.default_rng(1)
+    for _ in range(25):
+        pairs = [p for p in itertools.combinations(range(9), 2) if rng.random() < 0.5]
+        uv, costs = np.array(pairs), rng.normal(0.2, 1.0, len(pairs))
+        kl = _objective(multicut(9, uv, costs, solver="kernighan-lin"), uv, costs)
+        assert kl <= _objective(multicut(9, uv, costs, solver="gaec"), uv, costs) + 1e-9
+
+
+def test_mean_boundary_agglomeration_uses_the_merged_mean():
+    uv = np.array([[0, 1], [0, 2], [1, 2]])
+    p, s = np.array([0.1, 0.9, 0.2]), np.array([1.0, 1.0, 3.0])
+    # after 0+1 merge, their edge to 2 has mean (0.9 * 1 + 0.2 * 3) / 4 = 0.375
+    assert mean_boundary_agglomeration(3, uv, p, s, threshold=0.5).tolist() == [0, 0, 0]
+    assert mean_boundary_agglomeration(3, uv, p, s, threshold=0.3).tolist() == [0, 0, 1]
+    assert mean_boundary_agglomeration(3, uv, p, s, threshold=0.05).tolist() == [0, 1, 2]
+
+
+def test_edge_costs_sign_bias_and_size_weighting():
+    c = edge_costs(np.array([0.2, 0.8]), np.array([10.0, 5.0]), beta=0.5)
+    assert c[0] > 0 > c[1] and abs(c[0]) == pytest.approx(2 * abs(c[1]))
+    assert (edge_costs(np.array([0.5]), beta=0.7) < 0).all()  # beta > 0.5 favours cutting
+    with pytest.raises(ValueError, match="beta must be in"):
+        edge_costs(np.array([0.5]), beta=1.0)
+
+
+def _boundaries(labels: np.ndarray, seed: int = 0, noise: float = 0.1) -> np.ndarray:
+    """A boundary probability map from instance labels: thick boundaries, blurred, noisy."""
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(seed)
+    b = find_boundaries(labels, connectivity=labels.ndim, mode="thick").astype(np.float32)
+    b = ndimage.gaussian_filter(b, 1.0)
+    b = b / max(b.max(), 1e-6) + noise * rng.normal(size=b.shape)
+    return np.clip(b, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    import h5py
+
+    path = require_data("plantseg", "nuclei_1135_mini.h5")
+    with h5py.File(path, "r") as f:
+        return f["label"][:].astype(np.int64)
+
+
+def test_pipeline_on_real_nuclei(nuclei):
+    """Boundaries drawn from the real nuclei (thick, blurred, noisy): every method must find
+    the nuclei of >= 100 voxels (the thick boundary eats most of the smaller ones) without merges."""
+    from cseg_monai.postprocessing import filter_instances
+
+    boundary = _boundaries(nuclei)
+    foreground = ndimage.binary_dilation(nuclei > 0, iterations=1)
+    truth = filter_instances(nuclei, min_size=100)
+    for method in ("multicut", "agglomeration", "watershed"):
+        labels = segment_instances(boundary, method=method, sigma_seeds=2.0, min_supervoxel_size=20, min_size=50,
+                                   foreground=foreground)  # fmt: skip
+        assert labels.dtype == np.uint32 and labels.shape == nuclei.shape
+        ids = np.unique(labels)
+        assert (ids == np.arange(len(ids))).all()  # consecutive
+        scores = instance_scores(truth, labels, thresholds=(0.5,))
+        assert scores["f1"][0] >= 0.85 and scores["merges"] == 0, (method, scores)
+
+
+def test_watershed_and_rag_on_real_cells():
+    import h5py
+
+    path = require_data("plantseg", "sample_ovule.h5")
+    with h5py.File(path, "r") as f:
+        cells = f["label"][:].astype(np.int64)
+        spacing = tuple(float(v) for v in f["raw"].attrs["element_size_um"])  # (0.235, 0.15, 0.15) um
+    boundary = _boundaries(cells, seed=1)
+    seg = watershed_supervoxels(boundary, threshold=0.5, sigma_seeds=1.0, min_size=20, spacing=spacing)
+    assert seg.shape == cells.shape and seg.max() >= len(np.unique(cells)) - 1  # over-segments
+    rag, uv, mean_b, sizes = region_adjacency(seg, boundary)
+    assert uv.shape[1] == 2 and len(uv) == len(mean_b) == len(sizes) and (sizes > 0).all()
+    assert ((mean_b >= 0) & (mean_b <= 1)).all()
+    # dense cells: the supervoxels over-segment, and partitioning the graph repairs most of it
+    f1, arand = {}, {}
+    for method in ("watershed", "multicut", "agglomeration"):
+        labels = segment_instances(boundary, method=method, sigma_seeds=1.0, min_supervoxel_size=20, spacing=spacing)
+        scores = instance_scores(cells, labels, thresholds=(0.5,))
+        f1[method], arand[method] = scores["f1"][0], scores["arand"]
+    assert f1["multicut"] > 0.7 and f1["multicut"] > f1["watershed"] + 0.2, f1
+    assert arand["multicut"] < arand["watershed"] / 2, arand
+    assert f1["agglomeration"] > f1["watershed"] + 0.2, f1
+
+
+def test_filter_instances_sizes_background_and_relabelling():
+    lab = np.zeros((10, 10), np.int64)
+    lab[0:2, 0:2] = 7  # 4 voxels
+    lab[3:8, 3:8] = 3  # 25 voxels
+    lab[9, :] = 12  # 10 voxels, in the background mask
+    bg = np.zeros_like(lab, bool)
+    bg[9] = True
+    out = filter_instances(lab, min_size=5, max_size=30, background=bg)
+    assert sorted(np.unique(out).tolist()) == [0, 1] and (out[3:8, 3:8] == 1).all()
+    assert filter_instances(lab, max_size=20).max() == 2  # 7 and 12 stay, 3 goes
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="must lie in \\[0, 1\\]"):
+        segment_instances(np.full((8, 8), 2.0, np.float32))
+    with pytest.raises(ValueError, match="floating point"):
+        segment_instances(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="NaN"):
+        segment_instances(np.full((8, 8), np.nan, np.float32))
+    with pytest.raises(ValueError, match="unknown method 'mc'"):
+        segment_instances(np.zeros((8, 8), np.float32), method="mc")
+    with pytest.raises(ValueError, match="spacing must be 2 positive numbers"):
+        watershed_supervoxels(np.zeros((8, 8), np.float32), spacing=(1, 1, 1))
+    with pytest.raises(ValueError, match="edge ids must lie in"):
+        multicut(2, np.array([[0, 2]]), np.array([1.0]))
+    with pytest.raises(ValueError, match="unknown multicut solver"):
+        multicut(2, np.array([[0, 1]]), np.array([1.0]), solver="ilp")
