@@ -1,6 +1,12 @@
 """MONAI dictionary transforms of cseg-monai (label conversions, checks, writers)."""
 
 from cseg_monai.transforms.centre_voxel_tiles import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
+from cseg_monai.transforms.instance_targets import (
+    InstanceTargetsd,
+    boundary_target,
+    class_balance_weights,
+    unet_weight_map,
+)
 from cseg_monai.transforms.io import SaveTiffd, output_stem
 from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
 from cseg_monai.transforms.labels import MembraneMaskd
@@ -20,4 +26,8 @@ __all__ = [
     "tile_size",
     "LoadOrganelled",
     "ScaleOrganelleIntensityd",
+    "InstanceTargetsd",
+    "boundary_target",
+    "class_balance_weights",
+    "unet_weight_map",
 ]
