@@ -38,8 +38,10 @@ from cseg_monai.networks.centre_voxel import (
     ThreeLayerNet,
 )
 from cseg_monai.networks.convnext3d import ConvNeXtBlock, ConvNeXtCentreVoxelNet
+from cseg_monai.networks.unet3d import UNet3D
 
 __all__ = [
+    "UNet3D",
     "BACKBONES",
     "build_centre_voxel_net",
     "nominal_patch_size",
