@@ -35,20 +35,32 @@ class WeightedBCEDiceLoss(nn.Module):
         bce_weight: factor of the BCE term (>= 0).
         dice_weight: factor of the Dice term (>= 0).
         eps: smoothing of the Dice ratio.
+        packed_weight: the target carries the weight map as its LAST channel (``C + 1``
+            channels): a MONAI ``SupervisedTrainer`` passes only ``(pred, label)`` to the loss.
 
     Call with ``logits``, ``target`` (0/1, same shape ``(B, C, *spatial)``) and optionally
     ``weight`` (same shape, or one channel broadcast over ``C``; default all ones).
     """
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, eps: float = 1e-6) -> None:
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, eps: float = 1e-6, packed_weight: bool = False) -> None:
         super().__init__()
         if bce_weight < 0 or dice_weight < 0 or bce_weight + dice_weight == 0:
             raise ValueError(f"bce_weight and dice_weight must be >= 0 and not both 0, got {bce_weight}, {dice_weight}")
         self.bce_weight, self.dice_weight, self.eps = float(bce_weight), float(dice_weight), float(eps)
+        self.packed_weight = bool(packed_weight)
         self._warned = False
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         logits, target = torch.as_tensor(logits), torch.as_tensor(target)
+        if self.packed_weight:
+            if weight is not None:
+                raise ValueError("packed_weight=True takes the weight from the target's last channel: do not pass weight")
+            if target.ndim != logits.ndim or target.shape[1] != logits.shape[1] + 1:
+                raise ValueError(
+                    f"packed_weight=True needs a target with one channel more than the logits (the weight), "
+                    f"got target {tuple(target.shape)} for logits {tuple(logits.shape)}"
+                )
+            target, weight = target[:, :-1], target[:, -1:]
         if logits.shape != target.shape:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must have the same shape")
         if logits.ndim < 3:

@@ -26,12 +26,17 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from ignite.exceptions import NotComputableError
+from ignite.metrics import Metric
 
-__all__ = ["DEFAULT_IOU_THRESHOLDS", "f1_iou_plot", "instance_scores", "iou_matrix", "match_at"]
+from cseg_monai.metrics._tensors import to_numpy
+
+__all__ = ["DEFAULT_IOU_THRESHOLDS", "InstanceScoresMetric", "f1_iou_plot", "instance_scores", "iou_matrix", "match_at"]
 
 DEFAULT_IOU_THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
@@ -172,3 +177,69 @@ def f1_iou_plot(curves: dict[str, dict[str, Any]], path: str | os.PathLike, titl
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return str(path)
+
+
+class InstanceScoresMetric(Metric):
+    """Ignite metric over instance label images: pooled matching F1 at one IoU, or mean ARAND / VOI.
+
+    ``update((pred_instances, true_instances))`` takes lists (or batches) of channel-first
+    ``(1, [Z,] Y, X)`` integer id images, as ``from_engine(["instances", "label"])`` gives
+    after decollation. ``compute()`` returns one float:
+
+    * ``score="f1"``: ``2 TP / (2 TP + FP + FN)`` with TP/FP/FN summed over all items at
+      ``iou`` (pooled, so volumes count by their objects);
+    * ``score="arand"`` / ``"voi"``: the mean over items.
+
+    The per-item :func:`instance_scores` of the last epoch are kept in ``self.items`` (for the
+    F1-vs-IoU picture of :func:`f1_iou_plot`).
+
+    Example:
+        >>> m = InstanceScoresMetric(score="f1", iou=0.5)
+        >>> gt = np.array([[[1, 1, 0, 2, 2]]])
+        >>> m.update(([gt], [gt]))
+        >>> m.compute()
+        1.0
+    """
+
+    def __init__(
+        self,
+        score: str = "f1",
+        iou: float = 0.5,
+        thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS,
+        output_transform: Callable = lambda x: x,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if score not in ("f1", "arand", "voi"):
+            raise ValueError(f"score must be 'f1', 'arand' or 'voi', got {score!r}")
+        ths = tuple(float(t) for t in thresholds)
+        if score == "f1" and float(iou) not in ths:
+            ths = tuple(sorted(ths + (float(iou),)))
+        self.score, self.iou, self.thresholds = score, float(iou), ths
+        self.items: list[dict[str, Any]] = []
+        super().__init__(output_transform=output_transform, device=device)
+
+    def reset(self) -> None:
+        self.items = []
+
+    def update(self, output: Sequence[Any]) -> None:
+        pred, true = output
+        preds, trues = list(pred), list(true)
+        if len(preds) != len(trues):
+            raise ValueError(f"{len(preds)} predictions for {len(trues)} ground truths")
+        for p, t in zip(preds, trues):
+            p, t = to_numpy(p), to_numpy(t)
+            if p.ndim == t.ndim and p.shape[0] == 1:
+                p, t = p[0], t[0]
+            self.items.append(instance_scores(t.astype(np.int64), p.astype(np.int64), self.thresholds))
+
+    def compute(self) -> float:
+        if not self.items:
+            raise NotComputableError("InstanceScoresMetric needs at least one item")
+        if self.score == "f1":
+            k = self.thresholds.index(self.iou)
+            tp = sum(s["tp"][k] for s in self.items)
+            fp = sum(s["fp"][k] for s in self.items)
+            fn = sum(s["fn"][k] for s in self.items)
+            return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        values = [s[self.score] for s in self.items if np.isfinite(s[self.score])]
+        return float(np.mean(values)) if values else float("nan")

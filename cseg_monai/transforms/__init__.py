@@ -7,6 +7,7 @@ from cseg_monai.transforms.instance_targets import (
     class_balance_weights,
     unet_weight_map,
 )
+from cseg_monai.transforms.instances import BoundaryToInstancesd, LoadInstancesd, RandPoissonNoised
 from cseg_monai.transforms.io import SaveTiffd, output_stem
 from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
 from cseg_monai.transforms.labels import MembraneMaskd
@@ -27,6 +28,9 @@ __all__ = [
     "LoadOrganelled",
     "ScaleOrganelleIntensityd",
     "InstanceTargetsd",
+    "LoadInstancesd",
+    "RandPoissonNoised",
+    "BoundaryToInstancesd",
     "boundary_target",
     "class_balance_weights",
     "unet_weight_map",

@@ -132,7 +132,10 @@ class InstanceTargetsd(MapTransform):
     Args:
         keys: the instance label key (one).
         boundary_key, foreground_key, weight_key: output keys (``foreground_key=None`` skips it).
-        w0, sigma, spacing, class_balance: of :func:`unet_weight_map`.
+        w0, sigma, spacing, class_balance: of :func:`unet_weight_map` (``sigma`` in the units
+            of the spacing).
+        spacing_key: where an item may carry its own spacing (e.g. :class:`LoadInstancesd`'s
+            ``spacing``); it wins over ``spacing`` when present and not None.
     """
 
     def __init__(
@@ -145,6 +148,7 @@ class InstanceTargetsd(MapTransform):
         sigma: float = 5.0,
         spacing: Sequence[float] | None = None,
         class_balance: bool = True,
+        spacing_key: str | None = "spacing",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -152,6 +156,7 @@ class InstanceTargetsd(MapTransform):
             raise ValueError(f"InstanceTargetsd takes one label key, got {list(self.keys)}")
         self.boundary_key, self.foreground_key, self.weight_key = boundary_key, foreground_key, weight_key
         self.w0, self.sigma, self.spacing, self.class_balance = float(w0), float(sigma), spacing, bool(class_balance)
+        self.spacing_key = spacing_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -169,6 +174,8 @@ class InstanceTargetsd(MapTransform):
             d[self.boundary_key] = boundary[None].astype(np.float32)
             if self.foreground_key is not None:
                 d[self.foreground_key] = (lab > 0)[None].astype(np.float32)
-            weight = unet_weight_map(lab, self.w0, self.sigma, self.spacing, self.class_balance, target=boundary)
+            spacing = d.get(self.spacing_key) if self.spacing_key is not None else None
+            spacing = self.spacing if spacing is None else spacing
+            weight = unet_weight_map(lab, self.w0, self.sigma, spacing, self.class_balance, target=boundary)
             d[self.weight_key] = weight[None]
         return d

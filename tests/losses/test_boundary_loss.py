@@ -41,3 +41,13 @@ def test_warns_on_probabilities_and_checks_shapes():
         WeightedBCEDiceLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(1, 3, 4, 4))
     with pytest.raises(ValueError, match="not both 0"):
         WeightedBCEDiceLoss(0.0, 0.0)
+
+
+def test_packed_weight_equals_explicit_weight():
+    torch.manual_seed(1)
+    logits, target, weight = torch.randn(2, 2, 3, 4, 5), (torch.rand(2, 2, 3, 4, 5) > 0.5).float(), torch.rand(2, 1, 3, 4, 5)
+    explicit = WeightedBCEDiceLoss()(logits, target, weight)
+    packed = WeightedBCEDiceLoss(packed_weight=True)(logits, torch.cat([target, weight], dim=1))
+    assert packed.item() == pytest.approx(explicit.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="one channel more"):
+        WeightedBCEDiceLoss(packed_weight=True)(logits, target)
