@@ -52,7 +52,8 @@ class LoadInstancesd(MapTransform):
         image, labels, spacing = load_item(d)
         name = str(d[self.image_key]).split("::")[0]
         stem_suffix = f"_t{int(d['t']):03d}" if "t" in d else ""
-        meta = {"filename_or_obj": name, "kind": d.get("kind", "folder"), "stem_suffix": stem_suffix}
+        meta = {"filename_or_obj": name, "kind": d.get("kind", "folder"), "stem_suffix": stem_suffix,
+                "spacing": list(spacing) if spacing is not None else None}  # fmt: skip
         d[self.image_key] = MetaTensor(torch.from_numpy(image.astype(np.float32)), meta=dict(meta))
         d[self.label_key] = MetaTensor(torch.from_numpy(labels[None]), meta=dict(meta))
         d[self.spacing_key] = list(spacing) if spacing is not None else None
@@ -109,8 +110,9 @@ class BoundaryToInstancesd(MapTransform):
 
     Writes ``output_key``: uint32 ids ``(1, Z, Y, X)`` (0 = background). With
     ``foreground_channel`` set, objects lying mostly where that channel's probability is below
-    ``foreground_threshold`` are removed. The spacing comes from ``data[spacing_key]`` when it
-    is there, else from ``spacing``.
+    ``foreground_threshold`` are removed. The spacing comes from ``data[spacing_key]``, else
+    from the probabilities' meta data (``spacing``, set by :class:`LoadInstancesd` and carried
+    through the network by MONAI), else from ``spacing``.
 
     Args:
         keys: the probability key (channel first, after the sigmoid).
@@ -169,7 +171,8 @@ class BoundaryToInstancesd(MapTransform):
             foreground = None
             if self.foreground_channel is not None:
                 foreground = prob[self.foreground_channel] >= self.foreground_threshold
-            spacing = d.get(self.spacing_key) or self.spacing
+            meta = d[key].meta if isinstance(d[key], MetaTensor) else {}
+            spacing = d.get(self.spacing_key) or meta.get("spacing") or self.spacing
             labels = segment_instances(boundary, spacing=spacing, foreground=foreground, **self.kwargs)
             meta = dict(d[key].meta) if isinstance(d[key], MetaTensor) else {}
             d[self.output_key] = MetaTensor(torch.from_numpy(labels[None].astype(np.int64)), meta=meta)
