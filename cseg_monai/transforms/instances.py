@@ -1,8 +1,8 @@
 """Transforms for 3D instance segmentation: load items, Poisson noise, boundaries -> instances.
 
 * :class:`LoadInstancesd`: an item of :mod:`cseg_monai.data.datasets.instances` -> ``image``
-  (float32 ``(1, Z, Y, X)``, raw values), ``label`` (int64 instance ids ``(1, Z, Y, X)``) and
-  ``spacing`` (a list, or None).
+  (float32 ``(1, Z, Y, X)``, raw values), ``label`` (int64 instance ids ``(1, Z, Y, X)``) and,
+  when the data set knows it, ``spacing`` (a list, also in both tensors' meta data).
 * :class:`RandPoissonNoised`: shot noise for images scaled to [0, 1].
 * :class:`BoundaryToInstancesd`: predicted boundary (and foreground) probabilities -> instance
   ids with :func:`cseg_monai.postprocessing.segment_instances` (watershed + multicut or
@@ -37,8 +37,8 @@ class LoadInstancesd(MapTransform):
         >>> _ = write_tiff(root / "labels" / "v.tif", np.ones((3, 8, 8), np.uint16))
         >>> from cseg_monai.data.datasets.instances import datalist
         >>> d = LoadInstancesd()(datalist("folder", root)[0])
-        >>> tuple(d["image"].shape), d["label"].dtype, d["spacing"]
-        ((1, 3, 8, 8), torch.int64, None)
+        >>> tuple(d["image"].shape), d["label"].dtype, "spacing" in d
+        ((1, 3, 8, 8), torch.int64, False)
     """
 
     def __init__(self, image_key: str = "image", label_key: str = "label", spacing_key: str = "spacing") -> None:
@@ -52,11 +52,12 @@ class LoadInstancesd(MapTransform):
         image, labels, spacing = load_item(d)
         name = str(d[self.image_key]).split("::")[0]
         stem_suffix = f"_t{int(d['t']):03d}" if "t" in d else ""
-        meta = {"filename_or_obj": name, "kind": d.get("kind", "folder"), "stem_suffix": stem_suffix,
-                "spacing": list(spacing) if spacing is not None else None}  # fmt: skip
+        meta = {"filename_or_obj": name, "kind": d.get("kind", "folder"), "stem_suffix": stem_suffix}
+        if spacing is not None:  # absent rather than None: batches of items cannot collate None
+            meta["spacing"] = list(spacing)
+            d[self.spacing_key] = list(spacing)
         d[self.image_key] = MetaTensor(torch.from_numpy(image.astype(np.float32)), meta=dict(meta))
         d[self.label_key] = MetaTensor(torch.from_numpy(labels[None]), meta=dict(meta))
-        d[self.spacing_key] = list(spacing) if spacing is not None else None
         return d
 
 
