@@ -102,3 +102,19 @@ def test_metadata_net_and_bad_keys(tmp_path):
     with pytest.raises(Exception) as err:
         run(config_file=str(CONFIGS / "inference.json"), output_dir=str(tmp_path), instance_metod="x")
     assert "did you mean 'instance_method'" in error_chain(err)
+
+
+@pytest.mark.parametrize("method", ["agglomeration", "watershed"])
+def test_evaluate_writes_metrics_curves_and_outputs(trained, nuclei_folder, tmp_path, method):
+    eval_dir = tmp_path / "eval"
+    wf = bundle_workflow(CONFIGS, ["train.json", "evaluate.json"], "eval", dataset_dir=nuclei_folder,
+                         output_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"),
+                         eval_dir=str(eval_dir), instance_method=method, mlflow_enabled=False, **TINY)  # fmt: skip
+    wf.initialize()
+    wf.run()
+    metrics = (eval_dir / "metrics.csv").read_text()
+    assert "val_f1_iou50" in metrics and "val_arand" in metrics
+    curve = json.loads(next((eval_dir / "plots").glob("f1_iou_epoch*.json")).read_text())
+    assert len(curve["f1"]) == 9
+    for i in range(2):
+        assert tifffile.imread(eval_dir / f"{i}_labels.tif").dtype == np.uint32
