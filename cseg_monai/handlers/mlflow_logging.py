@@ -310,8 +310,8 @@ def instance_overlay_picture(image: Any, pred: Any, label: Any | None = None, al
     id gets a colour from a fixed pseudo-random table, so neighbours differ.
 
     Example:
-        >>> instance_overlay_picture(np.random.rand(1, 4, 8, 8), np.ones((1, 4, 8, 8), int)).shape
-        (8, 20, 3)
+        >>> instance_overlay_picture(np.random.rand(1, 4, 8, 8), np.ones((1, 4, 8, 8), int)).shape  # enlarged 32x
+        (256, 640, 3)
     """
     img = _middle_slice(_to_numpy(image))
     lo, hi = np.percentile(img, (0.5, 99.5))
@@ -328,6 +328,9 @@ def instance_overlay_picture(image: Any, pred: Any, label: Any | None = None, al
         panels.append(out)
     gap = np.ones((grey.shape[0], 4, 3))
     pic = np.concatenate([x for panel in panels for x in (panel, gap)][:-1], axis=1)
+    if pic.shape[0] < 256:  # small crops: enlarge (nearest) so that a person can see them
+        scale = -(-256 // pic.shape[0])
+        pic = pic.repeat(scale, axis=0).repeat(scale, axis=1)
     return (pic * 255).round().astype(np.uint8)
 
 

@@ -188,6 +188,9 @@ class InstanceScoresMetric(Metric):
 
     * ``score="f1"``: ``2 TP / (2 TP + FP + FN)`` with TP/FP/FN summed over all items at
       ``iou`` (pooled, so volumes count by their objects);
+    * ``score="mean_f1"``: that pooled F1 averaged over the thresholds from 0.5 up (0.5 ... 0.9
+      by default), which rewards accurate outlines and, on small validation sets, chooses
+      checkpoints far more stably than F1 at one threshold;
     * ``score="arand"`` / ``"voi"``: the mean over items.
 
     The per-item :func:`instance_scores` of the last epoch are kept in ``self.items`` (for the
@@ -209,8 +212,8 @@ class InstanceScoresMetric(Metric):
         output_transform: Callable = lambda x: x,
         device: str | torch.device = "cpu",
     ) -> None:
-        if score not in ("f1", "arand", "voi"):
-            raise ValueError(f"score must be 'f1', 'arand' or 'voi', got {score!r}")
+        if score not in ("f1", "mean_f1", "arand", "voi"):
+            raise ValueError(f"score must be 'f1', 'mean_f1', 'arand' or 'voi', got {score!r}")
         ths = tuple(float(t) for t in thresholds)
         if score == "f1" and float(iou) not in ths:
             ths = tuple(sorted(ths + (float(iou),)))
@@ -235,11 +238,18 @@ class InstanceScoresMetric(Metric):
     def compute(self) -> float:
         if not self.items:
             raise NotComputableError("InstanceScoresMetric needs at least one item")
-        if self.score == "f1":
-            k = self.thresholds.index(self.iou)
-            tp = sum(s["tp"][k] for s in self.items)
-            fp = sum(s["fp"][k] for s in self.items)
-            fn = sum(s["fn"][k] for s in self.items)
-            return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        if self.score in ("f1", "mean_f1"):
+            ks = [self.thresholds.index(self.iou)] if self.score == "f1" else [
+                k for k, t in enumerate(self.thresholds) if t >= 0.5
+            ]  # fmt: skip
+            if not ks:
+                raise NotComputableError("mean_f1 needs IoU thresholds >= 0.5")
+            f1s = []
+            for k in ks:
+                tp = sum(s["tp"][k] for s in self.items)
+                fp = sum(s["fp"][k] for s in self.items)
+                fn = sum(s["fn"][k] for s in self.items)
+                f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
+            return float(np.mean(f1s))
         values = [s[self.score] for s in self.items if np.isfinite(s[self.score])]
         return float(np.mean(values)) if values else float("nan")

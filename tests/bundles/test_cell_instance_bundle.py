@@ -55,7 +55,7 @@ def test_training_writes_model_metrics_and_pictures(trained):
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{trained / 'mlruns.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
-    assert {"val_f1_iou50", "val_f1_iou75", "val_arand", "val_voi", "train_loss"} <= set(run.data.metrics)
+    assert {"val_mean_f1", "val_f1_iou50", "val_f1_iou75", "val_arand", "val_voi", "train_loss"} <= set(run.data.metrics)
     assert "plots/f1_iou_epoch0002.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
 

@@ -63,3 +63,14 @@ def test_metric_pools_counts_over_items():
     voi = InstanceScoresMetric(score="voi")
     voi.update(([a], [a]))
     assert voi.compute() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mean_f1_averages_the_pooled_f1_from_iou_half_up():
+    a = np.zeros((1, 4, 8), np.int64)
+    a[0, :, :4], a[0, :, 4:] = 1, 2
+    b = a.copy()
+    b[0, 0, :4] = 0  # object 1 loses a quarter: IoU 0.75
+    m = InstanceScoresMetric(score="mean_f1", thresholds=(0.1, 0.5, 0.7, 0.8, 0.9))
+    m.update(([b], [a]))
+    # thresholds >= 0.5: F1 1.0 at 0.5 and 0.7 (both match), 0.5 at 0.8 and 0.9 (only object 2)
+    assert m.compute() == pytest.approx((1.0 + 1.0 + 0.5 + 0.5) / 4)
