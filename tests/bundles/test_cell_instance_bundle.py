@@ -118,3 +118,19 @@ def test_evaluate_writes_metrics_curves_and_outputs(trained, nuclei_folder, tmp_
     assert len(curve["f1"]) == 9
     for i in range(2):
         assert tifffile.imread(eval_dir / f"{i}_labels.tif").dtype == np.uint32
+
+
+def test_cells_override_runs_the_cell_model(tmp_path):
+    if not (BUNDLE / "models" / "model_cells.pt").is_file():
+        pytest.skip("no shipped cell model")
+    wf = bundle_workflow(CONFIGS, ["inference.json", "inference_cells.json"], "infer", output_dir=str(tmp_path),
+                         progress_bar=False)  # fmt: skip
+    wf.initialize()
+    wf.run()
+    prob = tifffile.imread(tmp_path / "nuclei_phantom_2026_prob.tif")
+    assert prob.shape == (2, 32, 96, 96)
+    nuclei_model = tmp_path / "nuclei"
+    wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", output_dir=str(nuclei_model), progress_bar=False)
+    wf.initialize()
+    wf.run()
+    assert not np.allclose(prob, tifffile.imread(nuclei_model / "nuclei_phantom_2026_prob.tif"))  # another model
