@@ -189,8 +189,9 @@ class CRFEvaluation(_ItemLoop):
         output_dir: output folder.
         class_names: one name per class.
         ignore_index: unlabelled label value.
-        mlflow: ``{"tracking_uri", "experiment_name", "run_name"}`` to log to, or None.
-        params_to_log: extra parameters for MLflow (default: the CRF parameters and backend).
+        mlflow: ``{"tracking_uri", "experiment_name", "run_name"}`` to log to (with the CRF
+            parameters, backend and spacing), or None.
+        write_outputs: also write every item's refined ``STEM_prob.tif`` / ``STEM_labels.tif``.
     """
 
     def __init__(
