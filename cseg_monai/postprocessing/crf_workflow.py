@@ -130,6 +130,12 @@ def _load_image(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     return organelles.scale_image(image, item["image"])[None], None
 
 
+def _write_refined(output_dir: Path, stem: str, refined: np.ndarray) -> Path:
+    """Write ``STEM_prob.tif`` (marginals) and ``STEM_labels.tif`` (uint8 argmax); return the labels path."""
+    write_tiff(output_dir / f"{stem}_prob.tif", refined)
+    return write_tiff(output_dir / f"{stem}_labels.tif", refined.argmax(0).astype(np.uint8))
+
+
 class _ItemLoop:
     def __init__(self, crf: DenseCRF, datalist: Sequence[dict[str, Any]], spacing: Sequence[float] | None, progress: bool):
         if not isinstance(crf, DenseCRF):
@@ -171,9 +177,7 @@ class CRFInference(_ItemLoop):
         """Process every item; return the written label files."""
         written = []
         for item, _, _, _, refined in self._items("dense CRF"):
-            stem = _stem(item["image"])
-            write_tiff(self.output_dir / f"{stem}_prob.tif", refined)
-            written.append(write_tiff(self.output_dir / f"{stem}_labels.tif", refined.argmax(0).astype(np.uint8)))
+            written.append(_write_refined(self.output_dir, _stem(item["image"]), refined))
         return written
 
 
@@ -232,9 +236,7 @@ class CRFEvaluation(_ItemLoop):
             if picture is None:
                 picture = _before_after_picture(image, prob, refined, label, self.ignore_index)
             if self.write_outputs:
-                stem = _stem(item["image"])
-                write_tiff(self.output_dir / f"{stem}_prob.tif", refined)
-                write_tiff(self.output_dir / f"{stem}_labels.tif", refined.argmax(0).astype(np.uint8))
+                _write_refined(self.output_dir, _stem(item["image"]), refined)
         target = np.concatenate(pooled["target"])
         metrics: dict[str, float] = {}
         per_class = {}
