@@ -7,6 +7,7 @@ Examples::
     cseg train isbi2012_em_membrane_segmentation --dataset_dir data/phantom --max_epochs 5
     cseg infer isbi2012_em_membrane_segmentation data/phantom/test/image preds/
     cseg mlflow-ui bundles/isbi2012_em_membrane_segmentation/outputs
+    cseg gui                                  # web GUI for 3D instances on http://127.0.0.1:7860
 """
 
 from __future__ import annotations
@@ -158,6 +159,34 @@ class CLI:
         print(" ".join(cmd))
         print(f"open http://{host}:{port}")
         subprocess.run(cmd, check=False)
+
+    def gui(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 7860,
+        output_dir: str = "cseg_gui_outputs",
+        max_upload_mb: float = 512.0,
+        max_voxels: int = 2**28,
+    ) -> None:
+        """Start the web GUI for 3D instance segmentation (Gradio; ``bash scripts/setup.sh gui``).
+
+        Upload volumes, choose a model and parameters, run, browse z-slices with the instances
+        overlaid, download the labels. Open http://HOST:PORT in a browser; Ctrl-C stops it.
+
+        Args:
+            host: interface to listen on; the default keeps the app on this machine (no log-in).
+            port: TCP port.
+            output_dir: folder that receives one ``job-*`` folder per run.
+            max_upload_mb: largest upload accepted, MB.
+            max_voxels: largest volume accepted, voxels.
+        """
+        try:
+            import gradio  # noqa: F401
+        except ImportError:
+            raise ValueError("the GUI needs gradio: bash scripts/setup.sh gui") from None
+        from cseg_monai.apps.instance_gui import launch
+
+        launch(host=host, port=port, output_dir=output_dir, max_upload_mb=max_upload_mb, max_voxels=max_voxels)
 
     def download(self, dataset: str, dest: str) -> str:
         """Download a public data set with its checksum checked (``isbi2012``)."""

@@ -7,7 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-CSEG_CRF_OPTIONAL=1 bash scripts/setup.sh crf  # the same environment as scripts/test.sh
+CSEG_CRF_OPTIONAL=1 bash scripts/setup.sh crf gui  # the same environment as scripts/test.sh
 out="$(mkdir -p "${1:-demo_output}" && cd "${1:-demo_output}" && pwd)"
 py="$root/.venv/bin/python"
 bundle="$root/bundles/isbi2012_em_membrane_segmentation"

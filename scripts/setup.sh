@@ -5,6 +5,9 @@
 # Usage: bash scripts/setup.sh [EXTRA ...]      e.g. bash scripts/setup.sh gui crf
 # With CSEG_CRF_OPTIONAL=1 a failed pydensecrf2 build (extra "crf") is a warning, not an error
 # (scripts/test.sh and scripts/demo.sh ask for it that way).
+# Extra "gui" also installs Debian's chromium (/usr/bin/chromium, for the GUI's browser test)
+# with apt-get when it is missing and this runs as root (or with password-less sudo); elsewhere
+# it warns and that one test skips.
 #
 # torch is installed FIRST so that no dependency pulls a CUDA build: any torch >= 2.8
 # already in the venv is kept, otherwise torch==2.13.0 (a local CPU wheel here) is installed.
@@ -16,6 +19,22 @@ python="${PYTHON:-python3}"
 extras="dev${*:+,$(IFS=,; echo "$*")}"
 stamp_want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$extras"
 
+if [[ ",$extras," == *",gui,"* ]] && [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ] && command -v sudo > /dev/null && sudo -n true 2> /dev/null; then sudo="sudo -n"; fi
+  if command -v apt-get > /dev/null && { [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; }; then
+    echo "[setup] installing Debian's chromium (the GUI's browser test)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo apt-get install -y -qq chromium > /tmp/cseg-apt.log 2>&1; then
+      $sudo apt-get update -qq >> /tmp/cseg-apt.log 2>&1 || true
+      $sudo apt-get install -y -qq chromium >> /tmp/cseg-apt.log 2>&1 \
+        || echo "[setup] WARNING: apt-get install chromium failed (see /tmp/cseg-apt.log); the browser test will skip" >&2
+    fi
+  else
+    echo "[setup] WARNING: no /usr/bin/chromium and no root for apt-get: install Debian's chromium for the GUI's" \
+         "browser test (it skips without it)" >&2
+  fi
+fi
 if [ ! -x "$venv/bin/python" ]; then
   echo "[setup] creating $venv"
   "$python" -m venv "$venv"

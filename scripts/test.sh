@@ -5,6 +5,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-CSEG_CRF_OPTIONAL=1 bash scripts/setup.sh crf  # pydensecrf2: the CRF tests compare against it
+CSEG_CRF_OPTIONAL=1 bash scripts/setup.sh crf gui  # pydensecrf2 (CRF tests), gradio + chromium (GUI tests)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 exec .venv/bin/python -m pytest -q --durations=15 "$@"

@@ -1,0 +1,267 @@
+"""One GUI job: check the uploads, run a bundle's inference on each, collect the outputs.
+
+A job gets its own folder ``OUTPUT_ROOT/job-YYYYmmdd-HHMMSS-XXXXXX`` with ``inputs/`` (the
+checked volumes, as TIFF) and ``outputs/`` (what the bundle writes: ``STEM_prob.tif`` and
+``STEM_labels.tif``). Each volume runs on its own, so a volume that fails is reported and the
+others still run; nothing in a job raises past :func:`run_job` except a bad parameter.
+
+Example:
+    >>> from cseg_monai.apps.models import find_models
+    >>> params = JobParams(patch_size=(32, 64, 64), overlap=0.5)
+    >>> params.check(find_models()[0]) is None
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cseg_monai.apps.models import GuiModel
+from cseg_monai.apps.volumes import UploadLimits, VolumeCheckError, check_volume, write_job_input
+
+__all__ = ["BLEND_MODES", "JobParams", "VolumeResult", "JobResult", "run_job", "new_job_dir"]
+
+BLEND_MODES = ("gaussian", "constant")
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobParams:
+    """The parameters a GUI user sets; ``None`` keeps the model's own value.
+
+    Attributes:
+        patch_size: sliding-window patch ``(z, y, x)``; each a multiple of the network's
+            downsampling on that axis.
+        overlap: sliding-window overlap in ``[0, 1)``.
+        blend_mode: ``gaussian`` or ``constant``.
+        boundary_threshold: boundary probability above which voxels separate instances.
+        min_size: smallest object kept, voxels.
+        max_size: largest object kept, voxels (``0`` or ``None``: no limit).
+        instance_method: ``multicut``, ``agglomeration`` or ``watershed``.
+        dataset: the array to read from HDF5 uploads.
+    """
+
+    patch_size: Sequence[int] | None = None
+    overlap: float | None = None
+    blend_mode: str | None = None
+    boundary_threshold: float | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    instance_method: str | None = None
+    dataset: str | None = None
+
+    def check(self, model: GuiModel) -> None:
+        """Raise ``ValueError`` naming the first parameter that ``model`` cannot run with."""
+        if self.patch_size is not None:
+            patch = tuple(int(p) for p in self.patch_size)
+            if len(patch) != 3 or min(patch) < 1:
+                raise ValueError(f"patch size must be 3 positive sizes (z, y, x), got {tuple(self.patch_size)}")
+            bad = [f"{p} (axis {a}: a multiple of {d})" for a, (p, d) in enumerate(zip(patch, model.downsampling)) if p % d]
+            if bad:
+                raise ValueError(f"patch size {patch} does not fit the network of {model.name}: " + ", ".join(bad))
+        if self.overlap is not None and not 0 <= self.overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if self.blend_mode is not None and self.blend_mode not in BLEND_MODES:
+            raise ValueError(f"blending must be one of {BLEND_MODES}, got {self.blend_mode!r}")
+        if self.boundary_threshold is not None and not 0 < self.boundary_threshold < 1:
+            raise ValueError(f"boundary threshold must be in (0, 1), got {self.boundary_threshold}")
+        if self.min_size is not None and self.min_size < 0:
+            raise ValueError(f"min object size must be >= 0, got {self.min_size}")
+        if self.max_size and self.min_size and self.max_size < self.min_size:
+            raise ValueError(f"max object size {self.max_size} is below the min object size {self.min_size}")
+        if self.instance_method is not None:
+            from cseg_monai.postprocessing.instances import METHODS
+
+            if self.instance_method not in METHODS:
+                raise ValueError(f"instance method must be one of {tuple(METHODS)}, got {self.instance_method!r}")
+
+    def overrides(self, model: GuiModel) -> dict:
+        """Config overrides for ``model``: only keys its configuration defines."""
+        values = {
+            "patch_size": None if self.patch_size is None else [int(p) for p in self.patch_size],
+            "overlap": self.overlap,
+            "blend_mode": self.blend_mode,
+            "boundary_threshold": self.boundary_threshold,
+            "min_size": None if self.min_size is None else int(self.min_size),
+            "instance_method": self.instance_method,
+        }
+        out = {k: v for k, v in values.items() if v is not None and k in model.defaults}
+        if self.max_size is not None and "max_size" in model.defaults:
+            out["max_size"] = int(self.max_size) or None  # 0: no upper limit
+        return out
+
+
+@dataclass
+class VolumeResult:
+    """What one uploaded volume gave.
+
+    Attributes:
+        name: the uploaded file's name.
+        stem: the output stem.
+        input_path: the checked copy the bundle read (``None`` when the check failed).
+        labels_path: ``STEM_labels.tif`` (``None`` on failure).
+        prob_path: ``STEM_prob.tif`` (``None`` on failure).
+        n_instances: instances found.
+        seconds: run time.
+        error: the problem, for a volume that failed.
+    """
+
+    name: str
+    stem: str = ""
+    input_path: Path | None = None
+    labels_path: Path | None = None
+    prob_path: Path | None = None
+    n_instances: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class JobResult:
+    """A job's folder and its volumes' results."""
+
+    job_dir: Path
+    model: str
+    volumes: list[VolumeResult] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> list[VolumeResult]:
+        """The volumes that ran."""
+        return [v for v in self.volumes if v.error is None]
+
+    @property
+    def files(self) -> list[str]:
+        """Label and probability files of the volumes that ran, for download."""
+        return [str(p) for v in self.succeeded for p in (v.labels_path, v.prob_path) if p is not None]
+
+    def summary(self) -> str:
+        """A Markdown summary: one line per volume."""
+        lines = [f"**{len(self.succeeded)} of {len(self.volumes)} volume(s) done** with `{self.model}` in `{self.job_dir}`", ""]
+        for v in self.volumes:
+            if v.error is None:
+                lines.append(f"- `{v.name}`: {v.n_instances} instances, {v.seconds:.1f} s")
+            else:
+                lines.append(f"- `{v.name}`: **failed**: {v.error}")
+        return "\n".join(lines)
+
+
+def new_job_dir(output_root: str | Path) -> Path:
+    """A new, empty job folder under ``output_root``."""
+    root = Path(output_root)
+    job = root / f"job-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    (job / "inputs").mkdir(parents=True)
+    (job / "outputs").mkdir()
+    return job
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    out, k = stem, 2
+    while out in taken:
+        out, k = f"{stem}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def _run_bundle(model: GuiModel, image: Path, out_dir: Path, overrides: dict) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=model.config_paths,
+        meta_file=str(model.bundle_dir / "configs" / "metadata.json"),
+        logging_file=str(model.bundle_dir / "configs" / "logging.conf"),
+        workflow_type="infer",
+        bundle_root=str(model.bundle_dir),
+        datalist=[{"image": str(image)}],
+        output_dir=str(out_dir),
+        progress_bar=False,
+        **{**model.overrides, **overrides},
+    )
+    workflow.initialize()
+    try:
+        workflow.run()
+    finally:
+        workflow.finalize()
+
+
+def run_job(
+    files: Sequence[str | Path],
+    model: GuiModel,
+    params: JobParams,
+    output_root: str | Path,
+    limits: UploadLimits | None = None,
+    names: Sequence[str] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> JobResult:
+    """Segment each of ``files`` with ``model``; a volume that fails does not stop the others.
+
+    Args:
+        files: uploaded volumes.
+        model: the model to run.
+        params: the user's parameters (checked first).
+        output_root: folder that receives the job folder.
+        limits: upload limits.
+        names: the files' names as uploaded (default their own names).
+        progress: called with ``(fraction done, what is happening)``.
+
+    Returns:
+        The :class:`JobResult`.
+
+    Raises:
+        ValueError: a parameter ``model`` cannot run with (nothing is run then).
+    """
+    params.check(model)
+    if not files:
+        raise ValueError("no volume uploaded")
+    progress = progress or (lambda fraction, text: None)
+    names = list(names) if names is not None else [Path(f).name for f in files]
+    job = new_job_dir(output_root)
+    result = JobResult(job_dir=job, model=model.name)
+    taken: set[str] = set()
+    n = len(files)
+    for i, (path, name) in enumerate(zip(files, names)):
+        began = time.perf_counter()
+        item = VolumeResult(name=name)
+        result.volumes.append(item)
+        try:
+            progress(i / n, f"{name}: checking ({i + 1}/{n})")
+            volume = check_volume(path, model.in_channels, dataset=params.dataset, limits=limits, name=name)
+            item.stem = volume.stem = _unique_stem(volume.stem, taken)
+            item.input_path = write_job_input(volume, job / "inputs")
+            overrides = params.overrides(model)
+            if volume.spacing is not None and "spacing" in model.defaults:
+                overrides["spacing"] = list(volume.spacing)
+            progress((i + 0.1) / n, f"{name}: segmenting ({i + 1}/{n})")
+            _run_bundle(model, item.input_path, job / "outputs", overrides)
+            labels = job / "outputs" / f"{item.stem}_labels.tif"
+            prob = job / "outputs" / f"{item.stem}_prob.tif"
+            if not labels.is_file():
+                raise RuntimeError(f"the bundle wrote no {labels.name}")
+            import tifffile
+
+            item.labels_path, item.prob_path = labels, prob if prob.is_file() else None
+            item.n_instances = int(np.unique(tifffile.imread(labels)).size - 1)
+        except VolumeCheckError as err:
+            item.error = str(err)
+        except Exception as err:  # noqa: BLE001 - a failing volume must not end the job or the app
+            logger.error("GUI job %s: %s failed:\n%s", job.name, name, traceback.format_exc())
+            item.error = f"{name}: {type(err).__name__}: {_innermost(err)}"
+        item.seconds = time.perf_counter() - began
+    progress(1.0, "done")
+    return result
+
+
+def _innermost(err: BaseException) -> str:
+    """The message of the innermost cause (MONAI wraps transform errors in RuntimeError)."""
+    seen = set()
+    while (err.__cause__ or err.__context__) is not None and id(err) not in seen:
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,145 @@
+"""End to end: the real ``cseg gui`` server driven by headless Chromium (Debian's, via Playwright).
+
+Uploads a nuclei phantom with a 2D image and a corrupt file, runs, checks the messages, browses
+z-slices, downloads the labels and scores them against the phantom's own instances. A bad
+parameter gets an error and the app goes on serving. The screenshot is kept as a test artifact
+(``$CSEG_TEST_ARTIFACTS``, default ``test-artifacts/``): ``gui_instances.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
+from cseg_monai.metrics.instances import instance_scores
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CSEG_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("CSEG_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("gradio", reason="the GUI needs gradio: bash scripts/setup.sh gui")
+    out = tmp_path_factory.mktemp("gui_jobs")
+    port = _free_port()
+    cseg = Path(sys.executable).with_name("cseg")
+    cmd = [str(cseg)] if cseg.exists() else [sys.executable, "-c", "from cseg_monai.cli import main; main()"]
+    log = open(out / "server.log", "w")
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([*cmd, "gui", "--port", str(port), "--output_dir", str(out), "--max_upload_mb", "5"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.fail(f"cseg gui exited with {proc.returncode}:\n{(out / 'server.log').read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"cseg gui did not answer on {url} within 120 s")
+        yield url, out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing: bash scripts/setup.sh gui")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser at {CHROMIUM}: bash scripts/setup.sh gui installs Debian's chromium")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(120_000)
+        page.goto(server[0])
+        page.wait_for_selector("#run")
+        yield page
+        browser.close()
+
+
+def _status(page) -> str:
+    return page.locator("#status .prose, #status").first.inner_text()
+
+
+def test_upload_run_browse_download(page, server, tmp_path):
+    image, truth = make_nuclei_phantom((24, 80, 80), n_nuclei=8, seed=11)
+    tifffile.imwrite(tmp_path / "nuclei.tif", image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "flat.tif", image[0], photometric="minisblack")
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x01" * 64)
+    files = [str(tmp_path / n) for n in ("nuclei.tif", "flat.tif", "broken.tif")]
+    page.locator("#volumes input[type=file]").set_input_files(files)
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('broken')")
+    page.click("#run")
+    page.wait_for_selector("#status >> text=volume(s) done")
+    status = _status(page)
+    assert "1 of 3 volume(s) done" in status, status
+    assert "flat.tif: a 2D image of shape (80, 80)" in status and "broken.tif: corrupt or not a TIFF" in status
+
+    # browse: another z-slice gives another picture
+    view = page.locator("#view img")
+    first = view.get_attribute("src")
+    number = page.locator("#zslice input[type=number]")
+    assert number.input_value() == "12"
+    number.fill("3")
+    number.press("Enter")
+    page.wait_for_function("(s) => document.querySelector('#view img').getAttribute('src') !== s", arg=first)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "gui_instances.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+
+    with page.expect_download() as download:
+        page.locator("#downloads a[href*='nuclei_labels.tif']").click()
+    saved = tmp_path / "downloaded_labels.tif"
+    download.value.save_as(saved)
+    labels = tifffile.imread(saved)
+    assert labels.shape == truth.shape and labels.dtype == np.uint32
+    f1 = instance_scores(truth.astype(np.int64), labels.astype(np.int64), thresholds=(0.5,))["f1"][0]
+    assert f1 >= 0.5, f1  # the nuclei model on a phantom it never saw: a sanity floor
+    job = next(Path(server[1]).glob("job-*"))
+    assert np.array_equal(tifffile.imread(job / "outputs" / "nuclei_labels.tif"), labels)
+
+
+def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):
+    image, _ = make_nuclei_phantom((16, 48, 48), n_nuclei=4, seed=2)
+    tifffile.imwrite(tmp_path / "small.tif", image, photometric="minisblack")
+    page.locator("#volumes input[type=file]").set_input_files([str(tmp_path / "small.tif")])
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('small')")
+    page.fill("#patch textarea, #patch input", "30, 64, 64")
+    page.click("#run")
+    page.wait_for_selector("text=does not fit the network")
+    page.fill("#patch textarea, #patch input", "16, 48, 48")
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('of 4 volume(s) done')")
+    status = _status(page)  # the earlier uploads are still listed: they run again, small.tif with them
+    assert "small.tif: " in status and "instances" in status.split("small.tif: ")[1].splitlines()[0], status

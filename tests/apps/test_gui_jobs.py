@@ -1,0 +1,99 @@
+"""GUI jobs: real bundle inference per uploaded volume; a bad volume is reported, the rest run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cseg_monai.apps.jobs import JobParams, run_job
+from cseg_monai.apps.models import find_models
+from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
+from cseg_monai.metrics.instances import instance_scores
+
+
+@pytest.fixture(scope="module")
+def nuclei_model():
+    models = [m for m in find_models() if m.name.endswith(": nuclei")]
+    if not models:
+        pytest.skip("the instance bundle's nuclei weights (models/model.pt) are absent")
+    return models[0]
+
+
+def test_job_segments_good_volumes_and_reports_bad_ones(nuclei_model, tmp_path):
+    image, truth = make_nuclei_phantom((24, 80, 80), n_nuclei=8, seed=11)
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    tifffile.imwrite(tmp_path / "flat.tif", image[0])
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x01" * 64)
+    seen = []
+    result = run_job(
+        [tmp_path / "cells.tif", tmp_path / "flat.tif", tmp_path / "broken.tif", tmp_path / "cells.tif"],
+        nuclei_model, JobParams(min_size=20), tmp_path / "jobs", progress=lambda f, text: seen.append((f, text)),
+    )  # fmt: skip
+    ok, flat, broken, again = result.volumes
+    assert flat.error.startswith("flat.tif: a 2D image") and broken.error.startswith("broken.tif: corrupt")
+    assert ok.error is None and again.error is None and again.stem == "cells_2"  # same name twice: no overwrite
+    labels = tifffile.imread(ok.labels_path)
+    assert labels.shape == truth.shape and labels.dtype == np.uint32 and ok.n_instances == labels.max() > 0
+    assert tifffile.imread(ok.prob_path).shape == (2, *truth.shape)
+    f1 = instance_scores(truth.astype(np.int64), labels.astype(np.int64), thresholds=(0.5,))["f1"][0]
+    assert f1 >= 0.5, f1  # a model trained on real nuclei, on a phantom: a sanity floor
+    assert sorted(result.files) == sorted(str(p) for v in (ok, again) for p in (v.labels_path, v.prob_path))
+    assert seen[-1] == (1.0, "done") and all(b >= a for (a, _), (b, _) in zip(seen, seen[1:]))
+    assert "2 of 4 volume(s) done" in result.summary() and "**failed**" in result.summary()
+
+
+def test_parameters_reach_the_bundle(nuclei_model, tmp_path):
+    image, _ = make_nuclei_phantom((16, 64, 64), n_nuclei=8, seed=3)
+    tifffile.imwrite(tmp_path / "v.tif", image)
+
+    def sizes(**params):
+        result = run_job([tmp_path / "v.tif"], nuclei_model, JobParams(patch_size=(16, 64, 64), **params), tmp_path)
+        return np.sort(np.bincount(tifffile.imread(result.volumes[0].labels_path).ravel())[1:])
+
+    every = sizes(min_size=0)
+    assert len(every) >= 3, every
+    cut = int(every[len(every) // 2])
+    assert np.array_equal(sizes(min_size=cut), every[every >= cut])  # min object size
+    assert np.array_equal(sizes(min_size=0, max_size=cut), every[every <= cut])  # max object size
+
+
+def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
+    for params, message in [
+        (JobParams(patch_size=(30, 64, 64)), r"patch size \(30, 64, 64\) does not fit .* 30 \(axis 0: a multiple of 8\)"),
+        (JobParams(overlap=1.0), r"overlap must be in \[0, 1\)"),
+        (JobParams(blend_mode="max"), "blending must be one of"),
+        (JobParams(boundary_threshold=0), r"boundary threshold must be in \(0, 1\)"),
+        (JobParams(min_size=100, max_size=50), "max object size 50 is below the min object size 100"),
+        (JobParams(instance_method="magic"), "instance method must be one of"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            run_job([tmp_path / "never.tif"], nuclei_model, params, tmp_path / "jobs")
+    assert not (tmp_path / "jobs").exists()
+    overrides = JobParams(max_size=0, min_size=5, dataset="raw").overrides(nuclei_model)
+    assert overrides == {"min_size": 5, "max_size": None}  # 0 = no upper limit; dataset is no config key
+
+
+def test_two_channel_volumes_run_end_to_end(nuclei_model, tmp_path):
+    from cseg_monai.networks import UNet3D
+
+    ckpt = tmp_path / "two.pt"
+    torch.manual_seed(0)
+    torch.save(UNet3D(in_channels=2, out_channels=2, f_maps=4, levels=3).state_dict(), ckpt)
+    two = dataclasses.replace(
+        nuclei_model, name="two-channel", in_channels=2, downsampling=(4, 4, 4),
+        overrides={"ckpt_path": str(ckpt), "in_channels": 2, "f_maps": 4, "levels": 3},
+    )  # fmt: skip
+    image, _ = make_nuclei_phantom((8, 32, 32), n_nuclei=3, seed=5)
+    stack = np.stack([image, 255 - image])
+    tifffile.imwrite(tmp_path / "two.tif", np.moveaxis(stack, 0, 1), imagej=True, metadata={"axes": "ZCYX"})
+    result = run_job([tmp_path / "two.tif"], two, JobParams(patch_size=(8, 32, 32), min_size=0), tmp_path / "jobs")
+    vol = result.volumes[0]
+    assert vol.error is None, vol.error
+    assert tifffile.imread(vol.labels_path).shape == (8, 32, 32)
+    assert tifffile.imread(vol.prob_path).shape == (2, 8, 32, 32)
+    one_channel = run_job([tmp_path / "two.tif"], nuclei_model, JobParams(), tmp_path / "jobs").volumes[0]
+    assert "2 channel(s), but the chosen model takes 1" in one_channel.error
