@@ -143,3 +143,11 @@ def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):
     page.wait_for_function("document.querySelector('#status').innerText.includes('of 4 volume(s) done')")
     status = _status(page)  # the earlier uploads are still listed: they run again, small.tif with them
     assert "small.tif: " in status and "instances" in status.split("small.tif: ")[1].splitlines()[0], status
+
+
+def test_oversized_upload_is_refused_by_name(page, tmp_path):
+    big = tmp_path / "huge_stack.tif"  # the server runs with --max_upload_mb 5
+    tifffile.imwrite(big, np.random.default_rng(0).integers(0, 255, (48, 384, 384), dtype=np.uint8), photometric="minisblack")
+    page.locator("#volumes input[type=file]").set_input_files([str(big)])
+    page.wait_for_selector("text=exceed the maximum allowed size")
+    assert "huge_stack.tif" in page.inner_text("body")
