@@ -187,11 +187,11 @@ def build_app(
         except Exception as err:  # noqa: BLE001 - the app must survive any job
             raise gr.Error(f"The job failed: {err}") from None
         done = [
-            {"name": v.name, "image": str(v.input_path), "labels": str(v.labels_path),
+            {"name": v.stem, "image": str(v.input_path), "labels": str(v.labels_path),
              "prob": str(v.prob_path) if v.prob_path else None, "depth": int(_load(str(v.labels_path)).shape[0])}
             for v in result.succeeded
         ]  # fmt: skip
-        choices = [d["name"] for d in done]
+        choices = [d["name"] for d in done]  # output stems: unique within a job, as the file names
         if done:
             depth = done[0]["depth"]
             view = render_slice(done[0]["image"], done[0]["labels"], done[0]["prob"], depth // 2)

@@ -43,6 +43,7 @@ def test_two_channel_imagej_tiff_hdf5_and_nifti(tmp_path):
     "make, message",
     [
         (lambda p: tifffile.imwrite(p / "a.tif", _vol((20, 24))), "a.tif: a 2D image of shape (20, 24)"),
+        (lambda p: tifffile.imwrite(p / "a.tif", _vol((20, 24, 3)), photometric="rgb"), "a.tif: a 2D image of shape (20, 24, 3) (colour samples last)"),
         (lambda p: np.save(p / "a.npy", _vol()), "a.npy: unsupported file type"),
         (lambda p: tifffile.imwrite(p / "a.tif", np.zeros((4, 8, 8), np.uint8), photometric="minisblack"), "a.tif: every voxel has the value 0"),
         (lambda p: tifffile.imwrite(p / "a.tif", np.full((4, 8, 8), np.nan, np.float32), photometric="minisblack"), "a.tif: 256 voxels are NaN"),
