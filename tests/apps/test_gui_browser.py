@@ -128,6 +128,22 @@ def test_upload_run_browse_download(page, server, tmp_path):
     assert f1 >= 0.5, f1  # the nuclei model on a phantom it never saw: a sanity floor
     job = next(Path(server[1]).glob("job-*"))
     assert np.array_equal(tifffile.imread(job / "outputs" / "nuclei_labels.tif"), labels)
+    with page.expect_download() as download:
+        page.locator("#downloads a[href*='nuclei_prob.tif']").click()
+    download.value.save_as(tmp_path / "downloaded_prob.tif")
+    prob = tifffile.imread(tmp_path / "downloaded_prob.tif")
+    assert prob.shape == (2, *truth.shape) and prob.dtype == np.float32 and 0 <= prob.min() <= prob.max() <= 1
+
+
+def test_choosing_a_model_loads_its_defaults(page):
+    patch = page.locator("#patch textarea, #patch input").first
+    assert patch.input_value() == "32, 64, 64"
+    page.click("#model input")
+    page.get_by_role("option", name="cells (membrane stain)").click()
+    page.wait_for_function("document.querySelector('#patch textarea, #patch input').value === '16, 64, 64'")
+    page.click("#model input")
+    page.get_by_role("option", name="nuclei").click()
+    page.wait_for_function("document.querySelector('#patch textarea, #patch input').value === '32, 64, 64'")
 
 
 def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):
