@@ -104,11 +104,57 @@ def watershed_supervoxels(
         if mask.shape != b.shape:
             raise ValueError(f"mask shape {mask.shape} differs from the boundary map {b.shape}")
     pitch = _spacing(spacing, b.ndim)
+    if mask is not None:
+        return _masked_watershed(b, mask, threshold, sigma_seeds, sigma_weights, int(min_size), pitch)
     seg, _ = elf_ws.distance_transform_watershed(
         b, threshold=threshold, sigma_seeds=sigma_seeds, sigma_weights=sigma_weights, min_size=int(min_size),
         pixel_pitch=pitch, mask=mask,
     )  # fmt: skip
     return seg.astype(np.uint64)
+
+
+def _masked_watershed(
+    b: np.ndarray, mask: np.ndarray, threshold: float, sigma_seeds: float, sigma_weights: float, min_size: int,
+    pitch: list[float] | None, alpha: float = 0.9,
+) -> np.ndarray:
+    """The distance-transform watershed of :func:`watershed_supervoxels` flooded only inside ``mask``.
+
+    ``elf``'s ``mask`` only blanks the result afterwards: seeds in the masked-out area flood into
+    the objects across their boundaries, leaving one supervoxel made of pieces of every object's
+    rim. Here seeds and flooding stay inside the mask, and mask components no seed reaches get
+    their own id.
+    """
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    if not mask.any():
+        return np.zeros(b.shape, np.uint64)
+    dt = ndimage.distance_transform_edt(b <= threshold, sampling=pitch).astype(np.float32)
+    dt[~mask] = 0.0
+    if sigma_seeds:
+        dt = ndimage.gaussian_filter(dt, sigma_seeds)
+    peaks = np.zeros(b.shape, bool)
+    coords = peak_local_max(dt, min_distance=1, exclude_border=False, labels=mask.astype(np.int32))
+    peaks[tuple(coords.T)] = True
+    seeds, _ = ndimage.label(peaks, structure=np.ones((3,) * b.ndim, bool))
+    top = float(dt.max())
+    dist = 1.0 - dt / top if top > 0 else np.ones_like(dt)
+    smooth = ndimage.gaussian_filter(b, sigma_weights) if sigma_weights else b
+    hmap = alpha * smooth + (1.0 - alpha) * dist
+    seg = watershed(hmap, markers=seeds, mask=mask)
+    if min_size > 1:  # merge small supervoxels into their neighbours: flood again from the large ones
+        ids, counts = np.unique(seg, return_counts=True)
+        small = ids[(counts < min_size) & (ids != 0)]
+        if len(small) and len(small) < len(ids[ids != 0]):
+            seg = watershed(hmap, markers=np.where(np.isin(seg, small), 0, seg), mask=mask)
+    missed = mask & (seg == 0)  # mask components without a seed
+    if missed.any():
+        extra, _ = ndimage.label(missed)
+        seg = np.where(missed, extra + seg.max(), seg)
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(seg)[0].astype(np.uint64)
 
 
 def region_adjacency(segmentation: np.ndarray, boundary: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
@@ -152,7 +198,7 @@ def edge_costs(mean_boundary: np.ndarray, contact_size: np.ndarray | None = None
         sizes = np.asarray(contact_size, dtype=np.float64)
         if sizes.shape != costs.shape:
             raise ValueError(f"contact_size shape {sizes.shape} differs from mean_boundary {costs.shape}")
-        costs = costs * sizes / max(sizes.max(), 1.0)
+        costs = costs * sizes / max(sizes.max(initial=0.0), 1.0)
     return costs
 
 
@@ -308,6 +354,7 @@ def segment_instances(
     max_size: int | None = None,
     spacing: Sequence[float] | None = None,
     foreground: np.ndarray | None = None,
+    mask_watershed: bool = False,
 ) -> np.ndarray:
     """Instance ids (``uint32``, 0 = background) from a boundary probability map.
 
@@ -323,14 +370,29 @@ def segment_instances(
         spacing: physical voxel size per axis.
         foreground: optional boolean mask (e.g. foreground probability > 0.5); objects lying
             mostly outside it are removed.
+        mask_watershed: also restrict the watershed to ``foreground`` (background voxels get
+            id 0 and take no part in the graph partition), so objects end exactly at the
+            foreground's edge and need no boundary against the background. For sparse objects
+            in background, e.g. nuclei, especially in thin or anisotropic stacks where a 3D
+            boundary against the background covers whole planes of an object.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     b = _check_boundary(boundary)
-    seg = watershed_supervoxels(b, threshold, sigma_seeds, min_size=min_supervoxel_size, spacing=spacing)
+    if mask_watershed and foreground is None:
+        raise ValueError("mask_watershed needs a foreground mask")
+    mask = np.asarray(foreground, dtype=bool) if mask_watershed else None
+    if mask is not None and not mask.any():
+        return np.zeros(b.shape, np.uint32)
+    seg = watershed_supervoxels(b, threshold, sigma_seeds, min_size=min_supervoxel_size, spacing=spacing, mask=mask)
     if method != "watershed":
         rag, uv, mean_b, sizes = region_adjacency(seg, b)
         n_nodes = int(seg.max()) + 1
+        if len(uv) and (seg == 0).any():
+            # id 0 is unassigned background, not a region: merging objects through it would join
+            # every object that touches the background into one
+            keep = (uv != 0).all(axis=1)
+            uv, mean_b, sizes = uv[keep], mean_b[keep], sizes[keep]
         if method == "multicut":
             node_labels = multicut(n_nodes, uv, edge_costs(mean_b, sizes, beta))
         else:

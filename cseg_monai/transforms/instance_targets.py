@@ -42,17 +42,34 @@ def _labels(labels: Any, name: str = "labels") -> np.ndarray:
     return lab
 
 
-def boundary_target(labels: np.ndarray) -> np.ndarray:
+def boundary_target(labels: np.ndarray, in_plane: bool = False) -> np.ndarray:
     """Thick boundaries (uint8 0/1) of an instance label image, full connectivity.
+
+    With ``in_plane`` (3D labels only), boundaries are found in each z plane (8-connectivity);
+    across planes, only a contact between two *different objects* is boundary, not the top or
+    bottom face of an object against the background. For strongly anisotropic stacks with few
+    planes (e.g. 5 planes of 1 um under 0.2 um pixels), where the 3D thick boundary would
+    cover an object's whole top and bottom planes and the rim of every plane in between.
 
     Example:
         >>> boundary_target(np.array([[1, 1, 2, 2]])).tolist()
         [[0, 1, 1, 0]]
+        >>> lab = np.zeros((3, 1, 4), np.int64); lab[:2, 0, :2] = 1; lab[2, 0, :2] = 2
+        >>> boundary_target(lab, in_plane=True)[:, 0].tolist()
+        [[0, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]]
     """
     from skimage.segmentation import find_boundaries
 
     lab = _labels(labels)
-    return find_boundaries(lab, connectivity=lab.ndim, mode="thick").astype(np.uint8)
+    if not in_plane:
+        return find_boundaries(lab, connectivity=lab.ndim, mode="thick").astype(np.uint8)
+    if lab.ndim != 3:
+        raise ValueError(f"in_plane boundaries need 3D (Z, Y, X) labels, got shape {lab.shape}")
+    out = np.stack([find_boundaries(plane, connectivity=2, mode="thick") for plane in lab])
+    contact = (lab[1:] != lab[:-1]) & (lab[1:] > 0) & (lab[:-1] > 0)  # object-object contact across planes
+    out[1:] |= contact
+    out[:-1] |= contact
+    return out.astype(np.uint8)
 
 
 def class_balance_weights(target: np.ndarray) -> np.ndarray:
@@ -136,6 +153,7 @@ class InstanceTargetsd(MapTransform):
             of the spacing).
         spacing_key: where an item may carry its own spacing (e.g. :class:`LoadInstancesd`'s
             ``spacing``); it wins over ``spacing`` when present and not None.
+        in_plane: in-plane boundaries for 3D labels (:func:`boundary_target`); ignored for 2D.
     """
 
     def __init__(
@@ -149,9 +167,11 @@ class InstanceTargetsd(MapTransform):
         spacing: Sequence[float] | None = None,
         class_balance: bool = True,
         spacing_key: str | None = "spacing",
+        in_plane: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.in_plane = bool(in_plane)
         if len(self.keys) != 1:
             raise ValueError(f"InstanceTargetsd takes one label key, got {list(self.keys)}")
         self.boundary_key, self.foreground_key, self.weight_key = boundary_key, foreground_key, weight_key
@@ -170,7 +190,7 @@ class InstanceTargetsd(MapTransform):
                     raise ValueError(f"{key}: instance labels must be integers, got non-integer values")
                 lab = lab.astype(np.int64)
             lab = _labels(lab, name=str(key))
-            boundary = boundary_target(lab)
+            boundary = boundary_target(lab, in_plane=self.in_plane and lab.ndim == 3)
             d[self.boundary_key] = boundary[None].astype(np.float32)
             if self.foreground_key is not None:
                 d[self.foreground_key] = (lab > 0)[None].astype(np.float32)

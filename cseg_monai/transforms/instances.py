@@ -118,7 +118,8 @@ class BoundaryToInstancesd(MapTransform):
     Args:
         keys: the probability key (channel first, after the sigmoid).
         method, threshold, sigma_seeds, min_supervoxel_size, beta, agglomeration_threshold,
-        min_size, max_size: of :func:`cseg_monai.postprocessing.segment_instances`.
+        min_size, max_size, mask_watershed: of :func:`cseg_monai.postprocessing.segment_instances`
+        (``mask_watershed`` uses the thresholded ``foreground_channel`` as the watershed mask).
 
     Example:
         >>> prob = np.zeros((2, 1, 40, 80), np.float32); prob[1, 0, 5:35, 5:75] = 1.0
@@ -145,10 +146,14 @@ class BoundaryToInstancesd(MapTransform):
         max_size: int | None = None,
         spacing: Sequence[float] | None = None,
         spacing_key: str = "spacing",
+        mask_watershed: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         from cseg_monai.postprocessing.instances import METHODS
+
+        if mask_watershed and foreground_channel is None:
+            raise ValueError("mask_watershed needs a foreground_channel")
 
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
@@ -157,6 +162,7 @@ class BoundaryToInstancesd(MapTransform):
         self.kwargs = dict(
             method=method, threshold=threshold, sigma_seeds=sigma_seeds, min_supervoxel_size=min_supervoxel_size,
             beta=beta, agglomeration_threshold=agglomeration_threshold, min_size=min_size, max_size=max_size,
+            mask_watershed=bool(mask_watershed),
         )  # fmt: skip
         self.spacing, self.spacing_key = spacing, spacing_key
 

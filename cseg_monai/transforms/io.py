@@ -58,6 +58,11 @@ class SaveTiffd(MapTransform):
         >>> _ = SaveTiffd("pred", out, "_prob")({"pred": torch.rand(1, 4, 4), "image": "a.png"})
         >>> tifffile.imread(out + "/a_prob.tif").shape
         (1, 4, 4)
+        >>> from monai.data import MetaTensor
+        >>> image = MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "s.tif", "stem_suffix": "_t003"})
+        >>> _ = SaveTiffd("pred", out, "_prob")({"pred": torch.rand(1, 4, 4), "image": image})
+        >>> tifffile.imread(out + "/s_t003_prob.tif").shape
+        (1, 4, 4)
     """
 
     def __init__(
@@ -86,9 +91,16 @@ class SaveTiffd(MapTransform):
             raise ValueError(f"cannot name the output: {self.source_key!r} carries no file name")
         return output_stem(name)
 
+    def _stem_suffix(self, d: Mapping[Hashable, Any]) -> str:
+        """``meta["stem_suffix"]`` of the source (e.g. ``_t012`` for one time point of a
+        time series), so items of one file do not overwrite each other's outputs."""
+        meta = getattr(d.get(self.source_key), "meta", None) or {}
+        suffix = meta.get("stem_suffix", "") if isinstance(meta, Mapping) else ""
+        return suffix if isinstance(suffix, str) else ""
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        stem = self._stem(d)
+        stem = self._stem(d) + self._stem_suffix(d)
         for key in self.key_iterator(d):
             value = d[key]
             arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

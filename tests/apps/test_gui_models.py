@@ -17,6 +17,8 @@ def test_the_shipped_instance_models_are_offered_and_2d_bundles_are_not():
     assert cells.configs == ("inference.json", "inference_cells.json") and cells.ckpt_path.name == "model_cells.pt"
     assert cells.defaults["patch_size"] == [16, 64, 64] and nuclei.defaults["patch_size"] == [32, 64, 64]
     assert nuclei.downsampling == (8, 8, 8) and nuclei.in_channels == 1
+    ctc = models[f"{INSTANCE}: nuclei, thin stacks (CTC)"]
+    assert ctc.configs[-1] == "inference_nuclei_ctc.json" and ctc.downsampling == (1, 8, 8)  # z is never pooled
     assert not any(name.startswith("isbi2012") for name in models)  # 2D inputs, although it ships weights
 
 

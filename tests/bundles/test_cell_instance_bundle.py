@@ -12,7 +12,7 @@ import tifffile
 
 from cseg_monai.data.nuclei_phantom import make_nuclei_phantom, write_nuclei_dataset
 from cseg_monai.data.writers import write_tiff
-from conftest import BUNDLES, ROOT, bundle_workflow, error_chain
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, require_data
 
 BUNDLE = BUNDLES / "cell_instance_boundary_segmentation_3d"
 CONFIGS = BUNDLE / "configs"
@@ -134,3 +134,25 @@ def test_cells_override_runs_the_cell_model(tmp_path):
     wf.initialize()
     wf.run()
     assert not np.allclose(prob, tifffile.imread(nuclei_model / "nuclei_phantom_2026_prob.tif"))  # another model
+
+
+def test_ctc_nuclei_override_on_a_5_plane_time_point(tmp_path):
+    """The shipped thin-stack nuclei model on CTC time point 14 (of its validation split, which
+    chose the checkpoint: a regression check, not a held-out score)."""
+    if not (BUNDLE / "models" / "model_nuclei_ctc.pt").is_file():
+        pytest.skip("no shipped CTC nuclei model")
+    root = require_data("ctc_fluo_n3dh_cho")
+    with tifffile.TiffFile(root / "image_TZYX.tif") as tif:
+        image = tif.series[0].asarray()[14]
+    with tifffile.TiffFile(root / "labels_TZYX.tif") as tif:
+        truth = tif.series[0].asarray()[14].astype(np.int64)
+    write_tiff(tmp_path / "in" / "t14.tif", image)
+    wf = bundle_workflow(CONFIGS, ["inference.json", "inference_nuclei_ctc.json"], "infer",
+                         dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"), progress_bar=False)  # fmt: skip
+    wf.initialize()
+    wf.run()
+    labels = tifffile.imread(tmp_path / "out" / "t14_labels.tif").astype(np.int64)
+    assert labels.shape == truth.shape == (5, 443, 512)
+    from cseg_monai.metrics.instances import instance_scores
+
+    assert instance_scores(truth, labels, thresholds=(0.5,))["f1"][0] >= 0.9

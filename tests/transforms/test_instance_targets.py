@@ -52,6 +52,27 @@ def test_boundaries_and_class_balance():
     assert w.mean() == pytest.approx(1.0) and w[0, 2] == pytest.approx(2 * w[0, 0])
 
 
+def test_in_plane_boundaries_keep_the_planes_of_thin_objects():
+    # a 3-plane blob under 3D thick boundaries loses its whole top plane (and the background
+    # plane above it becomes boundary); in-plane boundaries keep only its rim per plane
+    lab = np.zeros((4, 12, 12), np.int64)
+    lab[:3, 2:10, 2:10] = 1
+    thick, flat = boundary_target(lab), boundary_target(lab, in_plane=True)
+    assert thick[2, 2:10, 2:10].all() and thick[3, 2:10, 2:10].all()
+    assert flat[3].sum() == 0 and not flat[1, 3:9, 3:9].any()
+    assert (flat[0] == boundary_target(lab[0])).all()
+    # a contact between two objects across planes is still boundary, on both sides
+    lab[3, 2:10, 2:10] = 2
+    flat = boundary_target(lab, in_plane=True)
+    assert flat[2, 2:10, 2:10].all() and flat[3, 2:10, 2:10].all() and not flat[1, 3:9, 3:9].any()
+    out = InstanceTargetsd("label", in_plane=True)({"label": lab[None]})
+    assert (out["boundary"][0] == flat).all()
+    two_d = InstanceTargetsd("label", in_plane=True)({"label": lab[0][None]})["boundary"][0]
+    assert (two_d == boundary_target(lab[0])).all()  # 2D labels: the option is ignored
+    with pytest.raises(ValueError, match="in_plane boundaries need 3D"):
+        boundary_target(lab[0], in_plane=True)
+
+
 def test_transform_outputs_and_bad_labels():
     labels = np.zeros((1, 8, 20, 20), np.int64)
     labels[0, :, 2:10, 2:18], labels[0, :, 10:18, 2:18] = 4, 9

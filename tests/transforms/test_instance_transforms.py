@@ -52,6 +52,8 @@ def test_boundary_to_instances_bad_input():
         BoundaryToInstancesd("pred")({"pred": np.zeros((8, 8), np.float32)})
     with pytest.raises(ValueError, match="unknown method"):
         BoundaryToInstancesd("pred", method="gasp")
+    with pytest.raises(ValueError, match="mask_watershed needs a foreground_channel"):
+        BoundaryToInstancesd("pred", mask_watershed=True)
 
 
 def test_metric_pools_counts_over_items():
