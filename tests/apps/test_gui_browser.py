@@ -9,7 +9,6 @@ parameter gets an error and the app goes on serving. The screenshot is kept as a
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
