@@ -4,7 +4,6 @@ metrics, F1-vs-IoU picture, MLflow), inference (STEM_prob / STEM_labels, a 5-pla
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
