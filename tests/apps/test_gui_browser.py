@@ -135,14 +135,16 @@ def test_upload_run_browse_download(page, server, tmp_path):
 
 
 def test_choosing_a_model_loads_its_defaults(page):
+    bundle = "cell_instance_boundary_segmentation_3d"
     patch = page.locator("#patch textarea, #patch input").first
     assert patch.input_value() == "32, 64, 64"
-    page.click("#model input")
-    page.get_by_role("option", name="cells (membrane stain)").click()
-    page.wait_for_function("document.querySelector('#patch textarea, #patch input').value === '16, 64, 64'")
-    page.click("#model input")
-    page.get_by_role("option", name="nuclei").click()
-    page.wait_for_function("document.querySelector('#patch textarea, #patch input').value === '32, 64, 64'")
+    for variant, expected in (("cells (membrane stain)", "16, 64, 64"), ("nuclei, thin stacks (CTC)", "5, 96, 96"),
+                              ("nuclei", "32, 64, 64")):  # fmt: skip
+        page.click("#model input")
+        page.get_by_role("option", name=f"{bundle}: {variant}", exact=True).click()
+        page.wait_for_function(
+            "(want) => document.querySelector('#patch textarea, #patch input').value === want", arg=expected
+        )
 
 
 def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):
