@@ -247,7 +247,8 @@ def run_job(
             import tifffile
 
             item.labels_path, item.prob_path = labels, prob if prob.is_file() else None
-            item.n_instances = int(np.unique(tifffile.imread(labels)).size - 1)
+            ids = np.unique(tifffile.imread(labels))
+            item.n_instances = int((ids > 0).sum())
         except VolumeCheckError as err:
             item.error = str(err)
         except Exception as err:  # noqa: BLE001 - a failing volume must not end the job or the app
