@@ -16,8 +16,11 @@ float32 probabilities and uint8 image, ``inputs_loaded_mb``) is that run's alone
 iterations and the argmax), not the loading. ``label_agreement`` is the fraction of voxels
 where both backends pick the same label; ``accuracy_*`` compares with the synthetic truth.
 
-Sizes: 64x128x128 and 128x256x256 with both backends, then 512x512x512 with the native
-backend alone (in blocks with a halo; ``--quick``: 32x64x64 and 64x128x128, no 512^3).
+Each backend runs ``--repeats`` times per size (default 3, alternating pydensecrf and native so
+that both meet the same load on a shared machine); times and peaks are the medians, the single
+times are kept as ``*_runs_s``. Sizes: 64x128x128 and 128x256x256 with both backends, then
+512x512x512 with the native backend alone (once, in blocks with a halo; ``--quick``: 32x64x64 and
+64x128x128, no 512^3).
 
 Usage::
 
@@ -97,6 +100,13 @@ def worker(backend: str, folder: Path, sigmas: str, out: Path, threads: int) -> 
     out.write_text(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "loaded_mb": loaded_mb}))
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """Per-key medians of several worker results (seconds, peak_mb, loaded_mb)."""
+    import statistics
+
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
 def run_worker(backend: str, folder: Path, sigmas: str, threads: int) -> dict:
     out = folder / f"{backend}.json"
     cmd = [sys.executable, __file__, "--worker", backend, str(folder), "--sigmas", sigmas, "--threads", str(threads)]
@@ -111,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", choices=sorted(SIGMAS), default="default")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the native backend")
     parser.add_argument("--skip_large", action="store_true", help="leave out the 512^3 native run")
+    parser.add_argument(
+        "--repeats", type=int, default=3,
+        help="fresh-process runs per backend and size, alternating the backends; times and peaks are their medians",
+    )  # fmt: skip
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -119,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.json:
         parser.error("--json PATH is required")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
 
     import numpy as np
 
@@ -137,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "threads_native": args.threads,
         "threads_pydensecrf": 1,
+        "repeats": args.repeats,
         "sizes": {},
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="crf3d-") as scratch:
@@ -144,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             name = "x".join(map(str, shape))
             folder = Path(scratch) / name
             write_problem(folder, shape)
-            ref = run_worker("pydensecrf", folder, args.sigmas, 1)
-            nat = run_worker("native", folder, args.sigmas, args.threads)
+            refs, nats = [], []
+            for _ in range(args.repeats):  # alternating, so both backends see the same machine load
+                refs.append(run_worker("pydensecrf", folder, args.sigmas, 1))
+                nats.append(run_worker("native", folder, args.sigmas, args.threads))
+            ref, nat = _median_run(refs), _median_run(nats)
             truth = np.load(folder / "truth.npy")
             lab_ref = np.load(folder / "pydensecrf.labels.npy")
             lab_nat = np.load(folder / "native.labels.npy")
@@ -154,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 "pydensecrf_s": ref["seconds"],
                 "native_s": nat["seconds"],
                 "speedup": ref["seconds"] / nat["seconds"],
+                "pydensecrf_runs_s": [r["seconds"] for r in refs],
+                "native_runs_s": [r["seconds"] for r in nats],
                 "pydensecrf_peak_mb": ref["peak_mb"],
                 "native_peak_mb": nat["peak_mb"],
                 "inputs_loaded_mb": nat["loaded_mb"],

@@ -63,7 +63,7 @@ def datalist(kind: str, root: str | os.PathLike, split: str | None = None) -> li
     Args:
         kind: one of :data:`KINDS`.
         root: ``../shared/data`` (or ``$CSEG_DATA_DIR``), or the folder of a ``folder`` set.
-        split: ``"train"``, ``"val"`` or None (everything). ``folder`` sets have no split.
+        split: ``"train"``, ``"val"``, or ``"all"`` / None (everything). ``folder`` sets have no split.
 
     Raises:
         FileNotFoundError: naming the missing file.
@@ -90,9 +90,9 @@ def datalist(kind: str, root: str | os.PathLike, split: str | None = None) -> li
     for path in (image, label):
         if not Path(path.split("::")[0]).is_file():
             raise FileNotFoundError(f"{path.split('::')[0]} is missing (instance data set {kind!r})")
-    if split is not None and split not in ("train", "val"):
-        raise ValueError(f"split must be 'train', 'val' or None, got {split!r}")
-    part = SPLITS[kind][split] if split else {}
+    if split is not None and split not in ("train", "val", "all"):
+        raise ValueError(f"split must be 'train', 'val', 'all' or None, got {split!r}")
+    part = SPLITS[kind][split] if split in ("train", "val") else {}
     if kind == "ctc_cho":
         times = part.get("t", tuple(range(15)))
         return [{"kind": kind, "image": image, "label": label, "t": int(t)} for t in times]

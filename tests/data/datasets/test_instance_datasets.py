@@ -28,6 +28,9 @@ def test_single_volumes_and_z_splits(kind, folder, shape, spacing):
     _, lab_v, _ = instances.load_item(val)
     assert lab_t.shape[0] + lab_v.shape[0] == shape[0]  # disjoint and complete along z
     np.testing.assert_array_equal(np.concatenate([lab_t, lab_v]), labels)
+    assert instances.datalist(kind, data_root(), "all") == [item]  # "all": the whole volume (in-context evaluation)
+    with pytest.raises(ValueError, match="split must be 'train', 'val', 'all' or None, got 'test'"):
+        instances.datalist(kind, data_root(), "test")
 
 
 def test_label_conventions():
