@@ -20,7 +20,7 @@ Usage::
 
     .venv/bin/python scripts/experiments/instance_segmentation.py --datasets nuclei ovule \\
         --max_epochs 800 --json scripts/experiments/results/instance_segmentation.json
-    .venv/bin/python scripts/experiments/instance_segmentation.py --datasets nuclei --set mask_watershed=True \
+    .venv/bin/python scripts/experiments/instance_segmentation.py --datasets nuclei --set mask_watershed=True \\
         --max_epochs 600 --json /tmp/nuclei_masked.json
 """
 
