@@ -120,6 +120,7 @@ def _model_defaults(model: GuiModel) -> dict:
         "method": d.get("instance_method", "multicut"),
         "min_size": int(d.get("min_size") or 0),
         "max_size": int(d.get("max_size") or 0),
+        "masked": bool(d.get("mask_watershed", False)),
     }
 
 
@@ -156,9 +157,11 @@ def build_app(
 
     def on_model(name: str):
         d = _model_defaults(by_name[name])
-        return d["patch"], d["overlap"], d["blend"], d["threshold"], d["method"], d["min_size"], d["max_size"]
+        return d["patch"], d["overlap"], d["blend"], d["threshold"], d["method"], d["min_size"], d["max_size"], d["masked"]
 
-    def on_run(files, dataset, name, patch, overlap, blend, threshold, method, min_size, max_size, progress=gr.Progress()):
+    def on_run(
+        files, dataset, name, patch, overlap, blend, threshold, method, min_size, max_size, masked, progress=gr.Progress()
+    ):
         if not files:
             raise gr.Error("Upload at least one volume first.")
         if name not in by_name:
@@ -172,6 +175,7 @@ def build_app(
                 instance_method=method,
                 min_size=int(min_size or 0),
                 max_size=int(max_size or 0),
+                mask_watershed=bool(masked),
                 dataset=(dataset or "").strip() or None,
             )
             params.check(by_name[name])
@@ -242,6 +246,10 @@ def build_app(
                     method = gr.Radio(list(METHODS), value=first["method"], label="Instances by")
                     min_size = gr.Number(value=first["min_size"], precision=0, minimum=0, label="Min object size (voxels)")
                     max_size = gr.Number(value=first["max_size"], precision=0, minimum=0, label="Max object size (voxels, 0: none)")
+                    masked = gr.Checkbox(
+                        value=first["masked"], label="Watershed inside the foreground only (sparse objects, e.g. nuclei)",
+                        elem_id="masked",
+                    )  # fmt: skip
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column(scale=2):
                 status = gr.Markdown("Nothing run yet.", elem_id="status")
@@ -249,10 +257,10 @@ def build_app(
                 z = gr.Slider(0, 1, value=0, step=1, label="z-slice", elem_id="zslice")
                 view = gr.Image(label="image | instances | boundary probability", type="numpy", interactive=False, elem_id="view")
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
-        model.change(on_model, inputs=model, outputs=[patch, overlap, blend, threshold, method, min_size, max_size])
+        model.change(on_model, inputs=model, outputs=[patch, overlap, blend, threshold, method, min_size, max_size, masked])
         run.click(
             on_run,
-            inputs=[files, dataset, model, patch, overlap, blend, threshold, method, min_size, max_size],
+            inputs=[files, dataset, model, patch, overlap, blend, threshold, method, min_size, max_size, masked],
             outputs=[status, downloads, volume, z, view, done_state],
             concurrency_limit=1,
         )

@@ -46,6 +46,8 @@ class JobParams:
         min_size: smallest object kept, voxels.
         max_size: largest object kept, voxels (``0`` or ``None``: no limit).
         instance_method: ``multicut``, ``agglomeration`` or ``watershed``.
+        mask_watershed: flood the watershed only inside the predicted foreground (sparse objects
+            such as nuclei; off for dense cells).
         dataset: the array to read from HDF5 uploads.
     """
 
@@ -56,6 +58,7 @@ class JobParams:
     min_size: int | None = None
     max_size: int | None = None
     instance_method: str | None = None
+    mask_watershed: bool | None = None
     dataset: str | None = None
 
     def check(self, model: GuiModel) -> None:
@@ -92,6 +95,7 @@ class JobParams:
             "boundary_threshold": self.boundary_threshold,
             "min_size": None if self.min_size is None else int(self.min_size),
             "instance_method": self.instance_method,
+            "mask_watershed": None if self.mask_watershed is None else bool(self.mask_watershed),
         }
         out = {k: v for k, v in values.items() if v is not None and k in model.defaults}
         if self.max_size is not None and "max_size" in model.defaults:

@@ -30,6 +30,7 @@ PARAMETER_KEYS = {
     "min_size": "min_size",
     "max_size": "max_size",
     "instance_method": "instance_method",
+    "mask_watershed": "mask_watershed",
     "spacing": "spacing",
 }
 

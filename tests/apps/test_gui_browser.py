@@ -140,13 +140,16 @@ def test_choosing_a_model_loads_its_defaults(page):
     bundle = "cell_instance_boundary_segmentation_3d"
     patch = page.locator("#patch textarea, #patch input").first
     assert patch.input_value() == "32, 64, 64"
-    for variant, expected in (("cells (membrane stain)", "16, 64, 64"), ("nuclei, thin stacks (CTC)", "5, 96, 96"),
-                              ("nuclei", "32, 64, 64")):  # fmt: skip
+    masked = page.locator("#masked input[type=checkbox]")
+    assert masked.is_checked()  # nuclei: watershed inside the foreground
+    for variant, expected, mask in (("cells (membrane stain)", "16, 64, 64", False), ("nuclei, thin stacks (CTC)", "5, 96, 96", True),
+                                    ("nuclei", "32, 64, 64", True)):  # fmt: skip
         page.click("#model input")
         page.get_by_role("option", name=f"{bundle}: {variant}", exact=True).click()
         page.wait_for_function(
             "(want) => document.querySelector('#patch textarea, #patch input').value === want", arg=expected
         )
+        page.wait_for_function("(want) => document.querySelector('#masked input').checked === want", arg=mask)
 
 
 def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):

@@ -61,6 +61,7 @@ def test_parameters_reach_the_bundle(nuclei_model, tmp_path):
     cut = int(every[len(every) // 2])
     assert np.array_equal(sizes(min_size=cut), every[every >= cut])  # min object size
     assert np.array_equal(sizes(min_size=0, max_size=cut), every[every <= cut])  # max object size
+    assert not np.array_equal(sizes(min_size=0, mask_watershed=False), every)  # the nuclei default floods masked
 
 
 def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
@@ -75,8 +76,8 @@ def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
         with pytest.raises(ValueError, match=message):
             run_job([tmp_path / "never.tif"], nuclei_model, params, tmp_path / "jobs")
     assert not (tmp_path / "jobs").exists()
-    overrides = JobParams(max_size=0, min_size=5, dataset="raw").overrides(nuclei_model)
-    assert overrides == {"min_size": 5, "max_size": None}  # 0 = no upper limit; dataset is no config key
+    overrides = JobParams(max_size=0, min_size=5, mask_watershed=False, dataset="raw").overrides(nuclei_model)
+    assert overrides == {"min_size": 5, "max_size": None, "mask_watershed": False}  # 0 = no upper limit; dataset is no config key
 
 
 def test_two_channel_volumes_run_end_to_end(nuclei_model, tmp_path):
