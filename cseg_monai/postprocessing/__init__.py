@@ -13,8 +13,10 @@ from cseg_monai.postprocessing.crf import (
 )
 from cseg_monai.postprocessing.instances import (
     METHODS,
+    check_filter_limits,
     edge_costs,
     filter_instances,
+    major_axis_lengths,
     mean_boundary_agglomeration,
     multicut,
     region_adjacency,
@@ -37,8 +39,10 @@ def __getattr__(name: str):
 
 __all__ = [
     "METHODS",
+    "check_filter_limits",
     "edge_costs",
     "filter_instances",
+    "major_axis_lengths",
     "mean_boundary_agglomeration",
     "multicut",
     "region_adjacency",

@@ -11,7 +11,8 @@ The pipeline for touching cells or nuclei (Beier et al. 2017, as in PlantSeg):
    Kernighan-Lin refinement) on :func:`edge_costs` (log-odds with a boundary bias
    ``beta``, weighted by contact size), or :func:`mean_boundary_agglomeration` (merge the
    pair with the lowest mean boundary while it stays below a threshold);
-4. :func:`filter_instances`: drop objects outside a size range (and a background mask),
+4. :func:`filter_instances`: drop objects outside a size range, outside a range of major-axis
+   lengths (:func:`major_axis_lengths`, physical units) or mostly in a background mask, then
    relabel consecutively.
 
 :func:`segment_instances` runs the whole chain. The watershed, the graph and the solvers come
@@ -30,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +40,9 @@ import numpy as np
 __all__ = [
     "METHODS",
     "edge_costs",
+    "check_filter_limits",
     "filter_instances",
+    "major_axis_lengths",
     "mean_boundary_agglomeration",
     "multicut",
     "region_adjacency",
@@ -308,24 +312,132 @@ def mean_boundary_agglomeration(
     return dense.astype(np.int64)
 
 
+def _check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    sp = tuple(float(v) for v in spacing)
+    if len(sp) != ndim or not all(np.isfinite(v) and v > 0 for v in sp):
+        raise ValueError(f"spacing must be {ndim} positive numbers (one per axis), got {spacing!r}")
+    return sp
+
+
+def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
+    """Major-axis length of every id ``0..labels.max()`` (``NaN`` for absent ids), in the units of ``spacing``.
+
+    The length of the major axis of the ellipse (2D) or ellipsoid (3D) with the same second
+    central moments as the object's voxel centres: ``2 sqrt((d + 2) lambda_max)`` with
+    ``lambda_max`` the largest eigenvalue of their covariance and ``d`` the number of axes.
+    This is ``skimage.measure.regionprops``' ``axis_major_length``, here for all objects in
+    one pass (moments from ``np.bincount``, plane by plane, so memory stays bounded) and with
+    anisotropic voxels: coordinates are scaled by ``spacing`` first.
+
+    Args:
+        labels: ``([Z,] Y, X)`` non-negative integer ids.
+        spacing: physical voxel size per axis; None = 1.
+
+    Raises:
+        ValueError: non-integer or negative ids, not 2D/3D, bad spacing.
+
+    Example:
+        >>> lab = np.zeros((1, 20, 40), np.int64); lab[0, 5:8, 2:32] = 1  # a 3 x 30 bar
+        >>> round(float(major_axis_lengths(lab[0])[1]), 1)  # 2 sqrt(4 (30^2 - 1) / 12)
+        34.6
+        >>> round(float(major_axis_lengths(lab[0], spacing=(1.0, 0.5))[1]), 1)
+        17.3
+    """
+    lab = np.asarray(labels)
+    if lab.ndim not in (2, 3):
+        raise ValueError(f"labels must be 2D (Y, X) or 3D (Z, Y, X), got shape {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels must be integer ids, got {lab.dtype}")
+    if lab.size and lab.min() < 0:
+        raise ValueError(f"labels must be non-negative, found {int(lab.min())}")
+    sp = _check_spacing(spacing, lab.ndim)
+    n = int(lab.max()) + 1 if lab.size else 1
+    d = lab.ndim
+    count = np.zeros(n)
+    first = np.zeros((n, d))
+    second = np.zeros((n, d, d))
+    step = max(1, (1 << 22) // max(1, math.prod(lab.shape[1:])))  # about 4 M voxels per pass
+    for start in range(0, lab.shape[0], step):
+        block = lab[start : start + step]
+        flat = block.reshape(-1).astype(np.intp)
+        grids = np.meshgrid(*[np.arange(k, dtype=np.float64) for k in block.shape], indexing="ij", copy=False)
+        coords = [((g + (start if a == 0 else 0)) * sp[a]).reshape(-1) for a, g in enumerate(grids)]
+        count += np.bincount(flat, minlength=n)
+        for a in range(d):
+            first[:, a] += np.bincount(flat, weights=coords[a], minlength=n)
+            for b in range(a, d):
+                second[:, a, b] += np.bincount(flat, weights=coords[a] * coords[b], minlength=n)
+    present = count > 0
+    out = np.full(n, np.nan)
+    if present.any():
+        c = count[present]
+        mean = first[present] / c[:, None]
+        cov = second[present] / c[:, None, None] - mean[:, :, None] * mean[:, None, :]
+        upper = np.triu_indices(d, 1)
+        cov[:, upper[1], upper[0]] = cov[:, upper[0], upper[1]]  # only a <= b was accumulated
+        largest = np.clip(np.linalg.eigvalsh(cov)[:, -1], 0.0, None)
+        out[present] = 2.0 * np.sqrt((d + 2) * largest)
+    return out
+
+
+def check_filter_limits(
+    min_size: Any = 0, max_size: Any = None, min_major_axis: Any = 0.0, max_major_axis: Any = None
+) -> None:
+    """Raise ``ValueError`` unless the limits of :func:`filter_instances` are numbers with
+    ``0 <= min <= max`` (a max of None: no limit).
+
+    Example:
+        >>> check_filter_limits(min_size=100, max_size=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_size (10) must be >= min_size (100), or None for no limit
+    """
+    for name, lo, hi in (("size", min_size, max_size), ("major_axis", min_major_axis, max_major_axis)):
+        for which, value in (("min", lo), ("max", hi)):
+            if (value is not None or which == "min") and (
+                isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0
+            ):
+                raise ValueError(f"{which}_{name} must be a number >= 0, got {value!r}")
+        if hi is not None and hi < lo:
+            raise ValueError(f"max_{name} ({hi!r}) must be >= min_{name} ({lo!r}), or None for no limit")
+
+
 def filter_instances(
     labels: np.ndarray,
     min_size: int = 0,
     max_size: int | None = None,
     background: np.ndarray | None = None,
+    min_major_axis: float = 0.0,
+    max_major_axis: float | None = None,
+    spacing: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Remove objects with fewer than ``min_size`` or more than ``max_size`` voxels (and those
-    lying mostly in ``background``), then relabel 1..N consecutively (0 = background).
+    """Remove objects with fewer than ``min_size`` or more than ``max_size`` voxels, those
+    lying mostly in ``background`` and those whose major axis (:func:`major_axis_lengths`, in
+    the units of ``spacing``) is shorter than ``min_major_axis`` or longer than
+    ``max_major_axis``; then relabel 1..N consecutively (0 = background).
+
+    The major-axis filter removes elongated debris (a long thin membrane fragment can have a
+    nucleus's volume) and merged objects (two touching nuclei are twice as long as one).
+
+    Raises:
+        ValueError: non-integer labels, a background mask of another shape, negative or
+            crossed limits, bad spacing.
 
     Example:
         >>> filter_instances(np.array([[5, 5, 0, 9], [5, 5, 0, 7]]), min_size=2).tolist()
         [[1, 1, 0, 0], [1, 1, 0, 0]]
+        >>> lab = np.zeros((20, 40), np.int64); lab[2:6, 2:6] = 3; lab[10:12, 2:38] = 4  # blob, bar
+        >>> np.unique(filter_instances(lab, max_major_axis=20.0)).tolist()  # the 36-pixel bar goes
+        [0, 1]
     """
     from skimage.segmentation import relabel_sequential
 
     lab = np.asarray(labels)
     if not np.issubdtype(lab.dtype, np.integer):
         raise ValueError(f"labels must be integer ids, got {lab.dtype}")
+    check_filter_limits(min_size, max_size, min_major_axis, max_major_axis)
     lab = lab.astype(np.int64)
     ids, counts = np.unique(lab, return_counts=True)
     drop = (counts < int(min_size)) | ((counts > max_size) if max_size is not None else False)
@@ -339,6 +451,13 @@ def filter_instances(
     if len(removed):
         lab = np.where(np.isin(lab, removed), 0, lab)
     out, _, _ = relabel_sequential(lab)
+    if min_major_axis > 0 or max_major_axis is not None:
+        lengths = major_axis_lengths(out, spacing)
+        bad = (lengths < float(min_major_axis)) | ((lengths > float(max_major_axis)) if max_major_axis is not None else False)
+        bad[0] = False
+        if bad.any():
+            out = np.where(bad[out], 0, out)
+            out, _, _ = relabel_sequential(out)
     return out
 
 
@@ -355,6 +474,8 @@ def segment_instances(
     spacing: Sequence[float] | None = None,
     foreground: np.ndarray | None = None,
     mask_watershed: bool = False,
+    min_major_axis: float = 0.0,
+    max_major_axis: float | None = None,
 ) -> np.ndarray:
     """Instance ids (``uint32``, 0 = background) from a boundary probability map.
 
@@ -367,7 +488,7 @@ def segment_instances(
         beta: boundary bias of the multicut costs.
         agglomeration_threshold: stop merging at this mean boundary probability.
         min_size, max_size: object size filter (voxels).
-        spacing: physical voxel size per axis.
+        spacing: physical voxel size per axis (watershed distances, major-axis lengths).
         foreground: optional boolean mask (e.g. foreground probability > 0.5); objects lying
             mostly outside it are removed.
         mask_watershed: also restrict the watershed to ``foreground`` (background voxels get
@@ -375,6 +496,8 @@ def segment_instances(
             foreground's edge and need no boundary against the background. For sparse objects
             in background, e.g. nuclei, especially in thin or anisotropic stacks where a 3D
             boundary against the background covers whole planes of an object.
+        min_major_axis, max_major_axis: object filter on the major-axis length
+            (:func:`major_axis_lengths`), in the units of ``spacing``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
@@ -402,4 +525,7 @@ def segment_instances(
             node_labels[0] = 0
         seg = node_labels[seg.astype(np.int64)]
     background = None if foreground is None else ~np.asarray(foreground, dtype=bool)
-    return filter_instances(seg, min_size=min_size, max_size=max_size, background=background).astype(np.uint32)
+    return filter_instances(
+        seg, min_size=min_size, max_size=max_size, background=background,
+        min_major_axis=min_major_axis, max_major_axis=max_major_axis, spacing=spacing,
+    ).astype(np.uint32)  # fmt: skip

@@ -118,7 +118,8 @@ class BoundaryToInstancesd(MapTransform):
     Args:
         keys: the probability key (channel first, after the sigmoid).
         method, threshold, sigma_seeds, min_supervoxel_size, beta, agglomeration_threshold,
-        min_size, max_size, mask_watershed: of :func:`cseg_monai.postprocessing.segment_instances`
+        min_size, max_size, mask_watershed, min_major_axis, max_major_axis: of
+        :func:`cseg_monai.postprocessing.segment_instances`
         (``mask_watershed`` uses the thresholded ``foreground_channel`` as the watershed mask).
 
     Example:
@@ -147,11 +148,14 @@ class BoundaryToInstancesd(MapTransform):
         spacing: Sequence[float] | None = None,
         spacing_key: str = "spacing",
         mask_watershed: bool = False,
+        min_major_axis: float = 0.0,
+        max_major_axis: float | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        from cseg_monai.postprocessing.instances import METHODS
+        from cseg_monai.postprocessing.instances import METHODS, check_filter_limits
 
+        check_filter_limits(min_size, max_size, min_major_axis, max_major_axis)
         if mask_watershed and foreground_channel is None:
             raise ValueError("mask_watershed needs a foreground_channel")
 
@@ -162,7 +166,7 @@ class BoundaryToInstancesd(MapTransform):
         self.kwargs = dict(
             method=method, threshold=threshold, sigma_seeds=sigma_seeds, min_supervoxel_size=min_supervoxel_size,
             beta=beta, agglomeration_threshold=agglomeration_threshold, min_size=min_size, max_size=max_size,
-            mask_watershed=bool(mask_watershed),
+            mask_watershed=bool(mask_watershed), min_major_axis=min_major_axis, max_major_axis=max_major_axis,
         )  # fmt: skip
         self.spacing, self.spacing_key = spacing, spacing_key
 

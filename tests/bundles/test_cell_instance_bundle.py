@@ -76,6 +76,30 @@ def test_inference_writes_probabilities_and_instances_also_for_thin_volumes(trai
         assert labels.shape == (z, 40, 40) and labels.dtype == np.uint32
 
 
+def test_inference_major_axis_filter_reaches_the_bundle(trained, tmp_path):
+    """``--max_major_axis`` drops the long objects of the default run and keeps the others."""
+    from cseg_monai.postprocessing import filter_instances, major_axis_lengths
+
+    images = tmp_path / "in"
+    write_tiff(images / "vol.tif", make_nuclei_phantom((20, 48, 48), n_nuclei=6, seed=3)[0])
+    kw = dict(dataset_dir=str(images), ckpt_path=str(trained / "models" / "model.pt"), patch_size=TINY["patch_size"],
+              f_maps=4, levels=3, progress_bar=False, min_size=0)  # fmt: skip
+    runs = {}
+    for name, limit in (("all", None), ("short", "median")):
+        if limit == "median":
+            lengths = major_axis_lengths(runs["all"].astype(np.int64))[1:]
+            if len(lengths) < 2:
+                pytest.skip(f"the 2-epoch model found {len(lengths)} object(s): nothing to filter")
+            limit = float(np.median(lengths))
+        wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", output_dir=str(tmp_path / name), max_major_axis=limit, **kw)
+        wf.initialize()
+        wf.run()
+        runs[name] = tifffile.imread(tmp_path / name / "vol_labels.tif")
+    expected = filter_instances(runs["all"].astype(np.int64), max_major_axis=limit)
+    assert 0 < runs["short"].max() < runs["all"].max()
+    assert np.array_equal(runs["short"], expected)
+
+
 def test_shipped_model_on_the_sample(tmp_path):
     if not (BUNDLE / "models" / "model.pt").is_file():
         pytest.skip("no shipped model")

@@ -12,7 +12,9 @@ from scipy import ndimage
 from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.postprocessing import (
     edge_costs,
+    check_filter_limits,
     filter_instances,
+    major_axis_lengths,
     mean_boundary_agglomeration,
     multicut,
     region_adjacency,
@@ -220,6 +222,75 @@ def test_filter_instances_sizes_background_and_relabelling():
     out = filter_instances(lab, min_size=5, max_size=30, background=bg)
     assert sorted(np.unique(out).tolist()) == [0, 1] and (out[3:8, 3:8] == 1).all()
     assert filter_instances(lab, max_size=20).max() == 2  # 7 and 12 stay, 3 goes
+
+
+def test_major_axis_lengths_match_skimage_on_real_nuclei(nuclei):
+    """Our one-pass moments against ``regionprops``' ``axis_major_length``, object by object,
+    on the 54 real PlantSeg nuclei (3D) and on one plane of them (2D)."""
+    from skimage.measure import regionprops
+
+    for lab in (nuclei, nuclei[50]):
+        ours = major_axis_lengths(lab)
+        props = regionprops(lab)
+        assert len(props) >= 10
+        for p in props:
+            assert ours[p.label] == pytest.approx(p.axis_major_length, rel=1e-6, abs=1e-6), p.label
+        absent = np.setdiff1d(np.arange(1, lab.max() + 1), [p.label for p in props])
+        assert np.isnan(ours[absent]).all() and np.isnan(ours[0]) == (not (lab == 0).any())
+
+
+def test_major_axis_lengths_honour_anisotropic_spacing():
+    lab = np.zeros((30, 12, 12), np.int64)
+    lab[2:27, 4:7, 4:7] = 1  # 25 planes along z, 3 x 3 across
+    lab[6, 1:11, 9] = 2  # a 10-voxel line along y in one plane, apart from object 1
+    for dz in (1.0, 4.0):
+        got = major_axis_lengths(lab, spacing=(dz, 1.0, 1.0))
+        # a bar of n voxels at step h along one axis: variance h^2 (n^2 - 1) / 12, length 2 sqrt(5 var)
+        assert got[1] == pytest.approx(2 * np.sqrt(5 * dz**2 * (25**2 - 1) / 12), rel=1e-9)
+        assert got[2] == pytest.approx(2 * np.sqrt(5 * (10**2 - 1) / 12), rel=1e-9)  # across z: unchanged
+    with pytest.raises(ValueError, match="spacing must be 3 positive numbers"):
+        major_axis_lengths(lab, spacing=(1.0, 1.0))
+    with pytest.raises(ValueError, match="integer ids"):
+        major_axis_lengths(lab.astype(np.float32))
+    with pytest.raises(ValueError, match="non-negative"):
+        major_axis_lengths(-lab)
+
+
+def test_filter_instances_by_major_axis_length():
+    lab = np.zeros((6, 40, 40), np.int64)
+    lab[1:5, 2:8, 2:8] = 5  # compact blob, about 8 long
+    lab[2:4, 20:22, 1:39] = 9  # a 38-voxel rod, about 44 long
+    lab[1:5, 30:36, 30:36] = 2  # another blob
+    long_axis = major_axis_lengths(lab)
+    assert long_axis[5] < 10 < 40 < long_axis[9]
+    out = filter_instances(lab, max_major_axis=20.0)
+    assert np.unique(out).tolist() == [0, 1, 2] and (out[lab == 9] == 0).all() and (out[lab == 5] > 0).all()
+    out = filter_instances(lab, min_major_axis=20.0)
+    assert np.unique(out).tolist() == [0, 1] and (out[lab == 9] == 1).all()
+    # in physical units: with 5x thicker planes the blobs are 5x longer along z and fail a 20 limit too
+    assert filter_instances(lab, max_major_axis=20.0, spacing=(5.0, 1.0, 1.0)).max() == 0
+    # the size filter runs first, on the same call
+    assert filter_instances(lab, min_size=200, max_major_axis=20.0).max() == 0
+    with pytest.raises(ValueError, match="max_major_axis \\(5.0\\) must be >= min_major_axis \\(10.0\\)"):
+        filter_instances(lab, min_major_axis=10.0, max_major_axis=5.0)
+    with pytest.raises(ValueError, match="min_size must be a number >= 0, got -1"):
+        check_filter_limits(min_size=-1)
+    with pytest.raises(ValueError, match="max_major_axis must be a number >= 0, got 'long'"):
+        check_filter_limits(max_major_axis="long")
+
+
+def test_segment_instances_major_axis_filter_on_real_nuclei(nuclei):
+    """Boundaries from the real nuclei: a max major axis below the largest nuclei removes
+    exactly those, in physical units (PlantSeg's spacing is not needed: isotropic here)."""
+    boundary = _boundaries(nuclei)
+    foreground = ndimage.binary_dilation(nuclei > 0, iterations=1)
+    kw = dict(method="multicut", sigma_seeds=2.0, min_supervoxel_size=20, min_size=50, foreground=foreground)
+    full = segment_instances(boundary, **kw)
+    lengths = major_axis_lengths(full)[1:]
+    limit = float(np.median(lengths))
+    cut = segment_instances(boundary, max_major_axis=limit, **kw)
+    assert cut.max() == int((lengths <= limit).sum()) < full.max()
+    assert np.nanmax(major_axis_lengths(cut)[1:]) <= limit
 
 
 def test_bad_inputs():
