@@ -312,15 +312,6 @@ def mean_boundary_agglomeration(
     return dense.astype(np.int64)
 
 
-def _check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    sp = tuple(float(v) for v in spacing)
-    if len(sp) != ndim or not all(np.isfinite(v) and v > 0 for v in sp):
-        raise ValueError(f"spacing must be {ndim} positive numbers (one per axis), got {spacing!r}")
-    return sp
-
-
 def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Major-axis length of every id ``0..labels.max()`` (``NaN`` for absent ids), in the units of ``spacing``.
 
@@ -352,7 +343,7 @@ def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = Non
         raise ValueError(f"labels must be integer ids, got {lab.dtype}")
     if lab.size and lab.min() < 0:
         raise ValueError(f"labels must be non-negative, found {int(lab.min())}")
-    sp = _check_spacing(spacing, lab.ndim)
+    sp = _spacing(spacing, lab.ndim) or [1.0] * lab.ndim
     n = int(lab.max()) + 1 if lab.size else 1
     d = lab.ndim
     count = np.zeros(n)
