@@ -41,6 +41,7 @@ __all__ = [
     "METHODS",
     "edge_costs",
     "check_filter_limits",
+    "check_instance_ids",
     "filter_instances",
     "major_axis_lengths",
     "mean_boundary_agglomeration",
@@ -312,6 +313,26 @@ def mean_boundary_agglomeration(
     return dense.astype(np.int64)
 
 
+def check_instance_ids(labels: Any, name: str = "labels") -> np.ndarray:
+    """``labels`` as an array, checked to be 2D or 3D non-negative integer instance ids.
+
+    Raises:
+        ValueError: naming ``name``: not 2D/3D, not integer, negative ids.
+
+    Example:
+        >>> check_instance_ids(np.array([[0, 2], [2, 1]])).shape
+        (2, 2)
+    """
+    lab = np.asarray(labels)
+    if lab.ndim not in (2, 3):
+        raise ValueError(f"{name} must be 2D (Y, X) or 3D (Z, Y, X) instance ids, got shape {lab.shape}")
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer instance ids, got dtype {lab.dtype}")
+    if lab.size and lab.min() < 0:
+        raise ValueError(f"{name} has negative ids (ids must be non-negative)")
+    return lab
+
+
 def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Major-axis length of every id ``0..labels.max()`` (``NaN`` for absent ids), in the units of ``spacing``.
 
@@ -336,13 +357,7 @@ def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = Non
         >>> round(float(major_axis_lengths(lab[0], spacing=(1.0, 0.5))[1]), 1)
         17.3
     """
-    lab = np.asarray(labels)
-    if lab.ndim not in (2, 3):
-        raise ValueError(f"labels must be 2D (Y, X) or 3D (Z, Y, X), got shape {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"labels must be integer ids, got {lab.dtype}")
-    if lab.size and lab.min() < 0:
-        raise ValueError(f"labels must be non-negative, found {int(lab.min())}")
+    lab = check_instance_ids(labels)
     sp = _spacing(spacing, lab.ndim) or [1.0] * lab.ndim
     n = int(lab.max()) + 1 if lab.size else 1
     d = lab.ndim

@@ -32,14 +32,9 @@ __all__ = ["InstanceTargetsd", "boundary_target", "class_balance_weights", "unet
 
 
 def _labels(labels: Any, name: str = "labels") -> np.ndarray:
-    lab = np.asarray(labels)
-    if lab.ndim not in (2, 3):
-        raise ValueError(f"{name} must be 2D (Y, X) or 3D (Z, Y, X) instance ids, got shape {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer instance ids, got dtype {lab.dtype}")
-    if lab.size and lab.min() < 0:
-        raise ValueError(f"{name} has negative ids")
-    return lab
+    from cseg_monai.postprocessing.instances import check_instance_ids
+
+    return check_instance_ids(labels, name)
 
 
 def boundary_target(labels: np.ndarray, in_plane: bool = False) -> np.ndarray:

@@ -250,7 +250,7 @@ def test_major_axis_lengths_honour_anisotropic_spacing():
         assert got[2] == pytest.approx(2 * np.sqrt(5 * (10**2 - 1) / 12), rel=1e-9)  # across z: unchanged
     with pytest.raises(ValueError, match="spacing must be 3 positive numbers"):
         major_axis_lengths(lab, spacing=(1.0, 1.0))
-    with pytest.raises(ValueError, match="integer ids"):
+    with pytest.raises(ValueError, match="integer instance ids"):
         major_axis_lengths(lab.astype(np.float32))
     with pytest.raises(ValueError, match="non-negative"):
         major_axis_lengths(-lab)
