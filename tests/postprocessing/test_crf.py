@@ -46,6 +46,72 @@ def vnc_crop():
 # ---------------------------------------------------------------------- the model
 
 
+def _dense_kernel(shape, sigma_vox, intensity=None, sigma_intensity=()):
+    """The native backend's normalised kernel ``N S^T B S N`` as a dense voxels x voxels matrix, from its definition."""
+    import math
+
+    from cseg_monai.postprocessing.crf import _cell_steps, _gaussian_taps
+
+    steps, cells, blur = _cell_steps(shape, sigma_vox)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) // s for n, s in zip(shape, steps)], indexing="ij")
+    cell = ((zz * cells[1] + yy) * cells[2] + xx).reshape(-1)
+    n = cell.size
+    columns, weights, axes = [cell], [np.ones(n)], list(cells)
+    for c in range(0 if intensity is None else intensity.shape[0]):
+        f = intensity[c].reshape(-1) / sigma_intensity[c]
+        f = f - f.min()
+        lower = np.floor(f)
+        bins = int(lower.max()) + 2
+        t = f - lower
+        columns = [x * bins + lower.astype(int) + k for x in columns for k in (0, 1)]
+        weights = [w * wk for w in weights for wk in (1 - t, t)]
+        axes.append(bins)
+        blur.append(math.sqrt(2.0 / 3.0))
+    splat = np.zeros((n, math.prod(axes)))
+    for col, w in zip(columns, weights):
+        splat[np.arange(n), col] += w
+    band = np.ones((1, 1))
+    for m, sigma in zip(axes, blur):
+        b = np.eye(m)
+        if sigma >= 1e-3 and m > 1:
+            taps = _gaussian_taps(sigma).numpy().astype(np.float64)
+            r = taps.size // 2
+            d = np.arange(m)[:, None] - np.arange(m)[None, :]
+            b = np.where(np.abs(d) <= r, taps[np.clip(d + r, 0, 2 * r)], 0.0)
+        band = np.kron(band, b)
+    k = splat @ band @ splat.T
+    norm = 1 / np.sqrt(k.sum(1))
+    return norm[:, None] * k * norm[None, :]
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 9), (1, 11, 6), (8, 8, 8)])
+def test_native_kernels_equal_their_dense_definition(shape):
+    """The pooled smoothness kernel and the sparse bilateral grid are exactly ``N S^T B S N`` (partial cells too)."""
+    import torch
+
+    from cseg_monai.postprocessing.crf import _GridKernel, _PoolKernel
+
+    rng = np.random.default_rng(3)
+    n = int(np.prod(shape))
+    q = rng.dirichlet(np.ones(4), size=n).T.astype(np.float32)  # (labels, voxels), sums to one
+    image = rng.integers(0, 255, (2,) + shape).astype(np.float32)
+    sigma = (2.6, 3.0, 4.2)
+    cases = [
+        (_PoolKernel(shape, sigma, torch.device("cpu")), _dense_kernel(shape, sigma)),
+        (_GridKernel(shape, sigma, torch.from_numpy(image[:1]), [40.0]), _dense_kernel(shape, sigma, image[:1], [40.0])),
+        (_GridKernel(shape, sigma, torch.from_numpy(image), [60.0, 90.0]), _dense_kernel(shape, sigma, image, [60.0, 90.0])),
+    ]
+    for kernel, dense in cases:
+        want = 2.5 * q.astype(np.float64) @ dense  # dense is symmetric
+        for sums_to_one in (False, True):
+            out = torch.full((4, n), 7.0)
+            kernel.apply(torch.from_numpy(q), out, 2.5, accumulate=False, sums_to_one=sums_to_one)
+            assert np.abs(out.numpy() - want).max() < 1e-5, (type(kernel).__name__, sums_to_one)
+        out = torch.ones(4, n)
+        kernel.apply(torch.from_numpy(q), out, 2.5, accumulate=True)
+        assert np.abs(out.numpy() - 1 - want).max() < 1e-5
+
+
 def test_zero_weights_return_the_input_probabilities():
     rng = np.random.default_rng(0)
     prob = rng.dirichlet(np.ones(4), size=(6, 20, 24)).transpose(3, 0, 1, 2).astype(np.float32)
