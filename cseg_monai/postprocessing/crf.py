@@ -420,11 +420,6 @@ def _unpool_into(g: torch.Tensor, out: torch.Tensor, steps: Sequence[int], accum
                 dst.copy_(src)
 
 
-def _complete_last(grids: torch.Tensor, grid_of_ones: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """All ``n_labels`` blurred grids from the first ``n_labels - 1``: the last is ``B S N 1`` minus their sum."""
-    return torch.cat([grids, grid_of_ones - grids.sum(0, keepdim=True)])
-
-
 class _PoolKernel:
     """A normalised Gaussian kernel over position only: pool to cells, blur, repeat back.
 
@@ -467,12 +462,18 @@ class _PoolKernel:
         g = torch.empty((m,) + tuple(self.norm.shape[1:]), device=q.device, dtype=torch.float32)
         for (z0, z1), (c0, c1) in self.slabs:  # slabs of planes: the intermediate arrays stay small
             g[:, c0:c1] = _pool(qv[:, z0:z1], self.steps)
-        g = self._blur(g.mul_(self.norm))
-        if m < n_val:
-            g = _complete_last(g, self.grid_of_ones, n_val)
-        g.mul_(self.norm if weight == 1.0 else self.norm * weight)
+        g.mul_(self.norm)
+        for axis, sigma in enumerate(self.blur_sigmas):  # rebinding frees each input: two grids alive at most
+            g = _blur_axis(g, axis + 1, sigma)
+        grids = [g]
+        if m < n_val:  # the last label: B S N 1 minus the others, one grid row
+            grids.append(self.grid_of_ones - g.sum(0, keepdim=True))
+        scale = self.norm if weight == 1.0 else self.norm * weight
+        for grid in grids:
+            grid.mul_(scale)
         for (z0, z1), (c0, c1) in self.slabs:
-            _unpool_into(g[:, c0:c1], outv[:, z0:z1], self.steps, accumulate)
+            for rows, grid in zip((slice(0, m), slice(m, n_val)), grids):
+                _unpool_into(grid[:, c0:c1], outv[rows, z0:z1], self.steps, accumulate)
 
 
 class _GridKernel:
@@ -597,20 +598,22 @@ class _GridKernel:
         """
         n_val = q.shape[0]
         m = n_val - 1 if sums_to_one and n_val > 1 else n_val
-        grid = torch.empty(m, self.n_cells, device=q.device, dtype=torch.float32)
+        g = torch.empty(m, self.n_cells, device=q.device, dtype=torch.float32)
         for label in range(m):
-            torch.mv(self.splat, q[label], out=grid[label])
-        grid = self._blur(grid)
-        if m < n_val:
-            grid = _complete_last(grid, self.grid_of_ones, n_val)
-        grid = grid.reshape(n_val, self.n_cells)
-        if weight != 1.0:  # on the (small) grid rather than on every voxel
-            grid.mul_(weight)
-        for label in range(n_val):
+            torch.mv(self.splat, q[label], out=g[label])
+        g = g.view(m, *self.grid_shape)
+        for axis, sigma in enumerate(self.blur_sigmas):  # rebinding frees each input: two grids alive at most
+            g = _blur_axis(g, axis + 1, sigma)
+        rows = list(g.reshape(m, self.n_cells))
+        if m < n_val:  # the last label: B S N 1 minus the others, one grid row
+            rows.append((self.grid_of_ones - g.sum(0, keepdim=True)).reshape(-1))
+        for label, row in enumerate(rows):
+            if weight != 1.0:  # on the (small) grid rather than on every voxel
+                row.mul_(weight)
             if accumulate:
-                torch.addmv(out[label], self.slice, grid[label], out=out[label])
+                torch.addmv(out[label], self.slice, row, out=out[label])
             else:
-                torch.mv(self.slice, grid[label], out=out[label])
+                torch.mv(self.slice, row, out=out[label])
 
 
 def _kernels(

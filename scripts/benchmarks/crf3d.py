@@ -100,6 +100,23 @@ def worker(backend: str, folder: Path, sigmas: str, out: Path, threads: int) -> 
     out.write_text(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "loaded_mb": loaded_mb}))
 
 
+def machine_description() -> dict:
+    """CPU model, core count and torch version: the speed ratio depends on the machine (vector units, memory)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__}
+
+
 def _median_run(runs: list[dict]) -> dict:
     """Per-key medians of several worker results (seconds, peak_mb, loaded_mb)."""
     import statistics
@@ -151,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "smoothness": {"weight": 3.0, "sigma_vox": s_sigma},
             "appearance": {"weight": 5.0, "sigma_vox": a_sigma, "sigma_intensity": i_sigma},
         },
+        "machine": machine_description(),
         "threads_native": args.threads,
         "threads_pydensecrf": 1,
         "repeats": args.repeats,
