@@ -448,32 +448,38 @@ class _PoolKernel:
             g = _blur_axis(g, axis + 1, sigma)
         return g
 
-    def apply(
-        self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False
-    ) -> None:
-        """``out (+)= weight * N S^T B S N q`` for ``q`` and ``out`` of shape (labels, voxels).
+    def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
+        """The blurred grids ``B S N q`` of ``q`` (labels, voxels): ``[labels or labels - 1, last]``.
 
         With ``sums_to_one`` (``q`` sums to 1 over the labels) the last label's grid is
         ``B S N 1`` minus the others': one label less is pooled and blurred.
         """
         n_val = q.shape[0]
         m = n_val - 1 if sums_to_one and n_val > 1 else n_val
-        qv, outv = q[:m].view((m,) + self.shape), out.view((n_val,) + self.shape)
+        qv = q[:m].view((m,) + self.shape)
         g = torch.empty((m,) + tuple(self.norm.shape[1:]), device=q.device, dtype=torch.float32)
         for (z0, z1), (c0, c1) in self.slabs:  # slabs of planes: the intermediate arrays stay small
             g[:, c0:c1] = _pool(qv[:, z0:z1], self.steps)
         g.mul_(self.norm)
         for axis, sigma in enumerate(self.blur_sigmas):  # rebinding frees each input: two grids alive at most
             g = _blur_axis(g, axis + 1, sigma)
-        grids = [g]
-        if m < n_val:  # the last label: B S N 1 minus the others, one grid row
-            grids.append(self.grid_of_ones - g.sum(0, keepdim=True))
+        return [g] if m == n_val else [g, self.grid_of_ones - g.sum(0, keepdim=True)]
+
+    def slice(self, grids: list[torch.Tensor], out: torch.Tensor, weight: float, accumulate: bool = True) -> None:
+        """``out (+)= weight * N S^T grids`` (``grids`` from :meth:`splat`; ``out`` may be the splatted ``q``)."""
         scale = self.norm if weight == 1.0 else self.norm * weight
+        outv = out.view((out.shape[0],) + self.shape)
+        row = 0
         for grid in grids:
             grid.mul_(scale)
-        for (z0, z1), (c0, c1) in self.slabs:
-            for rows, grid in zip((slice(0, m), slice(m, n_val)), grids):
+            rows = slice(row, row + grid.shape[0])
+            for (z0, z1), (c0, c1) in self.slabs:
                 _unpool_into(grid[:, c0:c1], outv[rows, z0:z1], self.steps, accumulate)
+            row += grid.shape[0]
+
+    def apply(self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False) -> None:
+        """``out (+)= weight * N S^T B S N q`` for ``q`` and ``out`` of shape (labels, voxels)."""
+        self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
 
 
 class _GridKernel:
@@ -571,14 +577,14 @@ class _GridKernel:
         del order, counts, group_start, row_len, before, weights, norm, sorted_position
         self._parts = (crow, col, val, t_crow.to(itype), t_col, t_val)
         self._build()
-        self.grid_of_ones = self._blur(torch.mv(self.splat, torch.ones(n, device=device))[None])  # B S N 1
+        self.grid_of_ones = self._blur(torch.mv(self.splat_matrix, torch.ones(n, device=device))[None])  # B S N 1
 
     def _build(self) -> None:
         crow, col, val, t_crow, t_col, t_val = self._parts
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the operations used here are not
             warnings.simplefilter("ignore", UserWarning)
-            self.slice = torch.sparse_csr_tensor(crow, col, val, (self.n, self.n_cells), check_invariants=False)
-            self.splat = torch.sparse_csr_tensor(t_crow, t_col, t_val, (self.n_cells, self.n), check_invariants=False)
+            self.slice_matrix = torch.sparse_csr_tensor(crow, col, val, (self.n, self.n_cells), check_invariants=False)
+            self.splat_matrix = torch.sparse_csr_tensor(t_crow, t_col, t_val, (self.n_cells, self.n), check_invariants=False)
 
     def _blur(self, grid: torch.Tensor) -> torch.Tensor:
         g = grid.view(grid.shape[0], *self.grid_shape)
@@ -586,34 +592,39 @@ class _GridKernel:
             g = _blur_axis(g, axis + 1, sigma)
         return g
 
-    def apply(
-        self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False
-    ) -> None:
-        """``out (+)= weight * N S^T B S N q`` for ``q`` and ``out`` of shape (labels, voxels).
+    def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
+        """The blurred grids ``B S N q`` of ``q`` (labels, voxels), one row per label.
 
-        Label-major rows: every label is one splat and one slice, each a sparse matrix-vector
-        product over a contiguous row. With ``accumulate=False`` the result overwrites ``out``;
-        with ``sums_to_one`` (``q`` sums to 1 over the labels) the last label's grid is
+        Label-major rows: every label is one sparse matrix-vector product over a contiguous
+        row. With ``sums_to_one`` (``q`` sums to 1 over the labels) the last label's grid is
         ``B S N 1`` minus the others': one label less is splatted and blurred.
         """
         n_val = q.shape[0]
         m = n_val - 1 if sums_to_one and n_val > 1 else n_val
         g = torch.empty(m, self.n_cells, device=q.device, dtype=torch.float32)
         for label in range(m):
-            torch.mv(self.splat, q[label], out=g[label])
+            torch.mv(self.splat_matrix, q[label], out=g[label])
         g = g.view(m, *self.grid_shape)
         for axis, sigma in enumerate(self.blur_sigmas):  # rebinding frees each input: two grids alive at most
             g = _blur_axis(g, axis + 1, sigma)
         rows = list(g.reshape(m, self.n_cells))
-        if m < n_val:  # the last label: B S N 1 minus the others, one grid row
+        if m < n_val:
             rows.append((self.grid_of_ones - g.sum(0, keepdim=True)).reshape(-1))
-        for label, row in enumerate(rows):
+        return rows
+
+    def slice(self, grids: list[torch.Tensor], out: torch.Tensor, weight: float, accumulate: bool = True) -> None:
+        """``out (+)= weight * N S^T grids``, a sparse matrix-vector product per label (``out`` may be the splatted ``q``)."""
+        for label, row in enumerate(grids):
             if weight != 1.0:  # on the (small) grid rather than on every voxel
                 row.mul_(weight)
             if accumulate:
-                torch.addmv(out[label], self.slice, row, out=out[label])
+                torch.addmv(out[label], self.slice_matrix, row, out=out[label])
             else:
-                torch.mv(self.slice, row, out=out[label])
+                torch.mv(self.slice_matrix, row, out=out[label])
+
+    def apply(self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False) -> None:
+        """``out (+)= weight * N S^T B S N q`` for ``q`` and ``out`` of shape (labels, voxels)."""
+        self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
 
 
 def _kernels(
@@ -676,33 +687,40 @@ def _native_block(
         log_p[label].copy_(torch.from_numpy(np.ascontiguousarray(prob[label]).reshape(-1)))
     log_p.clamp_(min=1e-8).log_()  # log p = -U (the unary), computed in our own buffer
     q = torch.softmax(log_p, dim=0)
-    msg = torch.empty_like(q)
     potts = bool(torch.equal(mu, 1 - torch.eye(n_labels, device=mu.device)))
     if energies is not None:
-        energies.append(_energy(log_p, q, kernels, mu, msg))
+        energies.append(_energy(log_p, q, kernels, mu))
     for it in range(params.iterations):
-        for k, (weight, kernel) in enumerate(kernels):
-            kernel.apply(q, msg, weight, accumulate=k > 0, sums_to_one=True)  # the first overwrites: no zeroing
+        # every kernel splats Q onto its (small) grid first; then Q's buffer is free and takes the
+        # message: two full-size buffers in all (log p and Q / message / logits)
+        grids = [kernel.splat(q, sums_to_one=True) for _, kernel in kernels]
+        for k, ((weight, kernel), grid) in enumerate(zip(kernels, grids)):
+            kernel.slice(grid, q, weight, accumulate=k > 0)  # the first overwrites: no zeroing pass
+        del grids
         if not kernels:
-            msg.zero_()
+            q.zero_()
         # logits = -U - (sum_k w_k K_k Q) mu; for Potts (mu = 1 - I) that is -U + msg up to a
-        # per-voxel constant, which the softmax ignores. The old Q is no longer needed, so the
-        # logits and the new Q take the two buffers in turn: no allocation in the loop.
+        # per-voxel constant, which the softmax ignores
         if potts:
-            logits, spare = msg.add_(log_p), q
+            logits = q.add_(log_p)
         else:
-            logits, spare = torch.addmm(log_p, mu.T, msg, alpha=-1.0, out=q), msg
+            for lo in range(0, q.shape[1], 1 << 16):  # in chunks: the label mixing needs a temporary
+                q[:, lo : lo + (1 << 16)] = torch.addmm(log_p[:, lo : lo + (1 << 16)], mu.T, q[:, lo : lo + (1 << 16)], alpha=-1.0)
+            logits = q
         if it == params.iterations - 1 and not normalise_last and energies is None:
             return logits
-        q, msg = torch.ops.aten._softmax.out(logits, 0, False, out=spare), logits  # softmax over labels
+        if logits.device.type == "cpu":  # the CPU softmax reads each voxel's logits before writing it
+            q = torch.ops.aten._softmax.out(logits, 0, False, out=logits)
+        else:
+            q = torch.softmax(logits, dim=0)
         if energies is not None:
-            energies.append(_energy(log_p, q, kernels, mu, msg))
+            energies.append(_energy(log_p, q, kernels, mu))
     return q
 
 
-def _energy(log_p: torch.Tensor, q: torch.Tensor, kernels: list[tuple[float, _PoolKernel | _GridKernel]], mu: torch.Tensor, buf: torch.Tensor) -> float:
+def _energy(log_p: torch.Tensor, q: torch.Tensor, kernels: list[tuple[float, _PoolKernel | _GridKernel]], mu: torch.Tensor) -> float:
     """Mean-field free energy ``<U> + 1/2 <pairwise> - H(Q)`` of ``q`` (float64 sum), ``U = -log_p``."""
-    buf.zero_()
+    buf = torch.zeros_like(q)
     for weight, kernel in kernels:
         kernel.apply(q, buf, weight)
     pair = (torch.mm(mu.T, buf) * q).sum(dtype=torch.float64)
