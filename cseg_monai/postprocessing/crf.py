@@ -22,9 +22,11 @@ Two backends with one interface (:class:`DenseCRF`):
   splatted to the nearest cell of a spatial grid with a step of about half the spatial sigma
   (linear interpolation along each intensity channel, step = one intensity sigma), the grid
   is blurred by a separable Gaussian whose width makes up the rest of the kernel's variance,
-  and the result is sliced back with the same weights, so every kernel is symmetric. Large
-  volumes run block by block with a halo (``block_voxels``, ``halo``), so memory stays
-  bounded by the block size.
+  and the result is sliced back with the same weights, so every kernel is symmetric. The
+  smoothness kernel's grid is regular (sums over cells, repeats back); the appearance
+  kernel's splat and slice are sparse CSR matrix-vector products (MKL on a CPU, cuSPARSE on
+  a GPU). Large volumes run block by block with a halo (``block_voxels``, ``halo``), so
+  memory stays bounded by the block size.
 * ``"pydensecrf"``: the permutohedral-lattice C++ implementation from the ``pydensecrf2``
   package (``bash scripts/setup.sh crf``), single-threaded, whole volume at once.
 """
