@@ -342,6 +342,24 @@ def _blur_axis(grid: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
     return out.reshape(grid.shape)
 
 
+def _blur_grid(grid: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """The separable Gaussian of :func:`_blur_axis` along grid axes 1, 2, ... (axis 0: labels).
+
+    The caller's reference keeps ``grid`` alive during the call; the hot paths inline this
+    loop so that each input is freed as soon as the next axis is done.
+    """
+    for axis, sigma in enumerate(sigmas):
+        grid = _blur_axis(grid, axis + 1, sigma)
+    return grid
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A sparse CSR matrix from its parts (no invariant checks; they hold by construction)."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the operations used here are not
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, val, size, check_invariants=False)
+
+
 def _cell_steps(shape: Sequence[int], sigma_vox: Sequence[float]) -> tuple[list[int], list[int], list[float]]:
     """Grid step (voxels), number of cells and blur sigma (cells) per spatial axis of a kernel.
 
@@ -436,19 +454,14 @@ class _PoolKernel:
         self.shape = tuple(shape)
         self.steps, cells, self.blur_sigmas = _cell_steps(shape, sigma_vox)
         counts = _pool(torch.ones((1,) + self.shape, device=device), self.steps)
-        self.norm = torch.rsqrt(self._blur(counts).clamp_min(1e-20))  # (1, cells...)
-        self.grid_of_ones = self._blur(counts.mul_(self.norm))  # B S N 1, for labels that sum to one
+        self.norm = torch.rsqrt(_blur_grid(counts, self.blur_sigmas).clamp_min(1e-20))  # (1, cells...)
+        self.grid_of_ones = _blur_grid(counts.mul_(self.norm), self.blur_sigmas)  # B S N 1, for labels that sum to one
         # slabs of whole cells along z of about 2^18 voxels, for pooling and repeating piece by piece
         sz, per_plane = self.steps[0], self.shape[1] * self.shape[2]
         k = max(1, (1 << 18) // (sz * per_plane))
         self.slabs = [
             ((c0 * sz, min((c0 + k) * sz, self.shape[0])), (c0, min(c0 + k, cells[0]))) for c0 in range(0, cells[0], k)
         ]
-
-    def _blur(self, g: torch.Tensor) -> torch.Tensor:
-        for axis, sigma in enumerate(self.blur_sigmas):
-            g = _blur_axis(g, axis + 1, sigma)
-        return g
 
     def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
         """The blurred grids ``B S N q`` of ``q`` (labels, voxels): ``[labels or labels - 1, last]``.
@@ -545,12 +558,11 @@ class _GridKernel:
         crow = torch.arange(0, n * n_k + 1, n_k, dtype=itype, device=device)
         col = torch.stack([base + off for off in offsets], 1).reshape(-1)
         val = torch.stack(weights, 1).reshape(-1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            slice_ = torch.sparse_csr_tensor(crow, col, val, (n, n_cells), check_invariants=False)
-        norm = torch.rsqrt(torch.mv(slice_, self._blur(ones_grid[None]).reshape(-1)).clamp_min_(1e-20))
-        del slice_, ones_grid
+        ones_grid = _blur_grid(ones_grid.view(1, *self.grid_shape), self.blur_sigmas).reshape(-1)
+        norm = torch.rsqrt(torch.mv(_csr(crow, col, val, (n, n_cells)), ones_grid).clamp_min_(1e-20))
+        del ones_grid
         val.view(n, n_k).mul_(norm[:, None])
+        self.slice_matrix = _csr(crow, col, val, (n, n_cells))
         # splat = the transpose, from one stable sort of the voxels by their lowest corner: row r
         # holds, corner by corner, the voxels whose corner k is r (lowest corner r - offset_k),
         # each corner's voxels of a row a contiguous run in the sorted order
@@ -577,22 +589,9 @@ class _GridKernel:
             before[off:] += counts[: n_cells - off]
             del pos, start
         del order, counts, group_start, row_len, before, weights, norm, sorted_position
-        self._parts = (crow, col, val, t_crow.to(itype), t_col, t_val)
-        self._build()
-        self.grid_of_ones = self._blur(torch.mv(self.splat_matrix, torch.ones(n, device=device))[None])  # B S N 1
-
-    def _build(self) -> None:
-        crow, col, val, t_crow, t_col, t_val = self._parts
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": the operations used here are not
-            warnings.simplefilter("ignore", UserWarning)
-            self.slice_matrix = torch.sparse_csr_tensor(crow, col, val, (self.n, self.n_cells), check_invariants=False)
-            self.splat_matrix = torch.sparse_csr_tensor(t_crow, t_col, t_val, (self.n_cells, self.n), check_invariants=False)
-
-    def _blur(self, grid: torch.Tensor) -> torch.Tensor:
-        g = grid.view(grid.shape[0], *self.grid_shape)
-        for axis, sigma in enumerate(self.blur_sigmas):
-            g = _blur_axis(g, axis + 1, sigma)
-        return g
+        self.splat_matrix = _csr(t_crow.to(itype), t_col, t_val, (n_cells, n))
+        ones = torch.mv(self.splat_matrix, torch.ones(n, device=device)).view(1, *self.grid_shape)
+        self.grid_of_ones = _blur_grid(ones, self.blur_sigmas)  # B S N 1, for labels that sum to one
 
     def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
         """The blurred grids ``B S N q`` of ``q`` (labels, voxels), one row per label.
