@@ -18,14 +18,17 @@ disagree" whatever the kernel widths.
 
 Two backends with one interface (:class:`DenseCRF`):
 
-* ``"native"``: PyTorch only, CPU or GPU. Each kernel is a bilateral grid: voxels are
-  splatted to the nearest cell of a spatial grid with a step of about half the spatial sigma
-  (linear interpolation along each intensity channel, step = one intensity sigma), the grid
-  is blurred by a separable Gaussian whose width makes up the rest of the kernel's variance,
-  and the result is sliced back with the same weights, so every kernel is symmetric. The
-  smoothness kernel's grid is regular (sums over cells, repeats back); the appearance
-  kernel's splat and slice are sparse CSR matrix-vector products (MKL on a CPU, cuSPARSE on
-  a GPU). Large volumes run block by block with a halo (``block_voxels``, ``halo``), so
+* ``"native"``: PyTorch only, CPU or GPU. The smoothness kernel is a regular grid: voxels
+  are summed over cells of about half the spatial sigma, the grid is blurred by a separable
+  Gaussian whose width makes up the rest of the kernel's variance, and each cell's value is
+  repeated back over its voxels. The appearance kernel is a bilateral grid while that grid
+  is small (nearest spatial cell, linear interpolation along each intensity channel with a
+  step of one intensity sigma; splat and slice are sparse CSR matrix-vector products, MKL on
+  a CPU, cuSPARSE on a GPU); for narrow kernels, whose dense grid would have more than
+  ``_GRID_CELLS_PER_VOXEL`` cells per voxel, it is a permutohedral lattice built with
+  pydensecrf's own arithmetic (the same vertices, so the same filter to float precision),
+  whose cost follows the voxels whatever the widths. Every filter slices with its splat's
+  weights. Large volumes run block by block with a halo (``block_voxels``, ``halo``), so
   memory stays bounded by the block size.
 * ``"pydensecrf"``: the permutohedral-lattice C++ implementation from the ``pydensecrf2``
   package (``bash scripts/setup.sh crf``), single-threaded, whole volume at once.
@@ -631,6 +634,26 @@ class _GridKernel:
         self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
 
 
+def _search_sorted(sorted_codes: torch.Tensor, query: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
+    """``torch.searchsorted`` of an ascending ``query`` in chunks, each in the window it can fall in.
+
+    A binary search over the whole array misses the cache at every step once it is larger than
+    the cache; chunk by chunk, each window is about as small as the chunk.
+    """
+    n = query.numel()
+    if n <= chunk:
+        return torch.searchsorted(sorted_codes, query)
+    out = torch.empty(n, dtype=torch.int64, device=query.device)
+    lows = torch.searchsorted(sorted_codes, query[::chunk].contiguous()).tolist()
+    highs = torch.searchsorted(sorted_codes, query[chunk - 1 :: chunk].contiguous(), right=True).tolist()
+    highs.append(sorted_codes.numel())
+    for k, start in enumerate(range(0, n, chunk)):
+        lo, hi = lows[k], highs[k]
+        torch.searchsorted(sorted_codes[lo:hi], query[start : start + chunk], out=out[start : start + chunk])
+        out[start : start + chunk] += lo
+    return out
+
+
 def _sort_permutation(codes: torch.Tensor) -> torch.Tensor:
     """Indices that sort a 1D int64 tensor (numpy's vectorised sort on a CPU: several times torch's there)."""
     if codes.device.type == "cpu":
@@ -755,7 +778,7 @@ class _LatticeKernel:
         new = torch.ones(sorted_v.numel(), dtype=torch.bool, device=device)
         torch.ne(sorted_v[1:], sorted_v[:-1], out=new[1:])
         self.unique = sorted_v[new]  # the vertices' codes, ascending
-        self.m = m = int(self.unique.numel())
+        m = int(self.unique.numel())
         del sorted_v
         itype = torch.int32 if max(m, n * dp1) < 2**31 - 1 else torch.int64
         vertex_sorted = torch.cumsum(new, 0).sub_(1)
@@ -788,26 +811,22 @@ class _LatticeKernel:
         del pair_r, run_len
         t_col = t_col.to(itype)
         t_crow = t_crow.to(itype)
-        # blur along direction j: +d on key coordinate j and -1 on the others (j = d: -1 on all);
-        # rows (self, n1, n2) with n2(v) = u where n1(u) = v; a missing neighbour is the vertex
-        # itself with weight 0
-        own = torch.arange(m, device=device)
-        crow_b = torch.arange(0, 3 * m + 1, 3, dtype=itype, device=device)
-        self.blur = []
+        # blur along direction j: +d on key coordinate j and -1 on the others (j = d: -1 on all),
+        # as index pairs (n1, n2) into the values extended by one zero (index m: a missing
+        # neighbour); n2(v) = u where n1(u) = v
+        self.m = m
+        self.neighbours = []
         for j in range(dp1):
             query = self.unique + ((dp1 * strides[j] if j < d else 0) - total)
-            at = torch.searchsorted(self.unique, query).clamp_(max=m - 1)
-            found = self.unique[at] == query
+            at = _search_sorted(self.unique, query).clamp_(max=m - 1)
+            found = torch.eq(self.unique[at], query)
             del query
-            n1 = torch.where(found, at, own)
-            n2 = torch.arange(m + 1, device=device)
-            n2.scatter_(0, torch.where(found, at, m), own)  # the not-found all land on the spare slot m
-            n2 = n2[:m]
-            col_b = torch.stack([own, n1, n2], 1).to(itype)
-            val_b = torch.stack([torch.ones(m, device=device), found * 0.5, (n2 != own) * 0.5], 1)
-            del n1, n2
-            self.blur.append(_csr(crow_b, col_b.view(-1), val_b.view(-1), (m, m)))
-            del at, found, col_b, val_b
+            n1 = torch.where(found, at, m)
+            n2 = torch.full((m + 1,), m, dtype=torch.int64, device=device)
+            n2.scatter_(0, n1, torch.arange(m, device=device))  # the not-found all land on the spare slot m
+            self.neighbours.append((n1.to(itype), n2[:m].to(itype)))
+            del at, found, n1, n2
+        del self.unique
         # the normalisation N = diag(K 1)^-1/2, from the unnormalised filter of ones
         ones = torch.ones(n, device=device)
         norm = torch.mv(_csr(crow_s, col_s, val_s, (n, m)), self._blur(torch.mv(_csr(t_crow, t_col, t_val, (m, n)), ones)))
@@ -820,9 +839,22 @@ class _LatticeKernel:
         self.grid_of_ones = self._blur(torch.mv(self.splat_matrix, ones))  # B S^T N 1, for labels that sum to one
 
     def _blur(self, g: torch.Tensor) -> torch.Tensor:
-        for b in self.blur:
-            g = torch.mv(b, g)
-        return g
+        """``g`` (m vertex values) blurred along the d + 1 directions: ``g + (g[n1] + g[n2]) / 2`` each."""
+        m = self.m
+        a = torch.empty(m + 1, device=g.device)
+        a[:m] = g
+        a[m] = 0.0
+        b = torch.empty_like(a)
+        b[m] = 0.0
+        t1 = torch.empty(m, device=g.device)
+        t2 = torch.empty(m, device=g.device)
+        for n1, n2 in self.neighbours:
+            torch.index_select(a, 0, n1, out=t1)
+            torch.index_select(a, 0, n2, out=t2)
+            t1.add_(t2)
+            torch.add(a[:m], t1, alpha=0.5, out=b[:m])
+            a, b = b, a
+        return a[:m]
 
     def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
         """The blurred lattice values ``B S^T N q`` of ``q`` (labels, voxels), one per label.

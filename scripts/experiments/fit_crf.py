@@ -16,7 +16,7 @@ Usage (EPFL CA1: fit on validation slices 20-21, report on the held-out slices 2
         --eval_indices "[$split]" --eval_dir /tmp/orgprob/eval_${split//,/}
     done
     .venv/bin/python scripts/experiments/fit_crf.py --prob_dir /tmp/orgprob/eval_2021 --indices 20 21 \\
-        --test_prob_dir /tmp/orgprob/eval_2223242526 --test_indices 22 23 24 25 26 --trials 40 \\
+        --test_prob_dir /tmp/orgprob/eval_2223242526 --test_indices 22 23 24 25 26 --trials 80 \\
         --override bundles/em_densecrf_postprocessing/configs/fitted_epfl_ca1.json \\
         --json scripts/experiments/results/crf_fit_epfl_ca1.json
 """
