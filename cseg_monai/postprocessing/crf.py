@@ -887,10 +887,20 @@ class _LatticeKernel:
         self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
 
 
-def _lattice_features(shape: tuple[int, int, int], sigma_vox: Sequence[float], intensity: torch.Tensor, sigma_intensity: Sequence[float]) -> torch.Tensor:
-    """(features, voxels): position / sigma along the axes longer than 1, then intensity / sigma per channel."""
+def _lattice_features(
+    shape: tuple[int, int, int],
+    sigma_vox: Sequence[float],
+    intensity: torch.Tensor,
+    sigma_intensity: Sequence[float],
+    position_axes: Sequence[int] = (0, 1, 2),
+) -> torch.Tensor:
+    """(features, voxels): position / sigma along ``position_axes``, then intensity / sigma per channel.
+
+    ``position_axes`` are the input's own axes, as pydensecrf sees them: ``(1, 2)`` for a 2D
+    input (its added z axis is no feature), all three for a 3D one, even of one plane.
+    """
     device = intensity.device
-    axes = [a for a in range(3) if shape[a] > 1]
+    axes = list(position_axes)
     n = math.prod(shape)
     feats = torch.empty((len(axes) + intensity.shape[0], n), device=device)
     for k, a in enumerate(axes):
@@ -904,7 +914,11 @@ def _lattice_features(shape: tuple[int, int, int], sigma_vox: Sequence[float], i
 
 
 def _appearance_kernel(
-    shape: tuple[int, int, int], sigma_vox: Sequence[float], intensity: torch.Tensor, sigma_intensity: Sequence[float]
+    shape: tuple[int, int, int],
+    sigma_vox: Sequence[float],
+    intensity: torch.Tensor,
+    sigma_intensity: Sequence[float],
+    position_axes: Sequence[int] = (0, 1, 2),
 ) -> _GridKernel | _LatticeKernel:
     """The dense bilateral grid where it has few cells (wide kernels), else the permutohedral lattice.
 
@@ -921,7 +935,7 @@ def _appearance_kernel(
     if n_cells <= _GRID_CELLS_PER_VOXEL * math.prod(shape):
         return _GridKernel(shape, sigma_vox, intensity, sigma_intensity)
     try:
-        return _LatticeKernel(_lattice_features(shape, sigma_vox, intensity, sigma_intensity))
+        return _LatticeKernel(_lattice_features(shape, sigma_vox, intensity, sigma_intensity, position_axes))
     except OverflowError:  # codes of more than 63 bits: extreme feature ranges
         return _GridKernel(shape, sigma_vox, intensity, sigma_intensity)
 
@@ -931,7 +945,8 @@ def _kernels(
     spacing3: Sequence[float],
     params: CRFParams,
     image: torch.Tensor,
-) -> list[tuple[float, _PoolKernel | _GridKernel]]:
+    position_axes: Sequence[int] = (0, 1, 2),
+) -> list[tuple[float, _PoolKernel | _GridKernel | _LatticeKernel]]:
     kernels = []
     if params.smoothness_weight > 0:
         sig = [params.smoothness_sigma / sp for sp in spacing3]
@@ -943,7 +958,7 @@ def _kernels(
         sig_i = tuple(sig_i) if isinstance(sig_i, tuple) else (float(sig_i),) * n_ch
         if len(sig_i) != n_ch:
             raise ValueError(f"intensity_sigma has {len(sig_i)} values but the image has {n_ch} channels")
-        kernels.append((float(params.appearance_weight), _appearance_kernel(shape3, sig, image, sig_i)))
+        kernels.append((float(params.appearance_weight), _appearance_kernel(shape3, sig, image, sig_i, position_axes)))
     return kernels
 
 
@@ -970,16 +985,18 @@ def _native_block(
     device: torch.device,
     energies: list[float] | None = None,
     normalise_last: bool = True,
+    position_axes: Sequence[int] = (0, 1, 2),
 ) -> torch.Tensor:
     """Mean field on one block: ``prob`` (L, Z, Y, X), ``image`` (C, Z, Y, X) -> Q (L, voxels).
 
     With ``normalise_last=False`` the last iteration returns its logits instead of Q: the same
-    argmax, one softmax less (for labels only).
+    argmax, one softmax less (for labels only). ``position_axes``: the input's own spatial
+    axes (``(1, 2)`` for a 2D input), for the lattice's features.
     """
     n_labels = prob.shape[0]
     shape3 = tuple(prob.shape[1:])
     img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
-    kernels = _kernels(shape3, spacing3, params, img)  # first: its temporaries never meet the big buffers
+    kernels = _kernels(shape3, spacing3, params, img, position_axes)  # first: its temporaries never meet the big buffers
     del img
     log_p = torch.empty((n_labels, math.prod(shape3)), dtype=torch.float32, device=device)
     for label in range(n_labels):  # a copy per label: no full-size temporary, never the caller's array
@@ -1018,7 +1035,9 @@ def _native_block(
     return q
 
 
-def _energy(log_p: torch.Tensor, q: torch.Tensor, kernels: list[tuple[float, _PoolKernel | _GridKernel]], mu: torch.Tensor) -> float:
+def _energy(
+    log_p: torch.Tensor, q: torch.Tensor, kernels: list[tuple[float, _PoolKernel | _GridKernel | _LatticeKernel]], mu: torch.Tensor
+) -> float:
     """Mean-field free energy ``<U> + 1/2 <pairwise> - H(Q)`` of ``q`` (float64 sum), ``U = -log_p``."""
     buf = torch.zeros_like(q)
     for weight, kernel in kernels:
@@ -1194,7 +1213,7 @@ class DenseCRF:
             block = tuple(slice(a, b) for a, b in box)
             q = _native_block(
                 prob3[(slice(None),) + block], img3[(slice(None),) + block], spacing3, self.params, mu_t, self.device,
-                normalise_last=marginals,
+                normalise_last=marginals, position_axes=(1, 2) if len(spatial) == 2 else (0, 1, 2),
             )  # fmt: skip
             bshape = tuple(b - a for a, b in box)
             inner = tuple(slice(c0 - a, c1 - a) for (c0, c1), (a, _) in zip(core, box))
@@ -1263,5 +1282,8 @@ def mean_field_energy(
     if len(spatial) == 2:
         prob_np, img_np, spacing_t = prob_np[:, None], img_np[:, None], (1.0,) + spacing_t
     energies: list[float] = []
-    _native_block(prob_np, img_np, spacing_t, params, torch.from_numpy(mu).to(device), torch.device(device), energies)
+    axes = (1, 2) if len(spatial) == 2 else (0, 1, 2)
+    _native_block(
+        prob_np, img_np, spacing_t, params, torch.from_numpy(mu).to(device), torch.device(device), energies, position_axes=axes
+    )
     return energies

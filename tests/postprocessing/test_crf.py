@@ -131,7 +131,7 @@ def test_lattice_kernel_is_a_gaussian_in_position_and_intensity():
 
     shape, sigma = (1, 61, 61), 4.0
     flat = torch.zeros((1,) + shape)
-    kernel = _LatticeKernel(_lattice_features(shape, (1.0, sigma, sigma), flat, (10.0,)))
+    kernel = _LatticeKernel(_lattice_features(shape, (1.0, sigma, sigma), flat, (10.0,), position_axes=(1, 2)))
     delta = torch.zeros(1, 61 * 61)
     delta[0, 30 * 61 + 30] = 1.0
     out = torch.zeros_like(delta)
@@ -147,7 +147,7 @@ def test_lattice_kernel_is_a_gaussian_in_position_and_intensity():
     # an intensity step of 20 intensity sigmas between the halves: the far half gets (almost) nothing
     step = torch.zeros((1,) + shape)
     step[..., 31:] = 200.0
-    kernel = _LatticeKernel(_lattice_features(shape, (1.0, sigma, sigma), step, (10.0,)))
+    kernel = _LatticeKernel(_lattice_features(shape, (1.0, sigma, sigma), step, (10.0,), position_axes=(1, 2)))
     kernel.apply(delta, out, 1.0, accumulate=False)
     response = out.view(61, 61)
     assert response[:, 31:].sum() < 1e-3 * response[:, :31].sum()
@@ -156,12 +156,19 @@ def test_lattice_kernel_is_a_gaussian_in_position_and_intensity():
 @needs_pydensecrf
 @pytest.mark.parametrize(
     "shape, channels, spacing",
-    [((30, 40), 1, None), ((30, 40), 2, None), ((6, 30, 40), 1, None), ((6, 30, 40), 2, (3.0, 1.0, 1.5))],
+    [
+        ((30, 40), 1, None),
+        ((30, 40), 2, None),
+        ((6, 30, 40), 1, None),
+        ((6, 30, 40), 2, (3.0, 1.0, 1.5)),
+        ((1, 40), 1, None),  # axes of one voxel are features too, as in pydensecrf
+        ((3, 1, 40), 1, None),
+    ],
 )
 def test_lattice_kernel_is_pydensecrfs_lattice(shape, channels, spacing):
     """Narrow appearance kernels use the permutohedral lattice, built with pydensecrf's float32
-    arithmetic: the same vertices (ties included: a zero channel, the first plane) and marginals
-    equal to float precision after 1 and 3 iterations."""
+    arithmetic and features: the same vertices (ties included: a zero channel, the first plane)
+    and marginals equal to float precision after 1 and 3 iterations."""
     rng = np.random.default_rng(11)
     prob = rng.dirichlet(np.ones(4), size=shape)
     prob = np.ascontiguousarray(np.moveaxis(prob, -1, 0), dtype=np.float32)
