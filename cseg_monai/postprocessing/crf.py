@@ -503,15 +503,40 @@ class _PoolKernel:
         self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
 
 
-class _GridKernel:
+class _SparseSliceKernel:
+    """What the bilateral grid and the lattice share: slicing through the sparse CSR matrix
+    ``self.slice_matrix`` (``N S^T``, voxels x cells) and ``apply`` = ``slice(splat(q))``;
+    subclasses build it and define ``splat``."""
+
+    slice_matrix: torch.Tensor
+
+    def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def slice(self, grids: list[torch.Tensor], out: torch.Tensor, weight: float, accumulate: bool = True) -> None:
+        """``out (+)= weight * N S^T grids``, a sparse matrix-vector product per label (``out`` may be the splatted ``q``)."""
+        for label, row in enumerate(grids):
+            if weight != 1.0:  # on the (small) grid rather than on every voxel
+                row.mul_(weight)
+            if accumulate:
+                torch.addmv(out[label], self.slice_matrix, row, out=out[label])
+            else:
+                torch.mv(self.slice_matrix, row, out=out[label])
+
+    def apply(self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False) -> None:
+        """``out (+)= weight * N S^T B S N q`` for ``q`` and ``out`` of shape (labels, voxels)."""
+        self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
+
+
+class _GridKernel(_SparseSliceKernel):
     """One normalised Gaussian kernel over position and intensity as a bilateral grid.
 
     Voxels are splatted to the nearest spatial cell (integer step ``s`` voxels per axis, about
     half the sigma) and linearly along each intensity channel (step one intensity sigma) into
     ``K = 2^channels`` corner cells; the grid is blurred so that splat + blur + slice has the
     kernel's variance; slicing uses the splat's weights, so the filter is a symmetric matrix
-    ``N S^T B S N`` (``N`` the symmetric normalisation). Both ``S`` (voxels x cells, for the
-    slice) and ``S^T`` (for the splat) are sparse CSR matrices with 32-bit indices and ``N``
+    ``N S^T B S N`` (``N`` the symmetric normalisation). Both ``S^T`` (voxels x cells, for the
+    slice) and ``S`` (cells x voxels, for the splat) are sparse CSR matrices with 32-bit indices and ``N``
     folded into the values, so the slice and the splat are sparse matrix-vector products
     over contiguous label rows (MKL on a CPU, cuSPARSE on a GPU); on a CPU the splat is about
     twice as fast as a scatter (``index_add_``).
@@ -619,20 +644,6 @@ class _GridKernel:
             rows.append((self.grid_of_ones - g.sum(0, keepdim=True)).reshape(-1))
         return rows
 
-    def slice(self, grids: list[torch.Tensor], out: torch.Tensor, weight: float, accumulate: bool = True) -> None:
-        """``out (+)= weight * N S^T grids``, a sparse matrix-vector product per label (``out`` may be the splatted ``q``)."""
-        for label, row in enumerate(grids):
-            if weight != 1.0:  # on the (small) grid rather than on every voxel
-                row.mul_(weight)
-            if accumulate:
-                torch.addmv(out[label], self.slice_matrix, row, out=out[label])
-            else:
-                torch.mv(self.slice_matrix, row, out=out[label])
-
-    def apply(self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False) -> None:
-        """``out (+)= weight * N S^T B S N q`` for ``q`` and ``out`` of shape (labels, voxels)."""
-        self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
-
 
 def _search_sorted(sorted_codes: torch.Tensor, query: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
     """``torch.searchsorted`` of an ascending ``query`` in chunks, each in the window it can fall in.
@@ -661,20 +672,21 @@ def _sort_permutation(codes: torch.Tensor) -> torch.Tensor:
     return torch.argsort(codes)
 
 
-class _LatticeKernel:
+class _LatticeKernel(_SparseSliceKernel):
     """One normalised Gaussian kernel over position and intensity as a permutohedral lattice.
 
     The lattice of Adams, Baek & Davis (2010) exactly as pydensecrf builds it (same float32
-    arithmetic, so the same vertices): every voxel's feature vector (``d`` values: position
-    along the axes longer than one voxel and the intensity channels, each divided by its sigma)
-    is lifted onto the plane ``sum = 0`` of ``d + 1`` dimensions and splatted with barycentric
-    weights onto the ``d + 1`` vertices of its enclosing simplex; the occupied vertices are
-    blurred with ``[1/2, 1, 1/2]`` along each of the ``d + 1`` lattice directions (a missing
-    neighbour counts as zero) and sliced back with the same weights. Only occupied vertices
-    exist, so the cost follows the number of voxels whatever the widths: the kernel for small
-    sigmas, where a dense bilateral grid (:class:`_GridKernel`) has more cells than the volume
-    has voxels. Splat, blur and slice are sparse CSR matrix-vector products per label, with
-    the symmetric normalisation ``N`` folded into the splat and slice values.
+    arithmetic, so the same vertices): every voxel's feature vector (``d`` values, from
+    :func:`_lattice_features`: position along the input's axes and the intensity channels,
+    each divided by its sigma) is lifted onto the plane ``sum = 0`` of ``d + 1`` dimensions and
+    splatted with barycentric weights onto the ``d + 1`` vertices of its enclosing simplex; the
+    occupied vertices are blurred with ``[1/2, 1, 1/2]`` along each of the ``d + 1`` lattice
+    directions (a missing neighbour counts as zero) and sliced back with the same weights.
+    Only occupied vertices exist, so the cost follows the number of voxels whatever the widths:
+    the kernel for small sigmas, where a dense bilateral grid (:class:`_GridKernel`) has more
+    cells than the volume has voxels. Splat and slice are sparse CSR matrix-vector products
+    per label, with the symmetric normalisation ``N`` folded into their values; the blur is
+    two index gathers per direction.
 
     Vertices are found by sorting, not hashing: voxels are grouped by simplex (one sort of
     ``N`` 64-bit codes), the vertices of the distinct simplices are sorted and made unique
@@ -785,12 +797,12 @@ class _LatticeKernel:
         del new
         pair_vertex = torch.empty(dp1 * n_simplex, dtype=itype, device=device)
         pair_vertex[vorder] = vertex_sorted.to(itype)
-        # the slice matrix S (voxels x vertices): voxel i's row holds its simplex's d + 1 vertices
+        # the slice matrix S^T (voxels x vertices): voxel i's row holds its simplex's d + 1 vertices
         col_s = pair_vertex.view(dp1, n_simplex).t().contiguous()[simplex_of_voxel].view(-1)
         del simplex_of_voxel, pair_vertex
         crow_s = torch.arange(0, n * dp1 + 1, dp1, dtype=itype, device=device)
         val_s = bary.view(-1)
-        # the splat matrix S^T (vertices x voxels): the (simplex, r) pairs sorted by vertex, each
+        # the splat matrix S (vertices x voxels): the (simplex, r) pairs sorted by vertex, each
         # contributing its simplex's run of voxels in ``order`` with weight b_r
         pair_r = torch.div(vorder, n_simplex, rounding_mode="floor")
         pair_s = vorder - pair_r * n_simplex
@@ -836,7 +848,7 @@ class _LatticeKernel:
         del norm
         self.slice_matrix = _csr(crow_s, col_s, val_s, (n, m))
         self.splat_matrix = _csr(t_crow, t_col, t_val, (m, n))
-        self.grid_of_ones = self._blur(torch.mv(self.splat_matrix, ones))  # B S^T N 1, for labels that sum to one
+        self.grid_of_ones = self._blur(torch.mv(self.splat_matrix, ones))  # B S N 1, for labels that sum to one
 
     def _blur(self, g: torch.Tensor) -> torch.Tensor:
         """``g`` (m vertex values) blurred along the d + 1 directions: ``g + (g[n1] + g[n2]) / 2`` each."""
@@ -857,10 +869,10 @@ class _LatticeKernel:
         return a[:m]
 
     def splat(self, q: torch.Tensor, sums_to_one: bool = False) -> list[torch.Tensor]:
-        """The blurred lattice values ``B S^T N q`` of ``q`` (labels, voxels), one per label.
+        """The blurred lattice values ``B S N q`` of ``q`` (labels, voxels), one per label.
 
         With ``sums_to_one`` (``q`` sums to 1 over the labels) the last label's values are
-        ``B S^T N 1`` minus the others': one label less is splatted and blurred.
+        ``B S N 1`` minus the others': one label less is splatted and blurred.
         """
         n_val = q.shape[0]
         m = n_val - 1 if sums_to_one and n_val > 1 else n_val
@@ -871,20 +883,6 @@ class _LatticeKernel:
                 last -= row
             rows.append(last)
         return rows
-
-    def slice(self, grids: list[torch.Tensor], out: torch.Tensor, weight: float, accumulate: bool = True) -> None:
-        """``out (+)= weight * N S grids``, a sparse matrix-vector product per label (``out`` may be the splatted ``q``)."""
-        for label, row in enumerate(grids):
-            if weight != 1.0:
-                row.mul_(weight)
-            if accumulate:
-                torch.addmv(out[label], self.slice_matrix, row, out=out[label])
-            else:
-                torch.mv(self.slice_matrix, row, out=out[label])
-
-    def apply(self, q: torch.Tensor, out: torch.Tensor, weight: float, accumulate: bool = True, sums_to_one: bool = False) -> None:
-        """``out (+)= weight * N S B S^T N q`` for ``q`` and ``out`` of shape (labels, voxels)."""
-        self.slice(self.splat(q, sums_to_one), out, weight, accumulate)
 
 
 def _lattice_features(

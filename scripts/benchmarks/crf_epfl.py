@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -38,10 +37,10 @@ VARIANTS = ("native", "native_grid", "pydensecrf")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fit_crf import add_data_arguments, load_items
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_data = os.path.join(os.environ.get("CSEG_DATA_DIR", str(ROOT.parent / "shared" / "data")), "epfl_ca1_multiclass")
-    parser.add_argument("--dataset_kind", default="epfl_ca1")
-    parser.add_argument("--dataset_dir", default=default_data)
+    add_data_arguments(parser)
     parser.add_argument("--prob_dir", required=True, help="folder with the organelle bundle's STEM_prob.tif files")
     parser.add_argument("--indices", type=int, nargs="+", required=True)
     parser.add_argument(
@@ -57,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from cseg_monai.data.writers import atomic_path
     from cseg_monai.postprocessing import CRFParams, DenseCRF, crf, have_pydensecrf
-    from fit_crf import load_items
 
     if not have_pydensecrf():
         print("pydensecrf is not installed: run `bash scripts/setup.sh crf` first", file=sys.stderr)

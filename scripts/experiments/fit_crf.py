@@ -44,11 +44,16 @@ def load_items(kind: str, dataset_dir: str, indices: list[int], prob_dir: str):
     return items
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dataset_kind`` and ``--dataset_dir`` (default: EPFL CA1 under ``$CSEG_DATA_DIR`` or ../shared/data)."""
     default_data = os.path.join(os.environ.get("CSEG_DATA_DIR", str(ROOT.parent / "shared" / "data")), "epfl_ca1_multiclass")
     parser.add_argument("--dataset_kind", default="epfl_ca1")
     parser.add_argument("--dataset_dir", default=default_data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
     parser.add_argument("--prob_dir", required=True, help="STEM_prob.tif of the validation items")
     parser.add_argument("--indices", type=int, nargs="+", required=True, help="validation items (fit)")
     parser.add_argument("--test_prob_dir", help="STEM_prob.tif of held-out items (reported only)")
