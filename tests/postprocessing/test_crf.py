@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cseg_monai.postprocessing import (
     CRFParams,
@@ -183,6 +184,19 @@ def test_lattice_kernel_is_pydensecrfs_lattice(shape, channels, spacing):
         native = DenseCRF(params, backend="native", device="cpu")(prob, image, spacing)
         reference = DenseCRF(params, backend="pydensecrf")(prob, image, spacing)
         assert np.abs(native - reference).max() < 1e-4, (iterations, np.abs(native - reference).max())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU path runs where one is")
+@pytest.mark.parametrize("widths", [(10.0, 20.0), (2.0, 3.0)], ids=["grid", "lattice"])
+def test_gpu_gives_the_cpu_marginals(widths):
+    """Both appearance kernels (cuSPARSE products, torch sort and search) on a GPU, against the CPU."""
+    rng = np.random.default_rng(2)
+    prob = rng.dirichlet(np.ones(4), size=(8, 40, 40)).transpose(3, 0, 1, 2).astype(np.float32)
+    image = rng.integers(0, 255, (8, 40, 40)).astype(np.float32)
+    params = CRFParams(iterations=3, appearance_sigma=widths[0], intensity_sigma=widths[1])
+    cpu = DenseCRF(params, device="cpu")(prob, image)
+    gpu = DenseCRF(params, device="cuda")(prob, image)
+    assert np.abs(cpu - gpu).max() < 1e-4
 
 
 def test_zero_weights_return_the_input_probabilities():
