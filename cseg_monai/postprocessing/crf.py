@@ -597,7 +597,7 @@ class _GridKernel(_SparseSliceKernel):
         # splat = the transpose, from one stable sort of the voxels by their lowest corner: row r
         # holds, corner by corner, the voxels whose corner k is r (lowest corner r - offset_k),
         # each corner's voxels of a row a contiguous run in the sorted order
-        order = torch.argsort(base, stable=True)
+        order = _stable_order(base, n_cells)
         counts = torch.bincount(base, minlength=n_cells)
         del base
         row_len = torch.zeros(n_cells, dtype=counts.dtype, device=device)
@@ -665,11 +665,29 @@ def _search_sorted(sorted_codes: torch.Tensor, query: torch.Tensor, chunk: int =
     return out
 
 
-def _sort_permutation(codes: torch.Tensor) -> torch.Tensor:
-    """Indices that sort a 1D int64 tensor (numpy's vectorised sort on a CPU: several times torch's there)."""
-    if codes.device.type == "cpu":
-        return torch.from_numpy(np.argsort(codes.numpy()))
-    return torch.argsort(codes)
+def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
+    """Indices that sort ``keys`` (1D, integers in ``[0, bound)``) stably, as int64.
+
+    On a CPU, where key and position fit together in 63 bits, numpy sorts the packed values
+    ``key * 2^b + position`` in place (a vectorised sort of plain integers: about twice as fast
+    as an argsort) and the positions are the low ``b`` bits; else an argsort.
+
+    Example:
+        >>> _stable_order(torch.tensor([2, 0, 2, 1]), 3).tolist()
+        [1, 3, 0, 2]
+    """
+    n = keys.numel()
+    bits = max(1, (n - 1).bit_length())
+    if keys.device.type != "cpu":
+        return torch.argsort(keys, stable=True)
+    if bound > 1 << (63 - bits):
+        return torch.from_numpy(np.argsort(keys.numpy(), kind="stable"))
+    packed = keys.to(torch.int64, copy=True).bitwise_left_shift_(bits)
+    packed.bitwise_or_(torch.arange(n, dtype=torch.int64))
+    values = packed.numpy()
+    values.sort()
+    values &= (1 << bits) - 1
+    return packed
 
 
 class _LatticeKernel(_SparseSliceKernel):
@@ -760,7 +778,7 @@ class _LatticeKernel(_SparseSliceKernel):
         for i in range(d):
             code.add_(rank[i], alpha=dp1**i)
         del rem0, rank
-        order = _sort_permutation(code)  # voxels grouped by simplex
+        order = _stable_order(code, math.prod(radix) * dp1**d)  # voxels grouped by simplex
         sorted_code = code[order]
         del code
         first = torch.ones(n, dtype=torch.bool, device=device)
@@ -784,7 +802,7 @@ class _LatticeKernel(_SparseSliceKernel):
             for i in range(d):
                 vcodes[r].sub_((digits[i] > d - r).to(torch.int64), alpha=dp1 * strides[i])
         del s_code, digits
-        vorder = _sort_permutation(vcodes.view(-1))  # pair e = r * n_simplex + simplex
+        vorder = _stable_order(vcodes.view(-1), math.prod(radix))  # pair e = r * n_simplex + simplex
         sorted_v = vcodes.view(-1)[vorder]
         del vcodes
         new = torch.ones(sorted_v.numel(), dtype=torch.bool, device=device)

@@ -113,6 +113,16 @@ def test_native_kernels_equal_their_dense_definition(shape):
         assert np.abs(out.numpy() - 1 - want).max() < 1e-5
 
 
+@pytest.mark.parametrize("bound", [50, 1 << 40, 1 << 62])  # packed sort, and an argsort where key and position do not fit
+def test_stable_order_sorts_stably(bound):
+    from cseg_monai.postprocessing.crf import _stable_order
+
+    keys = torch.from_numpy(np.random.default_rng(4).integers(0, min(bound, 50), 5000))
+    keys[::7] = 3  # many ties
+    order = _stable_order(keys * (bound // 50), bound)
+    assert torch.equal(order, torch.argsort(keys, stable=True))
+
+
 def test_appearance_kernel_is_a_grid_when_wide_and_a_lattice_when_narrow():
     import torch
 
