@@ -645,26 +645,6 @@ class _GridKernel(_SparseSliceKernel):
         return rows
 
 
-def _search_sorted(sorted_codes: torch.Tensor, query: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
-    """``torch.searchsorted`` of an ascending ``query`` in chunks, each in the window it can fall in.
-
-    A binary search over the whole array misses the cache at every step once it is larger than
-    the cache; chunk by chunk, each window is about as small as the chunk.
-    """
-    n = query.numel()
-    if n <= chunk:
-        return torch.searchsorted(sorted_codes, query)
-    out = torch.empty(n, dtype=torch.int64, device=query.device)
-    lows = torch.searchsorted(sorted_codes, query[::chunk].contiguous()).tolist()
-    highs = torch.searchsorted(sorted_codes, query[chunk - 1 :: chunk].contiguous(), right=True).tolist()
-    highs.append(sorted_codes.numel())
-    for k, start in enumerate(range(0, n, chunk)):
-        lo, hi = lows[k], highs[k]
-        torch.searchsorted(sorted_codes[lo:hi], query[start : start + chunk], out=out[start : start + chunk])
-        out[start : start + chunk] += lo
-    return out
-
-
 def _stable_order(keys: torch.Tensor, bound: int) -> torch.Tensor:
     """Indices that sort ``keys`` (1D, integers in ``[0, bound)``) stably, as int64.
 
@@ -848,7 +828,7 @@ class _LatticeKernel(_SparseSliceKernel):
         self.neighbours = []
         for j in range(dp1):
             query = self.unique + ((dp1 * strides[j] if j < d else 0) - total)
-            at = _search_sorted(self.unique, query).clamp_(max=m - 1)
+            at = torch.searchsorted(self.unique, query).clamp_(max=m - 1)
             found = torch.eq(self.unique[at], query)
             del query
             n1 = torch.where(found, at, m)
