@@ -12,6 +12,7 @@ Examples::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,47 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import fire
+
+from cseg_monai.apps.instance_gui import launch
+from cseg_monai.common.errors import innermost_exception
+from cseg_monai.data.datasets import isbi2012
+from cseg_monai.data.phantom import write_organelle_dataset, write_phantom_dataset
+from cseg_monai.workflows import bundles_dir, list_bundles, resolve_bundle, run_bundle
+
 __all__ = ["CLI", "main"]
-
-
-def _bundle_dir(bundle: str) -> Path:
-    from cseg_monai.bundle_support import bundles_dir, list_bundles
-
-    path = Path(bundle)
-    if (path / "configs" / "metadata.json").is_file():
-        return path.resolve()
-    candidate = bundles_dir() / bundle
-    if (candidate / "configs" / "metadata.json").is_file():
-        return candidate
-    raise ValueError(f"unknown bundle {bundle!r}: not a bundle folder, and not one of {list_bundles()}")
-
-
-def _config_files(bundle_dir: Path, names: list[str]) -> list[str]:
-    files = []
-    for name in names:
-        path = bundle_dir / "configs" / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing")
-        files.append(str(path))
-    return files
-
-
-def _run_workflow(bundle_dir: Path, configs: list[str], workflow_type: str, run_id: str, **override: Any) -> Any:
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=_config_files(bundle_dir, configs),
-        meta_file=str(bundle_dir / "configs" / "metadata.json"),
-        logging_file=str(bundle_dir / "configs" / "logging.conf"),
-        workflow_type=workflow_type,
-        run_id=run_id,
-        bundle_root=str(bundle_dir),
-        **override,
-    )
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return result
 
 
 class CLI:
@@ -89,8 +58,6 @@ class CLI:
                 layout of the organelle bundle; ``n_train`` slices, ``n_test`` ignored).
             overwrite: allow writing into a non-empty folder.
         """
-        from cseg_monai.data.phantom import write_organelle_dataset, write_phantom_dataset
-
         if layout == "organelle":
             target = Path(out_dir)
             if target.exists() and any(target.iterdir()) and not overwrite:
@@ -105,8 +72,6 @@ class CLI:
 
     def bundles(self) -> str:
         """List the bundles with their version and task."""
-        from cseg_monai.bundle_support import bundles_dir, list_bundles
-
         lines = []
         for name in list_bundles():
             meta = json.loads((bundles_dir() / name / "configs" / "metadata.json").read_text())
@@ -115,13 +80,11 @@ class CLI:
 
     def train(self, bundle: str, *overrides_files: str, **override: Any) -> None:
         """Train a bundle: ``train.json`` (+ extra override files in its configs/), then ``--key value`` overrides."""
-        bundle_dir = _bundle_dir(bundle)
-        _run_workflow(bundle_dir, ["train.json", *overrides_files], "train", "run", **override)
+        run_bundle(resolve_bundle(bundle), ["train.json", *overrides_files], "train", **override)
 
     def evaluate(self, bundle: str, *overrides_files: str, **override: Any) -> None:
         """Evaluate a bundle's weights on its validation split (``train.json`` + ``evaluate.json``)."""
-        bundle_dir = _bundle_dir(bundle)
-        _run_workflow(bundle_dir, ["train.json", "evaluate.json", *overrides_files], "eval", "run", **override)
+        run_bundle(resolve_bundle(bundle), ["train.json", "evaluate.json", *overrides_files], "eval", **override)
 
     def infer(self, bundle: str, input: str, output: str, *overrides_files: str, **override: Any) -> str:
         """Run a bundle's ``inference.json`` on a folder of images (or one image); write OUTPUT/STEM_prob.tif, STEM_labels.tif.
@@ -133,7 +96,7 @@ class CLI:
             overrides_files: extra config files of the bundle merged on top (e.g. ``swinunetr.json``).
             override: any config id, e.g. ``--ckpt_path my.pt --device cpu``.
         """
-        bundle_dir = _bundle_dir(bundle)
+        bundle_dir = resolve_bundle(bundle)
         src = Path(input)
         if not src.exists():
             raise FileNotFoundError(f"input {src} does not exist")
@@ -142,7 +105,7 @@ class CLI:
         else:
             override.setdefault("dataset_dir", str(src.resolve()))
         override.setdefault("output_dir", str(Path(output).resolve()))
-        _run_workflow(bundle_dir, ["inference.json", *overrides_files], "infer", "run", **override)
+        run_bundle(bundle_dir, ["inference.json", *overrides_files], "infer", **override)
         return f"predictions written to {Path(output).resolve()}"
 
     def mlflow_ui(self, output_dir: str = ".", port: int = 5000, host: str = "127.0.0.1") -> None:
@@ -180,11 +143,8 @@ class CLI:
             max_upload_mb: largest upload accepted, MB.
             max_voxels: largest volume accepted, voxels.
         """
-        try:
-            import gradio  # noqa: F401
-        except ImportError:
-            raise ValueError("the GUI needs gradio: bash scripts/setup.sh gui") from None
-        from cseg_monai.apps.instance_gui import launch
+        if importlib.util.find_spec("gradio") is None:  # the optional extra "gui"
+            raise ValueError("the GUI needs gradio: bash scripts/setup.sh gui")
 
         launch(host=host, port=port, output_dir=output_dir, max_upload_mb=max_upload_mb, max_voxels=max_voxels)
 
@@ -192,15 +152,11 @@ class CLI:
         """Download a public data set with its checksum checked (``isbi2012``)."""
         if dataset != "isbi2012":
             raise ValueError(f"unknown data set {dataset!r}; known: ['isbi2012']")
-        from cseg_monai.data.datasets import isbi2012
-
         return str(isbi2012.download(dest))
 
 
 def main() -> None:
     """Entry point of the ``cseg`` console script."""
-    import fire
-
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         fire.Fire(CLI, name="cseg")
@@ -219,14 +175,7 @@ def _user_error(err: BaseException) -> BaseException | None:
     MONAI wraps errors raised inside configs and transforms in ``RuntimeError``; the cause
     chain holds the message that names the file and the problem.
     """
-    found = None
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, (FileNotFoundError, ValueError, KeyError)):
-            found = err
-        err = err.__cause__ or err.__context__
-    return found
+    return innermost_exception(err, (FileNotFoundError, ValueError, KeyError))
 
 
 if __name__ == "__main__":

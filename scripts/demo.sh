@@ -20,7 +20,7 @@ common=(--dataset_dir "$out/data" --output_dir "$out/train" --train_indices "[0,
         --num_workers 0 --mlflow_experiment_name demo)
 echo "== 2/4 training (about a minute) -> $out/train"
 "$py" -m monai.bundle run training --config_file "$bundle/configs/train.json" "${common[@]}" \
-    --patch_size "[128,128]" --num_samples 4 --batch_size 4 --max_epochs 100 --val_interval 20 --progress_bar False
+    --patch_size "[128,128]" --num_samples 4 --batch_size 4 --max_epochs 100 --val_interval 20 --progress_bar True
 
 echo "== 3/4 evaluation of the best checkpoint on the validation slices -> $out/train/eval"
 "$py" -m monai.bundle run evaluating --config_file "['$bundle/configs/train.json','$bundle/configs/evaluate.json']" \

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from cseg_monai.common import data_root
+from cseg_monai.common.errors import exception_chain
+from cseg_monai.data.phantom import write_phantom_dataset
+from cseg_monai.workflows import bundle_workflow as _bundle_workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
-
-
-def data_root() -> Path:
-    """``$CSEG_DATA_DIR`` or ``../shared/data`` next to the project root."""
-    return Path(os.environ.get("CSEG_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def require_data(*parts: str) -> Path:
@@ -27,8 +26,6 @@ def require_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def phantom_isbi(tmp_path_factory) -> Path:
     """A tiny ISBI-style phantom data set: 6 labelled 128x128 slices and 2 test slices."""
-    from cseg_monai.data.phantom import write_phantom_dataset
-
     out = tmp_path_factory.mktemp("phantom") / "isbi"
     write_phantom_dataset(out, n_train=6, n_test=2, size=128, seed=3)
     return out
@@ -37,22 +34,10 @@ def phantom_isbi(tmp_path_factory) -> Path:
 def error_chain(excinfo) -> str:
     """Every message of an exception's cause chain, one per line (MONAI wraps config and
     transform errors in ``RuntimeError``; the message naming the file is further down)."""
-    parts, err, seen = [], excinfo.value, set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        parts.append(str(err))
-        err = err.__cause__ or err.__context__
-    return "\n".join(parts)
+    return "\n".join(str(e) for e in exception_chain(excinfo.value))
 
 
 def bundle_workflow(configs_dir: Path, configs: list[str], workflow_type: str, **override):
-    """A MONAI ``ConfigWorkflow`` over ``configs`` (file names in ``configs_dir``, merged in order)."""
-    from monai.bundle import ConfigWorkflow
-
-    files = [str(configs_dir / c) for c in configs]
-    return ConfigWorkflow(
-        config_file=files if len(files) > 1 else files[0],
-        logging_file=str(configs_dir / "logging.conf"),
-        workflow_type=workflow_type,
-        **override,
-    )
+    """A MONAI ``ConfigWorkflow`` over ``configs`` (file names in ``configs_dir``, merged in order),
+    built as the CLI and the GUI build theirs (:func:`cseg_monai.workflows.bundle_workflow`)."""
+    return _bundle_workflow(Path(configs_dir).parent, configs, workflow_type, **override)

@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from cseg_monai.cli import CLI
+
 from conftest import BUNDLES
 
 

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from cseg_monai.apps.jobs import BLEND_MODES, JobParams, run_job
 from cseg_monai.apps.models import GuiModel, find_models
 from cseg_monai.apps.volumes import VOLUME_SUFFIXES, UploadLimits
+from cseg_monai.postprocessing.instances import METHODS
+from cseg_monai.visualisation import instance_slice_picture
 
 __all__ = ["build_app", "launch", "render_slice", "parse_patch_size"]
-
-_COLOURS = np.random.default_rng(7).uniform(0.15, 1.0, (4096, 3))
 
 
 def parse_patch_size(text: str) -> tuple[int, int, int]:
@@ -53,8 +54,6 @@ def parse_patch_size(text: str) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=6)
 def _load(path: str) -> np.ndarray:
-    import tifffile
-
     return tifffile.imread(path)
 
 
@@ -83,30 +82,14 @@ def render_slice(image_path: str, labels_path: str, prob_path: str | None, z: in
         >>> render_slice(img, lab, None, 1, min_height=16).shape
         (16, 36, 3)
     """
-    from skimage.segmentation import find_boundaries
-
     volume = _first_channel(_load(image_path))
     labels = _load(labels_path)
     z = int(np.clip(z, 0, volume.shape[0] - 1))
-    lo, hi = _grey_range(image_path)
-    grey = np.clip((volume[z].astype(np.float32) - lo) / (hi - lo), 0, 1)
-    grey = np.repeat(grey[..., None], 3, axis=-1)
-    ids = labels[z].astype(np.int64)
-    over = grey.copy()
-    fg = ids > 0
-    over[fg] = 0.45 * grey[fg] + 0.55 * _COLOURS[ids[fg] % len(_COLOURS)]
-    over[find_boundaries(ids, mode="inner") & fg] = 1.0
-    panels = [grey, over]
+    boundary = None
     if prob_path is not None:
         prob = _load(prob_path)
         boundary = prob[0, z] if prob.ndim == 4 else prob[z]
-        panels.append(np.repeat(np.clip(boundary, 0, 1)[..., None], 3, axis=-1))
-    gap = np.ones((grey.shape[0], 2, 3), np.float32)
-    pic = np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
-    if pic.shape[0] < min_height:
-        scale = -(-min_height // pic.shape[0])
-        pic = pic.repeat(scale, axis=0).repeat(scale, axis=1)
-    return (pic * 255).round().astype(np.uint8)
+    return instance_slice_picture(volume[z], labels[z], boundary, _grey_range(image_path), min_height)
 
 
 def _model_defaults(model: GuiModel) -> dict:
@@ -145,7 +128,6 @@ def build_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from cseg_monai.postprocessing.instances import METHODS
 
     limits = limits or UploadLimits()
     models = find_models() if models is None else models

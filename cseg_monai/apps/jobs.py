@@ -23,9 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from cseg_monai.apps.models import GuiModel
 from cseg_monai.apps.volumes import UploadLimits, VolumeCheckError, check_volume, write_job_input
+from cseg_monai.common.errors import exception_chain
+from cseg_monai.postprocessing.instances import METHODS
+from cseg_monai.workflows import run_bundle
 
 __all__ = ["BLEND_MODES", "JobParams", "VolumeResult", "JobResult", "run_job", "new_job_dir"]
 
@@ -81,8 +85,6 @@ class JobParams:
         if self.max_size and self.min_size and self.max_size < self.min_size:
             raise ValueError(f"max object size {self.max_size} is below the min object size {self.min_size}")
         if self.instance_method is not None:
-            from cseg_monai.postprocessing.instances import METHODS
-
             if self.instance_method not in METHODS:
                 raise ValueError(f"instance method must be one of {tuple(METHODS)}, got {self.instance_method!r}")
 
@@ -175,24 +177,9 @@ def _unique_stem(stem: str, taken: set[str]) -> str:
 
 
 def _run_bundle(model: GuiModel, image: Path, out_dir: Path, overrides: dict) -> None:
-    from monai.bundle import ConfigWorkflow
-
-    workflow = ConfigWorkflow(
-        config_file=model.config_paths,
-        meta_file=str(model.bundle_dir / "configs" / "metadata.json"),
-        logging_file=str(model.bundle_dir / "configs" / "logging.conf"),
-        workflow_type="infer",
-        bundle_root=str(model.bundle_dir),
-        datalist=[{"image": str(image)}],
-        output_dir=str(out_dir),
-        progress_bar=False,
-        **{**model.overrides, **overrides},
-    )
-    workflow.initialize()
-    try:
-        workflow.run()
-    finally:
-        workflow.finalize()
+    configs = [str(p) for p in model.config_paths]
+    run_bundle(model.bundle_dir, configs, "infer", datalist=[{"image": str(image)}], output_dir=str(out_dir),
+               progress_bar=False, **{**model.overrides, **overrides})  # fmt: skip
 
 
 def run_job(
@@ -248,7 +235,6 @@ def run_job(
             prob = job / "outputs" / f"{item.stem}_prob.tif"
             if not labels.is_file():
                 raise RuntimeError(f"the bundle wrote no {labels.name}")
-            import tifffile
 
             item.labels_path, item.prob_path = labels, prob if prob.is_file() else None
             ids = np.unique(tifffile.imread(labels))
@@ -265,8 +251,5 @@ def run_job(
 
 def _innermost(err: BaseException) -> str:
     """The message of the innermost cause (MONAI wraps transform errors in RuntimeError)."""
-    seen = set()
-    while (err.__cause__ or err.__context__) is not None and id(err) not in seen:
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__  # type: ignore[assignment]
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+    inner = exception_chain(err)[-1]
+    return str(inner).splitlines()[0] if str(inner) else type(inner).__name__

@@ -19,6 +19,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monai.bundle import ConfigParser
+
+from cseg_monai.workflows import bundles_dir
+
 __all__ = ["GuiModel", "find_models", "PARAMETER_KEYS"]
 
 # GUI parameter -> config key it overrides (passed only where the model's config defines it)
@@ -74,8 +78,6 @@ def _variant_names(meta: dict) -> dict:
 
 
 def _load_model(bundle_dir: Path, configs: tuple[str, ...], meta: dict) -> GuiModel | None:
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config([str(bundle_dir / "configs" / c) for c in configs])
     parser["bundle_root"] = str(bundle_dir)
@@ -114,7 +116,7 @@ def find_models(bundles_root: str | Path | None = None) -> list[GuiModel]:
     """Every 3D-input inference configuration with shipped weights under ``bundles_root``.
 
     Args:
-        bundles_root: folder of bundles; default :func:`cseg_monai.bundle_support.bundles_dir`.
+        bundles_root: folder of bundles; default :func:`cseg_monai.workflows.bundles_dir`.
 
     Returns:
         The models, bundle by bundle (sorted), the base configuration first.
@@ -124,8 +126,6 @@ def find_models(bundles_root: str | Path | None = None) -> list[GuiModel]:
         >>> all(m.ckpt_path.is_file() for m in models)
         True
     """
-    from cseg_monai.bundle_support import bundles_dir
-
     root = Path(bundles_root) if bundles_root is not None else bundles_dir()
     found: list[GuiModel] = []
     if not root.is_dir():

@@ -7,7 +7,8 @@ show it as it is.
 Example:
     >>> import numpy as np, tempfile, tifffile
     >>> path = tempfile.mkdtemp() + "/vol.tif"
-    >>> tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (4, 16, 16), dtype=np.uint8))
+    >>> vol = np.random.default_rng(0).integers(0, 255, (4, 16, 16), dtype=np.uint8)
+    >>> tifffile.imwrite(path, vol, photometric="minisblack")
     >>> vol = check_volume(path, in_channels=1)
     >>> vol.array.shape, vol.stem
     ((1, 4, 16, 16), 'vol')
@@ -21,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
+
+from cseg_monai.data.readers import load_image
+from cseg_monai.data.writers import atomic_path
 
 __all__ = ["VOLUME_SUFFIXES", "UploadLimits", "Volume", "VolumeCheckError", "check_volume", "volume_stem", "write_job_input"]
 
@@ -113,8 +118,6 @@ def check_volume(
         ...
         cseg_monai.apps.volumes.VolumeCheckError: flat.tif: a 2D image of shape (16, 16); the 3D models need a volume (Z, Y, X), e.g. a multi-page TIFF
     """
-    from cseg_monai.data.readers import load_image
-
     limits = limits or UploadLimits()
     path = Path(path)
     label = name or path.name
@@ -191,10 +194,6 @@ def write_job_input(volume: Volume, folder: str | os.PathLike) -> Path:
         >>> load_image(write_job_input(v, tempfile.mkdtemp()))[0].shape  # channels last, as read
         (3, 8, 8, 2)
     """
-    import tifffile
-
-    from cseg_monai.data.writers import atomic_path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{volume.stem}.tif"

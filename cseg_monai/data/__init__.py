@@ -3,6 +3,8 @@
 Only the readers are imported here, so ``import cseg_monai.data`` stays light.
 """
 
+import importlib
+
 from cseg_monai.data.readers import (
     HDF5_SUFFIXES,
     NIFTI_SUFFIXES,
@@ -48,8 +50,6 @@ __all__ = [
 
 def __getattr__(name: str):
     """Import the heavier sub-modules (``datasets``, ``phantom``, ``writers``) on first use."""
-    import importlib
-
     if name in ("datasets", "phantom", "writers"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
+
+from cseg_monai.data.writers import write_tiff
 
 __all__ = ["make_nuclei_phantom", "write_nuclei_dataset"]
 
@@ -40,8 +43,6 @@ def make_nuclei_phantom(
         seed: random seed.
         photons: Poisson noise level (higher = cleaner).
     """
-    from scipy import ndimage
-
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 4:
         raise ValueError(f"shape must be 3 sizes >= 4, got {shape}")
@@ -76,8 +77,6 @@ def make_nuclei_phantom(
 
 def write_nuclei_dataset(out_dir: str | os.PathLike, n_volumes: int = 2, shape: Sequence[int] = (32, 96, 96), seed: int = 0, **kwargs) -> str:
     """Write ``out_dir/images/{i}.tif`` and ``out_dir/labels/{i}.tif`` (the instance ``folder`` layout)."""
-    from cseg_monai.data.writers import write_tiff
-
     root = Path(out_dir)
     for i in range(int(n_volumes)):
         image, labels = make_nuclei_phantom(shape, seed=seed + i, **kwargs)

@@ -55,8 +55,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
+
+from cseg_monai.common.constants import IGNORE_INDEX, ORGANELLE_CLASSES
+from cseg_monai.data.writers import write_tiff
 
 __all__ = [
     "CYTOPLASM",
@@ -82,15 +87,8 @@ SYNAPSE = 4
 VESICLE = 5
 NUM_CLASSES = 6
 
-#: Class names, indexed by semantic class id.
-CLASS_NAMES: tuple[str, ...] = (
-    "cytoplasm",
-    "membrane",
-    "mitochondrion",
-    "mito_membrane",
-    "synapse",
-    "vesicle",
-)
+#: Class names, indexed by semantic class id (the organelle classes of every organelle data set).
+CLASS_NAMES: tuple[str, ...] = ORGANELLE_CLASSES
 
 #: Base grey level of each class in [0, 1] before blur, illumination and noise
 #: (the vesicle entry is its dark rim; its lumen is light, about 0.72).
@@ -737,14 +735,10 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 
 def _write_png(path: Path, arr: np.ndarray) -> None:
-    from PIL import Image
-
     _atomic_write(path, lambda tmp: Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG"))
 
 
 def _write_tif(path: Path, arr: np.ndarray) -> None:
-    import tifffile
-
     _atomic_write(path, lambda tmp: tifffile.imwrite(tmp, np.ascontiguousarray(arr)))
 
 
@@ -919,8 +913,6 @@ def write_organelle_dataset(
         >>> bool(tifffile.imread(root + "/labels/0.tif").max() <= 5)
         True
     """
-    from cseg_monai.data.writers import write_tiff
-
     if not _is_int(n_slices) or n_slices < 1:
         raise ValueError(f"n_slices must be a positive int, got {n_slices!r}")
     if not _is_real(labelled_fraction) or not 0 < labelled_fraction <= 1:
@@ -935,7 +927,7 @@ def write_organelle_dataset(
             n = labels.shape[0]
             keep = np.zeros(n, dtype=bool)
             keep[rng.choice(n, max(1, round(labelled_fraction * n)), replace=False)] = True
-            labels[~keep] = 255
+            labels[~keep] = IGNORE_INDEX
         write_tiff(root / "images" / f"{i}.tif", ph.image)
         write_tiff(root / "labels" / f"{i}.tif", labels)
     return str(root)

@@ -55,9 +55,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
+import nibabel as nib
 import numpy as np
+import tifffile
+import zarr
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
+from PIL import Image
 
 __all__ = [
     "ImageReadError",
@@ -262,8 +267,6 @@ class GreyPILReader(_EMReader):
     format_name = "PNG/JPEG/BMP/GIF"
 
     def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
-        from PIL import Image
-
         path = str(name)
         fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), Path(path).suffix[1:].upper())
         _check_file(path, fmt)
@@ -337,8 +340,6 @@ class TiffVolumeReader(_EMReader):
     format_name = "TIFF"
 
     def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
-        import tifffile
-
         path = str(name)
         _check_file(path, "TIFF")
         log, catcher = logging.getLogger("tifffile"), _TiffWarnings()
@@ -463,8 +464,6 @@ class HDF5Reader(_ContainerReader):
     format_name = "HDF5"
 
     def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
-        import h5py
-
         path, wanted = _split_dataset(str(name))
         wanted = wanted or self.dataset
         _check_file(path, "HDF5")
@@ -511,8 +510,6 @@ class ZarrReader(_ContainerReader):
         )
 
     def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
-        import zarr
-
         path, wanted = _split_dataset(str(name))
         wanted = wanted or self.dataset
         if not os.path.exists(path):
@@ -571,8 +568,6 @@ class NiftiZYXReader(_EMReader):
     format_name = "NIfTI"
 
     def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
-        import nibabel as nib
-
         path = str(name)
         _check_file(path, "NIfTI")
         try:

@@ -12,8 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
-__all__ = ["atomic_path", "write_tiff"]
+__all__ = ["atomic_path", "output_stem", "write_tiff"]
+
+_MULTI_SUFFIXES = (".nii.gz", ".ome.tiff", ".ome.tif", ".ome.zarr")
+
+
+def output_stem(path: str | os.PathLike) -> str:
+    """The stem used to name outputs: the file name without its (image) suffix.
+
+    Example:
+        >>> output_stem("/data/slices/12.png"), output_stem("vol.nii.gz"), output_stem("a.h5::raw")
+        ('12', 'vol', 'a')
+    """
+    name = Path(str(path).split("::")[0]).name
+    for suffix in _MULTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem if "." in name else name
 
 
 @contextlib.contextmanager
@@ -72,8 +89,6 @@ def write_tiff(path: str | os.PathLike, array: np.ndarray, *, compression: str |
         >>> tifffile.imread(p).shape
         (2, 4, 4)
     """
-    import tifffile
-
     arr = np.asarray(array)
     if arr.size == 0:
         raise ValueError(f"refusing to write an empty array to {path}")

@@ -1,35 +1,20 @@
-"""Ignite handlers used by the bundles (MLflow extras, checkpoints)."""
+"""Ignite handlers used by the bundles (MLflow extras, checkpoints, progress, scores)."""
 
-from cseg_monai.handlers.progress import ProgressBarHandler
-from cseg_monai.handlers.validation import FinalValidationHandler
-from cseg_monai.handlers.class_scores import ClassScoresSaver
 from cseg_monai.handlers.checkpoints import TimeLimitHandler, latest_checkpoint
-from cseg_monai.handlers.instance_curves import InstanceCurveLogger, pooled_curve
-from cseg_monai.handlers.mlflow_logging import (
-    MLflowConfigLogger,
-    MLflowValidationLogger,
-    active_bundle_config,
-    find_run_id,
-    flatten_config,
-    class_overlay_picture,
-    instance_overlay_picture,
-    overlay_picture,
-)
+from cseg_monai.handlers.class_scores import ClassScoresSaver
+from cseg_monai.handlers.instance_curves import InstanceCurveLogger
+from cseg_monai.handlers.mlflow_logging import MLflowConfigLogger, MLflowValidationLogger
+from cseg_monai.handlers.progress import ProgressBarHandler, RunProgressHandler
+from cseg_monai.handlers.validation import FinalValidationHandler
 
 __all__ = [
-    "InstanceCurveLogger",
-    "pooled_curve",
-    "instance_overlay_picture",
     "ClassScoresSaver",
     "FinalValidationHandler",
+    "InstanceCurveLogger",
     "MLflowConfigLogger",
     "MLflowValidationLogger",
     "ProgressBarHandler",
+    "RunProgressHandler",
     "TimeLimitHandler",
-    "active_bundle_config",
-    "find_run_id",
-    "flatten_config",
     "latest_checkpoint",
-    "overlay_picture",
-    "class_overlay_picture",
 ]

@@ -7,6 +7,8 @@ import re
 import time
 from pathlib import Path
 
+from ignite.engine import Events
+
 __all__ = ["latest_checkpoint", "TimeLimitHandler"]
 
 _EPOCH = re.compile(r"epoch=(\d+)")
@@ -60,8 +62,6 @@ class TimeLimitHandler:
         self._start: float | None = None
 
     def attach(self, engine) -> None:
-        from ignite.engine import Events
-
         if self.limit_s is None:
             return
         engine.add_event_handler(Events.STARTED, self._started)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ignite.engine import Engine, Events
 
 from cseg_monai.data.writers import atomic_path
+from cseg_monai.tracking import RunLookup
 
 __all__ = ["ClassScoresSaver"]
 
@@ -64,9 +65,7 @@ class ClassScoresSaver:
         self.output_dir = Path(output_dir)
         self.mlflow = None
         if mlflow_enabled:
-            from cseg_monai.handlers.mlflow_logging import _RunLookup
-
-            self.mlflow = _RunLookup(tracking_uri, experiment_name, run_name)
+            self.mlflow = RunLookup(tracking_uri, experiment_name, run_name)
         self.prefix = prefix
 
     def attach(self, engine: Engine) -> None:

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine, Events
 
-__all__ = ["InstanceCurveLogger", "pooled_curve"]
+from cseg_monai.data.writers import atomic_path
+from cseg_monai.metrics.instances import pooled_curve
+from cseg_monai.tracking import RunLookup
+from cseg_monai.visualisation import f1_iou_plot
 
-logger = logging.getLogger(__name__)
-
-
-def pooled_curve(items: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """F1 / precision / recall per IoU threshold with TP, FP, FN summed over items.
-
-    Example:
-        >>> pooled_curve([{"thresholds": [0.5], "tp": [2], "fp": [0], "fn": [2]}])["f1"]
-        [0.6666666666666666]
-    """
-    if not items:
-        raise ValueError("no items to pool")
-    ths = items[0]["thresholds"]
-    out: dict[str, list[float]] = {"thresholds": list(ths), "f1": [], "precision": [], "recall": []}
-    for k in range(len(ths)):
-        tp = sum(s["tp"][k] for s in items)
-        fp = sum(s["fp"][k] for s in items)
-        fn = sum(s["fn"][k] for s in items)
-        out["f1"].append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
-        out["precision"].append(tp / (tp + fp) if tp + fp else 1.0)
-        out["recall"].append(tp / (tp + fn) if tp + fn else 1.0)
-    return out
+__all__ = ["InstanceCurveLogger"]
 
 
 class InstanceCurveLogger:
@@ -59,17 +40,12 @@ class InstanceCurveLogger:
         self.metric, self.plot_dir, self.label = metric, Path(output_dir) / "plots", label
         self.lookup = None
         if tracking_uri is not None and experiment_name is not None:
-            from cseg_monai.handlers.mlflow_logging import _RunLookup
-
-            self.lookup = _RunLookup(tracking_uri, experiment_name, run_name)
+            self.lookup = RunLookup(tracking_uri, experiment_name, run_name)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        from cseg_monai.data.writers import atomic_path
-        from cseg_monai.metrics.instances import f1_iou_plot
-
         items = getattr(self.metric, "items", [])
         if not items:
             return
@@ -80,10 +56,5 @@ class InstanceCurveLogger:
         with atomic_path(png.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(curve, indent=2) + "\n")
         if self.lookup is not None:
-            run_id = self.lookup.run_id()
-            if run_id:
-                try:
-                    self.lookup.client.log_artifact(run_id, str(png), artifact_path="plots")
-                    self.lookup.client.log_artifact(run_id, str(png.with_suffix(".json")), artifact_path="plots")
-                except Exception as err:  # tracking must never stop a run
-                    logger.warning("could not log the F1-vs-IoU curve to MLflow: %s", err)
+            self.lookup.log_artifact(png, artifact_path="plots")
+            self.lookup.log_artifact(png.with_suffix(".json"), artifact_path="plots")

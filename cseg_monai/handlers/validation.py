@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ignite.engine import Events
+
 __all__ = ["FinalValidationHandler"]
 
 
@@ -27,8 +29,6 @@ class FinalValidationHandler:
         self.validator = validator
 
     def attach(self, engine) -> None:
-        from ignite.engine import Events
-
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine) -> None:

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from monai.inferers import Inferer
 from torch import nn
 
+from cseg_monai.common.tiling import iter_blocks, reflect_indices
 from cseg_monai.networks.blocks import (
     CentreCrop,
     ConcatResidual,
@@ -102,26 +103,6 @@ def _tuple(value: int | Sequence[int], n: int) -> Ints:
     return out * n if len(out) == 1 else out
 
 
-def reflect_indices(n: int, start: int, stop: int) -> torch.Tensor:
-    """Source indices of positions ``start .. stop - 1`` of an axis of length ``n`` under reflect padding.
-
-    Mirrors without repeating the edge voxel (period ``2 * (n - 1)``), repeatedly where the
-    range reaches further than ``n - 1`` beyond the axis; a length-1 axis is replicated.
-
-    Example:
-        >>> reflect_indices(4, -3, 7).tolist()
-        [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
-    """
-    if n < 1:
-        raise ValueError(f"axis length must be >= 1, got {n}")
-    idx = torch.arange(start, stop, dtype=torch.long)
-    if n == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (n - 1)
-    idx = torch.remainder(idx, period)
-    return torch.where(idx >= n, period - idx, idx)
-
-
 def _gather_box(volume: torch.Tensor, starts: Sequence[int], stops: Sequence[int]) -> torch.Tensor:
     """``volume``'s reflect-padded box ``[starts, stops)`` over the spatial axes (original coordinates)."""
     out = volume
@@ -129,7 +110,7 @@ def _gather_box(volume: torch.Tensor, starts: Sequence[int], stops: Sequence[int
         n = volume.shape[2 + axis]
         if a == 0 and b == n:
             continue
-        out = out.index_select(2 + axis, reflect_indices(n, a, b).to(volume.device))
+        out = out.index_select(2 + axis, torch.from_numpy(reflect_indices(n, a, b)).to(volume.device))
     return out
 
 
@@ -423,7 +404,7 @@ def centre_voxel_per_patch(
                     view = [1] * (n + 1)
                     view[1 + axis] = patch[axis]
                     offs = torch.arange(patch[axis], device=device)
-                    index.append((c[:, axis].view(-1, *([1] * n)) + offs.view(view)))
+                    index.append(c[:, axis].view(-1, *([1] * n)) + offs.view(view))
                 patches = padded[tuple(index)]  # (B, C, V, *patch)
                 patches = patches.transpose(0, 1).flatten(1, 2).transpose(0, 1)  # (B*V, C, *patch)
                 out = net(patches).reshape(b_count, -1, net.n_classes)  # (B, V, n_classes)
@@ -538,12 +519,9 @@ class CentreVoxelInferer(Inferer):
         before = tuple(p // 2 for p in dense.patch_size)
         out = torch.empty((inputs.shape[0], dense.n_classes) + shape, dtype=dtype, device=inputs.device)
         with torch.no_grad():
-            for starts in itertools.product(*(range(0, s, b) for s, b in zip(shape, block, strict=True))):
-                stops = [min(a + b, s) for a, b, s in zip(starts, block, shape, strict=True)]
-                lo = [a - h for a, h in zip(starts, before, strict=True)]
-                hi = [e - h + r for e, h, r in zip(stops, before, dense.reach, strict=True)]
-                x = _gather_box(inputs, lo, hi).to(device=device, dtype=dtype)
-                y = dense(x)
-                region = (slice(None), slice(None)) + tuple(slice(a, e) for a, e in zip(starts, stops, strict=True))
-                out[region] = y.to(inputs.device)
+            # the receptive field reaches p // 2 before and reach - p // 2 after each output voxel
+            halo = tuple((h, r - h) for h, r in zip(before, dense.reach, strict=True))
+            for piece in iter_blocks(shape, block, halo, clip=False):
+                x = _gather_box(inputs, *zip(*piece.outer)).to(device=device, dtype=dtype)
+                out[(slice(None), slice(None)) + piece.core_slices] = dense(x).to(inputs.device)
         return out

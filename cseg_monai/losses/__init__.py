@@ -1,7 +1,6 @@
 """Losses: voxel-wise classification with sparse labels (ignore index); weighted BCE + Dice for boundaries."""
 
-from cseg_monai.losses.classification import DEFAULT_IGNORE_INDEX, FocalLoss, MaskedCrossEntropyLoss
-
 from cseg_monai.losses.boundary import WeightedBCEDiceLoss
+from cseg_monai.losses.classification import FocalLoss, MaskedCrossEntropyLoss
 
-__all__ = ["DEFAULT_IGNORE_INDEX", "MaskedCrossEntropyLoss", "FocalLoss", "WeightedBCEDiceLoss"]
+__all__ = ["MaskedCrossEntropyLoss", "FocalLoss", "WeightedBCEDiceLoss"]

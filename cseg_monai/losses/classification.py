@@ -11,7 +11,7 @@ Shapes accepted by both losses:
 * ``target`` (integer class ids): ``(B, *spatial)``, MONAI-style ``(B, 1, *spatial)``,
   or ``(M,)`` / ``(M, 1)`` for ``(M, C)`` logits.
 
-The default ignore index is :data:`DEFAULT_IGNORE_INDEX` ``= 255``: the project stores
+The default ignore index is :data:`cseg_monai.common.constants.IGNORE_INDEX` ``= 255``: the project stores
 semantic label volumes as ``uint8`` class ids (see :mod:`cseg_monai.data.phantom`), and
 255 is the largest ``uint8`` value, so a sparse label stack can mark its undefined
 voxels in the file itself, without a dtype change or a remapping transform (torch's
@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DEFAULT_IGNORE_INDEX", "MaskedCrossEntropyLoss", "FocalLoss"]
+from cseg_monai.common.constants import IGNORE_INDEX
 
-#: value of the unlabelled ("undefined") voxels in label volumes; fits ``uint8`` labels
-DEFAULT_IGNORE_INDEX: int = 255
+__all__ = ["MaskedCrossEntropyLoss", "FocalLoss"]
+
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -138,7 +138,7 @@ class MaskedCrossEntropyLoss(nn.Module):
 
     Args:
         ignore_index: target value of unlabelled voxels, excluded from the loss; any int,
-            default :data:`DEFAULT_IGNORE_INDEX` (255).
+            default :data:`~cseg_monai.common.constants.IGNORE_INDEX` (255).
         weight: optional per-class weights (length ``C``, finite, non-negative).
         label_smoothing: in ``[0, 1]``, as in torch.
         reduction: ``"mean"`` (over labelled voxels), ``"sum"`` or ``"none"`` (a loss per
@@ -157,7 +157,7 @@ class MaskedCrossEntropyLoss(nn.Module):
 
     def __init__(
         self,
-        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        ignore_index: int = IGNORE_INDEX,
         weight: Sequence[float] | torch.Tensor | None = None,
         label_smoothing: float = 0.0,
         reduction: str = "mean",
@@ -217,7 +217,7 @@ class FocalLoss(nn.Module):
     Args:
         gamma: focusing parameter, ``>= 0`` (0 = cross entropy).
         ignore_index: target value of unlabelled voxels, excluded from the loss; any int,
-            default :data:`DEFAULT_IGNORE_INDEX` (255).
+            default :data:`~cseg_monai.common.constants.IGNORE_INDEX` (255).
         alpha: optional per-class weights (length ``C``, finite, non-negative).
         reduction: ``"mean"`` (over labelled voxels), ``"sum"`` or ``"none"`` (a loss per
             voxel shaped like the squeezed target, 0 at ignored voxels).
@@ -235,7 +235,7 @@ class FocalLoss(nn.Module):
     def __init__(
         self,
         gamma: float = 2.0,
-        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        ignore_index: int = IGNORE_INDEX,
         alpha: Sequence[float] | torch.Tensor | None = None,
         reduction: str = "mean",
     ) -> None:

@@ -48,10 +48,19 @@ __all__ += [
 from cseg_monai.metrics.instances import (  # noqa: E402
     DEFAULT_IOU_THRESHOLDS,
     InstanceScoresMetric,
-    f1_iou_plot,
+    detection_scores,
     instance_scores,
     iou_matrix,
     match_at,
+    pooled_curve,
 )
 
-__all__ += ["DEFAULT_IOU_THRESHOLDS", "InstanceScoresMetric", "f1_iou_plot", "instance_scores", "iou_matrix", "match_at"]
+__all__ += [
+    "DEFAULT_IOU_THRESHOLDS",
+    "InstanceScoresMetric",
+    "detection_scores",
+    "instance_scores",
+    "iou_matrix",
+    "match_at",
+    "pooled_curve",
+]

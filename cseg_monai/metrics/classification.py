@@ -2,7 +2,7 @@
 
 Organelle classification assigns every voxel one of ``n_classes`` classes. Labels are
 sparse: voxels whose target equals ``ignore_index`` (default 255, see
-:data:`cseg_monai.losses.DEFAULT_IGNORE_INDEX`; any int is accepted) are removed before
+:data:`cseg_monai.common.constants.IGNORE_INDEX`; any int is accepted) are removed before
 scoring, so they never change a score. All remaining voxels of all images are POOLED
 (one big set of voxels), then scored with scikit-learn:
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import warnings
-
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,8 +36,12 @@ import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import accuracy_score, average_precision_score, cohen_kappa_score, f1_score
 
 from cseg_monai.metrics._tensors import to_numpy as _to_numpy
+
+from cseg_monai.common.constants import IGNORE_INDEX
 
 __all__ = [
     "classification_scores",
@@ -49,7 +52,6 @@ __all__ = [
     "KappaMetric",
 ]
 
-_DEFAULT_IGNORE_INDEX = 255  # == cseg_monai.losses.DEFAULT_IGNORE_INDEX (kept local: no torch.nn import cycle)
 _PROB_TOL = 1e-4  # slack for probabilities slightly outside [0, 1] (float rounding)
 
 
@@ -138,9 +140,6 @@ def _flatten_valid(
 # --------------------------------------------------------------------------- scores
 def _scores_from_flat(probs: np.ndarray, target: np.ndarray, n_classes: int) -> dict[str, Any]:
     """Scores of validated, pooled ``probs`` ``(N, C)`` and ``target`` ``(N,)``, ``N >= 1``."""
-    from sklearn.exceptions import UndefinedMetricWarning
-    from sklearn.metrics import accuracy_score, average_precision_score, cohen_kappa_score, f1_score
-
     pred = probs.argmax(axis=1)
     labels = np.arange(n_classes)
     counts = np.bincount(target, minlength=n_classes)
@@ -170,7 +169,7 @@ def classification_scores(
     probs: Any,
     target: Any,
     n_classes: int,
-    ignore_index: int = _DEFAULT_IGNORE_INDEX,
+    ignore_index: int = IGNORE_INDEX,
     from_logits: bool = False,
 ) -> dict[str, Any]:
     """Accuracy, F1, average precision and Cohen's kappa pooled over the labelled voxels.
@@ -295,7 +294,7 @@ class PooledClassificationMetric(Metric):
         self,
         n_classes: int,
         key: str = "macro_f1",
-        ignore_index: int = _DEFAULT_IGNORE_INDEX,
+        ignore_index: int = IGNORE_INDEX,
         from_logits: bool = False,
         max_voxels: int | None = None,
         seed: int = 0,

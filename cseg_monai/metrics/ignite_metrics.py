@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +37,6 @@ from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
 from cseg_monai.metrics._tensors import to_numpy as _to_numpy
-
 from cseg_monai.metrics.membrane import (
     _check_binary,
     _check_probability,

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,10 +32,20 @@ import numpy as np
 import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
+from scipy.optimize import linear_sum_assignment
+from skimage.metrics import adapted_rand_error, variation_of_information
 
 from cseg_monai.metrics._tensors import to_numpy
 
-__all__ = ["DEFAULT_IOU_THRESHOLDS", "InstanceScoresMetric", "f1_iou_plot", "instance_scores", "iou_matrix", "match_at"]
+__all__ = [
+    "DEFAULT_IOU_THRESHOLDS",
+    "InstanceScoresMetric",
+    "detection_scores",
+    "instance_scores",
+    "iou_matrix",
+    "match_at",
+    "pooled_curve",
+]
 
 DEFAULT_IOU_THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 
@@ -83,8 +92,6 @@ def match_at(iou: np.ndarray, threshold: float) -> tuple[int, int, int]:
         >>> match_at(np.array([[0.9, 0.6], [0.55, 0.0]]), 0.5)
         (2, 0, 0)
     """
-    from scipy.optimize import linear_sum_assignment
-
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"IoU threshold must lie in (0, 1], got {threshold}")
     n_t, n_p = iou.shape
@@ -113,8 +120,6 @@ def instance_scores(
         threshold), ``"n_true"``, ``"n_pred"``, ``"merges"``, ``"splits"``, ``"arand"``,
         ``"voi_split"``, ``"voi_merge"``, ``"voi"``.
     """
-    from skimage.metrics import adapted_rand_error, variation_of_information
-
     t, p = _check_pair(truth, pred)
     ths = [float(x) for x in thresholds]
     if any(not 0.0 < x <= 1.0 for x in ths):
@@ -126,9 +131,10 @@ def instance_scores(
         out["tp"].append(tp)
         out["fp"].append(fp)
         out["fn"].append(fn)
-        out["precision"].append(tp / (tp + fp) if tp + fp else 1.0)
-        out["recall"].append(tp / (tp + fn) if tp + fn else 1.0)
-        out["f1"].append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
+        precision, recall, f1 = detection_scores(tp, fp, fn)
+        out["precision"].append(precision)
+        out["recall"].append(recall)
+        out["f1"].append(f1)
     n_t, n_p = iou.shape
     out["n_true"], out["n_pred"] = int(n_t), int(n_p)
     if n_t and n_p:
@@ -152,31 +158,41 @@ def instance_scores(
     return out
 
 
-def f1_iou_plot(curves: dict[str, dict[str, Any]], path: str | os.PathLike, title: str = "F1 vs IoU threshold") -> str:
-    """Write a PNG of F1 against the IoU threshold, one line per entry of ``curves``
-    (``name -> instance_scores(...)``); return the path (written atomically)."""
-    import matplotlib
+def detection_scores(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """``(precision, recall, F1)`` of matched counts; each is 1.0 where it has nothing to count.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Example:
+        >>> detection_scores(2, 0, 2)
+        (1.0, 0.5, 0.6666666666666666)
+    """
+    return (
+        tp / (tp + fp) if tp + fp else 1.0,
+        tp / (tp + fn) if tp + fn else 1.0,
+        2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+    )
 
-    from cseg_monai.data.writers import atomic_path
 
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
-    for name, scores in curves.items():
-        ax.plot(scores["thresholds"], scores["f1"], marker="o", label=name)
-    ax.set_xlabel("IoU threshold")
-    ax.set_ylabel("F1")
-    ax.set_ylim(0, 1.02)
-    ax.set_xlim(0.05, 0.95)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return str(path)
+def pooled_curve(items: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """F1 / precision / recall per IoU threshold with TP, FP, FN summed over items (:func:`instance_scores` outputs).
+
+    Pooling counts volumes by their objects, not one vote each.
+
+    Example:
+        >>> pooled_curve([{"thresholds": [0.5], "tp": [2], "fp": [0], "fn": [2]}])["f1"]
+        [0.6666666666666666]
+    """
+    if not items:
+        raise ValueError("no items to pool")
+    ths = list(items[0]["thresholds"])
+    if any(list(s["thresholds"]) != ths for s in items):
+        raise ValueError("items to pool must share their IoU thresholds")
+    out: dict[str, list[float]] = {"thresholds": ths, "f1": [], "precision": [], "recall": []}
+    for k in range(len(ths)):
+        precision, recall, f1 = detection_scores(*(sum(s[c][k] for s in items) for c in ("tp", "fp", "fn")))
+        out["f1"].append(f1)
+        out["precision"].append(precision)
+        out["recall"].append(recall)
+    return out
 
 
 class InstanceScoresMetric(Metric):
@@ -194,7 +210,7 @@ class InstanceScoresMetric(Metric):
     * ``score="arand"`` / ``"voi"``: the mean over items.
 
     The per-item :func:`instance_scores` of the last epoch are kept in ``self.items`` (for the
-    F1-vs-IoU picture of :func:`f1_iou_plot`).
+    F1-vs-IoU picture of :func:`cseg_monai.visualisation.f1_iou_plot`).
 
     Example:
         >>> m = InstanceScoresMetric(score="f1", iou=0.5)
@@ -244,12 +260,7 @@ class InstanceScoresMetric(Metric):
             ]  # fmt: skip
             if not ks:
                 raise NotComputableError("mean_f1 needs IoU thresholds >= 0.5")
-            f1s = []
-            for k in ks:
-                tp = sum(s["tp"][k] for s in self.items)
-                fp = sum(s["fp"][k] for s in self.items)
-                fn = sum(s["fn"][k] for s in self.items)
-                f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0)
-            return float(np.mean(f1s))
+            f1 = pooled_curve(self.items)["f1"]
+            return float(np.mean([f1[k] for k in ks]))
         values = [s[self.score] for s in self.items if np.isfinite(s[self.score])]
         return float(np.mean(values)) if values else float("nan")

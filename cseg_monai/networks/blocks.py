@@ -10,7 +10,9 @@ strides by dilations:
 * :class:`LayerNormChannelsFirst`, :class:`LayerScale` and :class:`DropPath` are per-voxel
   (point-wise) operations and need no rewriting.
 
-No block pools, reshapes or flattens activations inside ``forward``.
+No block pools, reshapes or flattens activations inside ``forward``. Every block (and every
+net built from them) compiles with ``torch.jit.script``; error messages in ``forward`` format
+shapes with :func:`format_shape`, which TorchScript can compile, instead of ``tuple(x.shape)``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "DropPath",
     "Residual",
     "ConcatResidual",
+    "format_shape",
     "conv_type",
     "max_pool_type",
     "avg_pool_type",
@@ -41,6 +44,21 @@ IntOrSeq = int | Sequence[int]
 
 NORMS = ("batch", "layer", "none")
 ACTS = ("leakyrelu", "gelu", "none")
+
+
+def format_shape(shape: list[int]) -> str:
+    """``shape`` written as ``str(tuple(shape))`` does, e.g. ``(1, 2, 3)``; TorchScript-compatible.
+
+    ``forward`` methods use it in error messages: ``tuple(x.shape)`` does not compile with
+    ``torch.jit.script``, and ``str(x.shape)`` would read ``torch.Size([...])`` in eager mode.
+
+    Example:
+        >>> format_shape(torch.zeros(1, 2, 3).shape), format_shape([5]), format_shape([])
+        ('(1, 2, 3)', '(5,)', '()')
+    """
+    if len(shape) == 1:
+        return "(" + str(shape[0]) + ",)"
+    return "(" + ", ".join([str(n) for n in shape]) + ")"
 
 
 def _check_dims(spatial_dims: int) -> None:
@@ -268,9 +286,15 @@ class CentreCrop(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != len(self.crop) + 2:
-            raise ValueError(f"CentreCrop{self.crop} expects {len(self.crop) + 2}-D input, got {tuple(x.shape)}")
-        index = (slice(None), slice(None)) + tuple(slice(c, n - c) for c, n in zip(self.crop, x.shape[2:]))
-        return x[index]
+            raise ValueError(
+                f"CentreCrop{format_shape(self.crop)} expects {len(self.crop) + 2}-D input, got {format_shape(x.shape)}"
+            )
+        # x[:, :, c0:n0-c0, c1:n1-c1, ...] written with narrow (TorchScript has no tuples of slices);
+        # start and length are clamped as slicing clamps them, so too short axes become empty.
+        for axis, c in enumerate(self.crop):
+            n = x.shape[axis + 2]
+            x = x.narrow(axis + 2, min(c, n), max(n - 2 * c, 0))
+        return x
 
     def extra_repr(self) -> str:
         return f"crop={self.crop}"

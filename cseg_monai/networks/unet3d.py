@@ -13,7 +13,7 @@ Layer table (``f_maps=32``, ``levels=4``, ``in_channels=1``, ``out_channels=2``)
 first conv of an encoder halves the target channels, as there); up-sampling is
 nearest-neighbour interpolation to the skip's size, then concatenation. ``pool`` may be
 anisotropic, e.g. ``(1, 2, 2)`` for volumes of few, thick sections (5-plane CTC stacks):
-then z is never pooled and any depth works.
+then z is never pooled and any depth works. The net compiles with ``torch.jit.script``.
 
 Example:
     >>> net = UNet3D(in_channels=1, out_channels=2, f_maps=8, levels=3).eval()
@@ -28,6 +28,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cseg_monai.networks.blocks import format_shape
 
 __all__ = ["UNet3D"]
 
@@ -71,7 +73,9 @@ class UNet3D(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 1 or f_maps < 1 or levels < 2:
-            raise ValueError(f"need in/out channels >= 1, f_maps >= 1 and levels >= 2, got {in_channels}, {out_channels}, {f_maps}, {levels}")
+            raise ValueError(
+                f"need in/out channels >= 1, f_maps >= 1 and levels >= 2, got {in_channels}, {out_channels}, {f_maps}, {levels}"
+            )
         self.pool = (pool,) * 3 if isinstance(pool, int) else tuple(int(p) for p in pool)
         if len(self.pool) != 3 or min(self.pool) < 1:
             raise ValueError(f"pool must be an int or 3 ints >= 1, got {pool!r}")
@@ -89,11 +93,13 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 5:
-            raise ValueError(f"UNet3D expects (batch, channels, Z, Y, X), got shape {tuple(x.shape)}")
+            raise ValueError(f"UNet3D expects (batch, channels, Z, Y, X), got shape {format_shape(x.shape)}")
         skips = []
         for k, enc in enumerate(self.encoders):
             if k:
-                kernel = tuple(p if s >= p else 1 for p, s in zip(self.pool, x.shape[2:]))  # never pool a size-1 axis away
+                kernel: list[int] = []  # never pool a size-1 axis away
+                for axis, p in enumerate(self.pool):  # (a loop, not zip: TorchScript-compatible)
+                    kernel.append(p if x.shape[axis + 2] >= p else 1)
                 x = F.max_pool3d(x, kernel, ceil_mode=True)
             x = enc(x)
             skips.append(x)

@@ -1,4 +1,4 @@
-"""Post-processing of network outputs: dense CRF (and, later, watershed, agglomeration, morphology)."""
+"""Post-processing of network outputs: the dense CRF; watershed, region graphs, multicut and agglomeration for instances."""
 
 from cseg_monai.postprocessing.crf import (
     BACKENDS,
@@ -11,6 +11,7 @@ from cseg_monai.postprocessing.crf import (
     mean_field_energy,
     organelle_compatibility,
 )
+from cseg_monai.postprocessing.instance_transforms import BoundaryToInstancesd
 from cseg_monai.postprocessing.instances import (
     METHODS,
     check_filter_limits,
@@ -24,20 +25,8 @@ from cseg_monai.postprocessing.instances import (
     watershed_supervoxels,
 )
 
-# the workflows pull in MONAI and the data readers: imported on first use, so that the CRF
-# alone stays light (``from cseg_monai.postprocessing import DenseCRF``)
-_WORKFLOW_NAMES = ("CRFEvaluation", "CRFInference", "crf_datalist", "load_probabilities", "organelle_crf_datalist")
-
-
-def __getattr__(name: str):
-    if name in _WORKFLOW_NAMES:
-        from cseg_monai.postprocessing import crf_workflow
-
-        return getattr(crf_workflow, name)
-    raise AttributeError(f"module 'cseg_monai.postprocessing' has no attribute {name!r}")
-
-
 __all__ = [
+    "BoundaryToInstancesd",
     "METHODS",
     "check_filter_limits",
     "edge_costs",
@@ -48,11 +37,6 @@ __all__ = [
     "region_adjacency",
     "segment_instances",
     "watershed_supervoxels",
-    "CRFEvaluation",
-    "CRFInference",
-    "crf_datalist",
-    "load_probabilities",
-    "organelle_crf_datalist",
     "BACKENDS",
     "ORGANELLE_CLASSES",
     "CRFParams",

@@ -35,7 +35,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import bioimage_cpp as bic
+import elf.segmentation.features as feats
+import elf.segmentation.watershed as elf_ws
 import numpy as np
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.segmentation import relabel_sequential, watershed
+
+from cseg_monai.common.checks import check_instance_ids
 
 __all__ = [
     "METHODS",
@@ -99,8 +107,6 @@ def watershed_supervoxels(
         spacing: physical voxel size per axis (anisotropic distance transform), None = 1.
         mask: optional boolean foreground; voxels outside get id 0.
     """
-    import elf.segmentation.watershed as elf_ws
-
     b = _check_boundary(boundary)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -129,10 +135,6 @@ def _masked_watershed(
     rim. Here seeds and flooding stay inside the mask, and mask components no seed reaches get
     their own id.
     """
-    from scipy import ndimage
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
     if not mask.any():
         return np.zeros(b.shape, np.uint64)
     dt = ndimage.distance_transform_edt(b <= threshold, sampling=pitch).astype(np.float32)
@@ -157,7 +159,6 @@ def _masked_watershed(
     if missed.any():
         extra, _ = ndimage.label(missed)
         seg = np.where(missed, extra + seg.max(), seg)
-    from skimage.segmentation import relabel_sequential
 
     return relabel_sequential(seg)[0].astype(np.uint64)
 
@@ -169,8 +170,6 @@ def region_adjacency(segmentation: np.ndarray, boundary: np.ndarray) -> tuple[An
         ``(rag, uv_ids (E, 2), mean_boundary (E,), contact_size (E,))``; node ids are the
         segmentation ids (0 is a node too when present).
     """
-    import elf.segmentation.features as feats
-
     seg = np.asarray(segmentation)
     b = _check_boundary(boundary)
     if seg.shape != b.shape:
@@ -222,8 +221,6 @@ def multicut(n_nodes: int, uv_ids: np.ndarray, costs: np.ndarray, solver: str = 
         >>> multicut(3, np.array([[0, 1], [0, 2], [1, 2]]), np.array([5.0, -1.0, -1.0])).tolist()
         [0, 0, 1]
     """
-    import bioimage_cpp as bic
-
     uv = np.asarray(uv_ids, dtype=np.int64).reshape(-1, 2)
     c = np.asarray(costs, dtype=np.float64)
     if c.shape != (len(uv),):
@@ -311,26 +308,6 @@ def mean_boundary_agglomeration(
     roots = np.array([find(a) for a in range(n_nodes)], dtype=np.int64)
     _, dense = np.unique(roots, return_inverse=True)
     return dense.astype(np.int64)
-
-
-def check_instance_ids(labels: Any, name: str = "labels") -> np.ndarray:
-    """``labels`` as an array, checked to be 2D or 3D non-negative integer instance ids.
-
-    Raises:
-        ValueError: naming ``name``: not 2D/3D, not integer, negative ids.
-
-    Example:
-        >>> check_instance_ids(np.array([[0, 2], [2, 1]])).shape
-        (2, 2)
-    """
-    lab = np.asarray(labels)
-    if lab.ndim not in (2, 3):
-        raise ValueError(f"{name} must be 2D (Y, X) or 3D (Z, Y, X) instance ids, got shape {lab.shape}")
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer instance ids, got dtype {lab.dtype}")
-    if lab.size and lab.min() < 0:
-        raise ValueError(f"{name} has negative ids (ids must be non-negative)")
-    return lab
 
 
 def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
@@ -438,8 +415,6 @@ def filter_instances(
         >>> np.unique(filter_instances(lab, max_major_axis=20.0)).tolist()  # the 36-pixel bar goes
         [0, 1]
     """
-    from skimage.segmentation import relabel_sequential
-
     lab = np.asarray(labels)
     if not np.issubdtype(lab.dtype, np.integer):
         raise ValueError(f"labels must be integer ids, got {lab.dtype}")

@@ -7,10 +7,10 @@ from cseg_monai.transforms.instance_targets import (
     class_balance_weights,
     unet_weight_map,
 )
-from cseg_monai.transforms.instances import BoundaryToInstancesd, LoadInstancesd, RandPoissonNoised
+from cseg_monai.transforms.instances import LoadInstancesd, RandPoissonNoised
 from cseg_monai.transforms.io import SaveTiffd, output_stem
-from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
 from cseg_monai.transforms.labels import MembraneMaskd
+from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
 from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 
@@ -30,7 +30,6 @@ __all__ = [
     "InstanceTargetsd",
     "LoadInstancesd",
     "RandPoissonNoised",
-    "BoundaryToInstancesd",
     "boundary_target",
     "class_balance_weights",
     "unet_weight_map",

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
+from cseg_monai.common.constants import IGNORE_INDEX
 from cseg_monai.transforms.sparse_sampling import cut_box, draw_labelled_voxels, read_label_map
 
 __all__ = ["RandCentreVoxelTiled", "CentreVoxelTiled", "CentreVoxelGridd", "tile_size"]
@@ -142,7 +143,7 @@ class RandCentreVoxelTiled(Randomizable, _TileBase):
         grid_size: int | Sequence[int] = 8,
         num_samples: int = 4,
         class_balanced: bool = True,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         n_classes: int = 6,
     ) -> None:
         _TileBase.__init__(self, keys, label_key, patch_size, strides, ignore_index, n_classes)
@@ -193,7 +194,7 @@ class CentreVoxelTiled(_TileBase):
         label_key: Hashable = "label",
         patch_size: Sequence[int] = (102, 102),
         strides: Sequence[int] = (16, 16),
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         n_classes: int = 6,
         shifts: Sequence[Sequence[int]] | None = None,
     ) -> None:

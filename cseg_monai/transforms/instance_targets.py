@@ -25,15 +25,18 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import edt
 import numpy as np
 from monai.transforms import MapTransform
+from scipy import ndimage
+from skimage.segmentation import find_boundaries
+
+from cseg_monai.common.checks import check_instance_ids
 
 __all__ = ["InstanceTargetsd", "boundary_target", "class_balance_weights", "unet_weight_map"]
 
 
 def _labels(labels: Any, name: str = "labels") -> np.ndarray:
-    from cseg_monai.postprocessing.instances import check_instance_ids
-
     return check_instance_ids(labels, name)
 
 
@@ -53,8 +56,6 @@ def boundary_target(labels: np.ndarray, in_plane: bool = False) -> np.ndarray:
         >>> boundary_target(lab, in_plane=True)[:, 0].tolist()
         [[0, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]]
     """
-    from skimage.segmentation import find_boundaries
-
     lab = _labels(labels)
     if not in_plane:
         return find_boundaries(lab, connectivity=lab.ndim, mode="thick").astype(np.uint8)
@@ -102,8 +103,6 @@ def unet_weight_map(
             ``labels``); otherwise ``w_c = 1``.
         target: the 0/1 training target the class balance refers to.
     """
-    import edt
-
     lab = _labels(labels)
     if not (math.isfinite(w0) and w0 >= 0 and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"w0 must be >= 0 and sigma > 0, got w0={w0}, sigma={sigma}")
@@ -114,7 +113,6 @@ def unet_weight_map(
     d2 = np.full(lab.shape, np.inf, np.float32)
     if w0 > 0:
         reach = [int(math.ceil(3 * sigma / s)) + 1 for s in sp]
-        from scipy import ndimage
 
         boxes = ndimage.find_objects(lab)
         for index, box in enumerate(boxes, start=1):

@@ -18,27 +18,10 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from cseg_monai.data.writers import write_tiff
+from cseg_monai.data.writers import output_stem, write_tiff
 from cseg_monai.transforms._meta import source_name
 
 __all__ = ["output_stem", "SaveTiffd"]
-
-_MULTI_SUFFIXES = (".nii.gz", ".ome.tiff", ".ome.tif", ".ome.zarr")
-
-
-def output_stem(path: str | os.PathLike) -> str:
-    """The stem used to name outputs: the file name without its (image) suffix.
-
-    Example:
-        >>> output_stem("/data/slices/12.png"), output_stem("vol.nii.gz"), output_stem("a.h5::raw")
-        ('12', 'vol', 'a')
-    """
-    name = Path(str(path).split("::")[0]).name
-    for suffix in _MULTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem if "." in name else name
-
 
 class SaveTiffd(MapTransform):
     """Save ``data[key]`` as ``output_dir/STEM{suffix}.tif``; STEM comes from ``data[source_key]``.

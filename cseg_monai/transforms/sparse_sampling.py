@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, Randomizable
 
-from cseg_monai.inferers.centre_voxel import reflect_indices
+from cseg_monai.common.constants import IGNORE_INDEX
+from cseg_monai.common.tiling import reflect_indices
 
 __all__ = ["RandSparseCentreVoxelPatchd", "cut_box", "draw_labelled_voxels", "read_label_map"]
 
@@ -18,7 +19,7 @@ def cut_box(array: np.ndarray, starts: Sequence[int], size: Sequence[int], fill:
     """``array[:, starts : starts + size]`` over the spatial axes of a channel-first array.
 
     Outside the array the box is filled by reflection (``fill=None``; mirror without repeating
-    the edge, repeatedly if needed, as :func:`~cseg_monai.inferers.reflect_indices`) or with
+    the edge, repeatedly if needed, as :func:`~cseg_monai.common.tiling.reflect_indices`) or with
     the constant ``fill`` (e.g. the ignore index for labels). ``starts`` may be negative.
 
     Example:
@@ -27,7 +28,7 @@ def cut_box(array: np.ndarray, starts: Sequence[int], size: Sequence[int], fill:
     """
     spatial = array.shape[1:]
     if fill is None:
-        idx = np.ix_(*[reflect_indices(n, a, a + t).numpy() for n, a, t in zip(spatial, starts, size)])
+        idx = np.ix_(*[reflect_indices(n, a, a + t) for n, a, t in zip(spatial, starts, size)])
         return array[(slice(None),) + idx]
     out = np.full((array.shape[0],) + tuple(size), fill, dtype=array.dtype)
     src, dst = [], []
@@ -142,7 +143,7 @@ class RandSparseCentreVoxelPatchd(Randomizable, MapTransform):
         patch_size: Sequence[int] = (32, 32),
         num_samples: int = 64,
         class_balanced: bool = False,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         n_classes: int = 6,
     ) -> None:
         MapTransform.__init__(self, keys)

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+from cseg_monai.common import data_root
+from cseg_monai.workflows import bundle_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "isbi2012_em_membrane_segmentation"
 
 
 def _data_dir() -> Path:
-    base = Path(os.environ.get("CSEG_DATA_DIR", ROOT.parent / "shared" / "data"))
-    return base / "isbi2012"
+    return data_root("isbi2012")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     import torch
-    from monai.bundle import ConfigWorkflow
 
     torch.set_num_threads(args.threads)
     out = Path(args.output_dir)
@@ -60,12 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         train_override.update(max_epochs=2, val_interval=1)
 
     t0 = time.perf_counter()
-    wf = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"),
-        logging_file=str(BUNDLE / "configs" / "logging.conf"),
-        workflow_type="train",
-        **train_override,
-    )
+    wf = bundle_workflow(BUNDLE, ["train.json"], "train", **train_override)
     wf.initialize()
     wf.run()
     trainer = wf.parser.get_parsed_content("train#trainer")
@@ -75,13 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     best = out / "models" / "model.pt"
     t1 = time.perf_counter()
-    ev = ConfigWorkflow(
-        config_file=[str(BUNDLE / "configs" / "train.json"), str(BUNDLE / "configs" / "evaluate.json")],
-        logging_file=str(BUNDLE / "configs" / "logging.conf"),
-        workflow_type="eval",
-        ckpt_path=str(best),
-        **common,
-    )
+    ev = bundle_workflow(BUNDLE, ["train.json", "evaluate.json"], "eval", ckpt_path=str(best), **common)
     ev.initialize()
     ev.run()
     evaluator = ev.parser.get_parsed_content("validate#evaluator")

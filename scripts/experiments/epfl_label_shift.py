@@ -20,25 +20,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from cseg_monai.common import ORGANELLE_CLASSES, data_root
 from cseg_monai.data.datasets import epfl_ca1
 from cseg_monai.metrics import classification_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIFTS = ((1, 0), (0, 1), (1, 1), (2, 0), (0, 2))
 BORDER = 4
-CLASSES = ("cytoplasm", "membrane", "mitochondrion", "mitochondrion_membrane", "synapse", "vesicle")
+CLASSES = ORGANELLE_CLASSES
 
 
 def data_dir() -> Path:
     """``$CSEG_DATA_DIR/epfl_ca1_multiclass`` or ``../shared/data/epfl_ca1_multiclass``."""
-    base = Path(os.environ["CSEG_DATA_DIR"]) if "CSEG_DATA_DIR" in os.environ else ROOT.parent / "shared" / "data"
-    return base / "epfl_ca1_multiclass"
+    return data_root("epfl_ca1_multiclass")
 
 
 def shift_scores(labels: list[np.ndarray], dy: int, dx: int) -> dict:

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from cseg_monai.common import data_root
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_items(kind: str, dataset_dir: str, indices: list[int], prob_dir: str):
-    from cseg_monai.postprocessing import organelle_crf_datalist
-    from cseg_monai.postprocessing.crf_workflow import _load_image, load_probabilities
+    from cseg_monai.workflows.crf import _load_image, load_probabilities, organelle_crf_datalist
 
     items = []
     for item in organelle_crf_datalist(kind, dataset_dir, indices, prob_dir):
@@ -46,7 +46,7 @@ def load_items(kind: str, dataset_dir: str, indices: list[int], prob_dir: str):
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset_kind`` and ``--dataset_dir`` (default: EPFL CA1 under ``$CSEG_DATA_DIR`` or ../shared/data)."""
-    default_data = os.path.join(os.environ.get("CSEG_DATA_DIR", str(ROOT.parent / "shared" / "data")), "epfl_ca1_multiclass")
+    default_data = str(data_root("epfl_ca1_multiclass"))
     parser.add_argument("--dataset_kind", default="epfl_ca1")
     parser.add_argument("--dataset_dir", default=default_data)
 

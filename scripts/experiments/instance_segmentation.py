@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -37,9 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cseg_monai.common import data_root
+from cseg_monai.data.datasets.instances import SPLITS, datalist, load_item
+from cseg_monai.workflows import bundle_command
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from cseg_monai.data.datasets.instances import SPLITS, datalist, load_item  # noqa: E402
 
 BUNDLE = ROOT / "bundles" / "cell_instance_boundary_segmentation_3d"
 DATASETS = {"nuclei": None, "ovule": "data_ovule.json", "ctc": "data_ctc.json", "gala": "data_gala.json"}
@@ -47,8 +48,7 @@ KINDS = {"nuclei": "plantseg_nuclei", "ovule": "plantseg_ovule", "ctc": "ctc_cho
 METHODS = ("multicut", "agglomeration", "watershed")
 
 
-def _configs(names: list[str]) -> str:
-    return "[" + ",".join(f"'{BUNDLE / 'configs' / n}'" for n in names) + "]"
+
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -82,7 +82,7 @@ def _score_in_context(name: str, eval_dir: Path, z_range: tuple[int, int]) -> di
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("CSEG_DATA_DIR", ROOT.parent / "shared" / "data"))
+    return data_root()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not key:
             parser.error(f"--set wants KEY=VALUE, got {item!r}")
         overrides += [f"--{key}", value]
-    py = [sys.executable, "-m", "monai.bundle", "run"]
     results: dict = {"max_epochs": args.max_epochs, "minutes": args.minutes, "overrides": args.set, "datasets": {}}
     for name in args.datasets:
         data = [DATASETS[name]] if DATASETS[name] else []
@@ -116,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             model = Path(given[name])
             row["trained_here"] = False
         else:
-            cmd = py + ["training", "--config_file", _configs(["train.json"] + data), "--output_dir", str(out),
-                        "--max_epochs", str(args.max_epochs), "--mlflow_experiment_name", f"instances_{name}", *overrides]  # fmt: skip
+            cmd = bundle_command(BUNDLE, ["train.json"] + data, "training", extra_args=["--output_dir", str(out),
+                        "--max_epochs", str(args.max_epochs), "--mlflow_experiment_name", f"instances_{name}", *overrides])  # fmt: skip
             if args.minutes:
                 cmd += ["--time_limit_s", str(args.minutes * 60)]
             row["train_seconds"] = _run(cmd, out / "train.log")
@@ -126,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         row["model"] = str(model)
         for method in METHODS:
             eval_dir = out / f"eval_{method}"
-            cmd = py + ["evaluating", "--config_file", _configs(["train.json"] + data + ["evaluate.json"]),
+            cmd = bundle_command(BUNDLE, ["train.json"] + data + ["evaluate.json"], "evaluating", extra_args=[
                         "--output_dir", str(out), "--ckpt_path", str(model), "--eval_dir", str(eval_dir),
-                        "--instance_method", method, "--mlflow_enabled", "False", "--progress_bar", "False", *overrides]  # fmt: skip
+                        "--instance_method", method, "--mlflow_enabled", "False", "--progress_bar", "False", *overrides])  # fmt: skip
             seconds = _run(cmd, out / f"eval_{method}.log")
             with open(eval_dir / "metrics.csv") as f:
                 metrics = {r[0]: float(r[1]) for r in csv.reader(f) if len(r) >= 2 and r[0].startswith("val_")}
@@ -137,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         z_range = SPLITS[KINDS[name]]["val"].get("z")
         if z_range is not None:
             eval_dir = out / "eval_in_context"
-            cmd = py + ["evaluating", "--config_file", _configs(["train.json"] + data + ["evaluate.json"]),
+            cmd = bundle_command(BUNDLE, ["train.json"] + data + ["evaluate.json"], "evaluating", extra_args=[
                         "--output_dir", str(out), "--ckpt_path", str(model), "--eval_dir", str(eval_dir),
                         "--eval_split", "all", "--instance_method", "multicut", "--mlflow_enabled", "False",
-                        "--progress_bar", "False", *overrides]  # fmt: skip
+                        "--progress_bar", "False", *overrides])  # fmt: skip
             seconds = _run(cmd, out / "eval_in_context.log")
             row["multicut_in_context"] = {**_score_in_context(name, eval_dir, z_range), "eval_seconds": seconds}
             print(f"{name:8s} multicut, in context  " + "  ".join(

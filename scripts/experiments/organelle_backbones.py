@@ -33,6 +33,9 @@ import sys
 import time
 from pathlib import Path
 
+from cseg_monai.common import data_root
+from cseg_monai.workflows import bundle_command
+
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -56,8 +59,7 @@ def _overrides(backbone: str) -> tuple[list[str], list[str]]:
 
 
 def _cmd(run_id: str, files: list[str], args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file",
-            "[" + ",".join(f"'{f}'" for f in files) + "]", *args]
+    return bundle_command(BUNDLE, files, run_id, extra_args=args)
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 epochs on 2 slices (numbers meaningless)")
     parser.add_argument("--fresh", action="store_true", help="retrain even where a finished run exists")
     args = parser.parse_args(argv)
-    data = Path(os.environ.get("CSEG_DATA_DIR", ROOT.parent / "shared" / "data")) / "epfl_ca1_multiclass"
+    data = data_root("epfl_ca1_multiclass")
     if not data.is_dir():
         print(f"EPFL CA1 data not found at {data} (set CSEG_DATA_DIR)", file=sys.stderr)
         return 2

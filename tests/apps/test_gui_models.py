@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from cseg_monai.apps.models import find_models
-from cseg_monai.bundle_support import bundles_dir
+from cseg_monai.workflows import bundles_dir
 
 INSTANCE = "cell_instance_boundary_segmentation_3d"
 

@@ -11,6 +11,7 @@ import tifffile
 
 from cseg_monai.data.nuclei_phantom import make_nuclei_phantom, write_nuclei_dataset
 from cseg_monai.data.writers import write_tiff
+
 from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, require_data
 
 BUNDLE = BUNDLES / "cell_instance_boundary_segmentation_3d"

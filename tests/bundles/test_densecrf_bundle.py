@@ -14,6 +14,7 @@ import tifffile
 from cseg_monai.data.phantom import write_organelle_dataset
 from cseg_monai.data.writers import write_tiff
 from cseg_monai.postprocessing import CRFParams, DenseCRF, have_pydensecrf
+
 from conftest import BUNDLES, ROOT, error_chain
 
 BUNDLE = BUNDLES / "em_densecrf_postprocessing"

@@ -8,7 +8,7 @@ import tifffile
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from conftest import BUNDLES, error_chain
+from conftest import BUNDLES, bundle_workflow, error_chain
 
 CONFIGS = BUNDLES / "isbi2012_em_membrane_segmentation" / "configs"
 
@@ -91,11 +91,9 @@ def test_nan_image(load, tmp_path):
 
 
 def test_missing_dataset_dir(tmp_path):
-    from monai.bundle import ConfigWorkflow
-
     missing = tmp_path / "no_such_folder"
-    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), logging_file=False, workflow_type="train",
-                        dataset_dir=str(missing), output_dir=str(tmp_path / "out"))
+    wf = bundle_workflow(CONFIGS, ["train.json"], "train", logging_file=False, dataset_dir=str(missing),
+                         output_dir=str(tmp_path / "out"))
     wf.initialize()
     with pytest.raises(Exception) as excinfo:
         wf.run()
@@ -106,10 +104,8 @@ def test_missing_dataset_dir(tmp_path):
 
 def test_unknown_override_key_is_reported(tmp_path):
     """A typo in an override stops the run before anything is trained or written."""
-    from monai.bundle import ConfigWorkflow
-
-    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), logging_file=False, workflow_type="train",
-                        output_dir=str(tmp_path / "out"), learnig_rate=0.1)
+    wf = bundle_workflow(CONFIGS, ["train.json"], "train", logging_file=False, output_dir=str(tmp_path / "out"),
+                         learnig_rate=0.1)
     with pytest.raises(Exception) as excinfo:
         wf.initialize()
     assert "'learnig_rate' (did you mean 'learning_rate'?)" in error_chain(excinfo)

@@ -19,6 +19,7 @@ import tifffile
 import torch
 
 from cseg_monai.data.phantom import write_organelle_dataset
+
 from conftest import BUNDLES, ROOT, bundle_workflow, error_chain
 
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"

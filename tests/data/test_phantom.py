@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import doctest
 import os
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
-import cseg_monai.data.phantom as phantom_mod
 from cseg_monai.data.phantom import (
     CLASS_NAMES,
     CYTOPLASM,
@@ -372,21 +369,3 @@ def test_write_volume_dataset(tmp_path) -> None:
     assert np.array_equal(img, ref.image) and np.array_equal(sem, ref.semantic)
     assert np.array_equal(ins.astype(np.int32), ref.instances)
     assert info["layout"] == "volume" and info["n_files"] == 3
-
-
-# --------------------------------------------------------------------------- #
-# speed and docs
-# --------------------------------------------------------------------------- #
-def test_speed() -> None:
-    make_phantom((64, 64), seed=0)  # warm up imports
-    t = time.perf_counter()
-    make_phantom((512, 512), seed=0)
-    assert time.perf_counter() - t < 1.5
-    t = time.perf_counter()
-    make_phantom((64, 128, 128), seed=0)
-    assert time.perf_counter() - t < 10.0
-
-
-def test_docstring_examples() -> None:
-    result = doctest.testmod(phantom_mod, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import h5py
@@ -28,16 +27,11 @@ from cseg_monai.data import (
     list_images,
     load_image,
 )
-
-DATA_DIR = Path(os.environ.get("CSEG_DATA_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
-
+from conftest import require_data
 
 def real(rel: str) -> Path:
     """Path of a real data file, or skip the test with the reason."""
-    path = (DATA_DIR / rel).resolve()
-    if not path.exists():
-        pytest.skip(f"real data {rel} absent under {DATA_DIR} (set CSEG_DATA_DIR to the shared data folder)")
-    return path
+    return require_data(*Path(rel).parts).resolve()
 
 
 def monai_load(path, **kwargs) -> torch.Tensor:

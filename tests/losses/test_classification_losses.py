@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cseg_monai.losses import DEFAULT_IGNORE_INDEX, FocalLoss, MaskedCrossEntropyLoss
+from cseg_monai.common.constants import IGNORE_INDEX
+from cseg_monai.losses import FocalLoss, MaskedCrossEntropyLoss
 
 LN3 = math.log(3.0)
 
@@ -35,7 +36,7 @@ def _hand_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_default_ignore_index() -> None:
-    assert DEFAULT_IGNORE_INDEX == 255
+    assert IGNORE_INDEX == 255
     assert FocalLoss().ignore_index == 255 and MaskedCrossEntropyLoss().ignore_index == 255
 
 

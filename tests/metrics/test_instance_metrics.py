@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cseg_monai.metrics.instances import f1_iou_plot, instance_scores, iou_matrix, match_at
+from cseg_monai.metrics.instances import (
+    InstanceScoresMetric,
+    detection_scores,
+    instance_scores,
+    iou_matrix,
+    match_at,
+    pooled_curve,
+)
+from cseg_monai.visualisation import f1_iou_plot
 
 
 def test_iou_matrix_by_hand():
@@ -59,3 +67,40 @@ def test_empty_and_bad_inputs(tmp_path):
         instance_scores(empty, empty, thresholds=(0.0,))
     path = f1_iou_plot({"a": instance_scores(one, one)}, tmp_path / "f1.png")
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_metric_pools_counts_over_items():
+    m = InstanceScoresMetric(score="f1", iou=0.5)
+    a = np.zeros((1, 4, 8), np.int64)
+    a[0, :, :4], a[0, :, 4:] = 1, 2
+    m.update(([a, np.zeros_like(a)], [a, a]))  # item 1 perfect (2 TP), item 2 misses both (2 FN)
+    assert m.compute() == pytest.approx(2 * 2 / (2 * 2 + 0 + 2))
+    voi = InstanceScoresMetric(score="voi")
+    voi.update(([a], [a]))
+    assert voi.compute() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mean_f1_averages_the_pooled_f1_from_iou_half_up():
+    a = np.zeros((1, 4, 8), np.int64)
+    a[0, :, :4], a[0, :, 4:] = 1, 2
+    b = a.copy()
+    b[0, 0, :4] = 0  # object 1 loses a quarter: IoU 0.75
+    m = InstanceScoresMetric(score="mean_f1", thresholds=(0.1, 0.5, 0.7, 0.8, 0.9))
+    m.update(([b], [a]))
+    # thresholds >= 0.5: F1 1.0 at 0.5 and 0.7 (both match), 0.5 at 0.8 and 0.9 (only object 2)
+    assert m.compute() == pytest.approx((1.0 + 1.0 + 0.5 + 0.5) / 4)
+
+
+def test_pooled_curve_sums_counts_before_dividing():
+    items = [
+        {"thresholds": [0.5, 0.75], "tp": [2, 1], "fp": [0, 1], "fn": [0, 1]},
+        {"thresholds": [0.5, 0.75], "tp": [0, 0], "fp": [0, 0], "fn": [2, 2]},
+    ]
+    curve = pooled_curve(items)
+    assert curve["f1"] == pytest.approx([4 / 6, 2 / 6])  # not the mean of per-item F1 (0.5 and 0.25)
+    assert curve["precision"] == pytest.approx([1.0, 0.5]) and curve["recall"] == pytest.approx([0.5, 0.25])
+    assert detection_scores(0, 0, 0) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="share their IoU thresholds"):
+        pooled_curve([items[0], {**items[1], "thresholds": [0.5, 0.9]}])
+    with pytest.raises(ValueError, match="no items"):
+        pooled_curve([])

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import doctest
 import math
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +20,8 @@ from cseg_monai.metrics import (
     pixel_error,
     rand_scores,
 )
-from cseg_monai.metrics import membrane as membrane_module
 from cseg_monai.metrics.membrane import _thin2d
+from conftest import require_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -407,46 +404,9 @@ def test_isbi_stack_mean_over_slices_then_max():
     assert r["v_rand_threshold"] == 0.2
 
 
-def _synthetic_membrane(size: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Voronoi-like cell boundaries and a blurred, noisy membrane probability."""
-    rng = np.random.default_rng(seed)
-    seeds = np.zeros((size, size), np.int32)
-    pts = rng.integers(0, size, size=(150, 2))
-    seeds[pts[:, 0], pts[:, 1]] = np.arange(1, 151)
-    _, (iy, ix) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
-    cells = seeds[iy, ix]
-    target = (ndi.maximum_filter(cells, 3) != ndi.minimum_filter(cells, 3)).astype(np.uint8)
-    prob = ndi.gaussian_filter(target.astype(float), 2.5)
-    prob = np.clip(prob / prob.max() + rng.normal(0, 0.15, prob.shape), 0, 1)
-    return prob, target
-
-
-def test_isbi_scores_runtime_512():
-    prob, target = _synthetic_membrane()
-    t0 = time.perf_counter()
-    r = isbi_scores(prob, target)  # 19 thresholds, thinning
-    elapsed = time.perf_counter() - t0
-    assert 0.0 < r["v_rand"] < 1.0 and 0.0 < r["v_info"] < 1.0
-    assert elapsed < 2.0, f"isbi_scores on 512 x 512 took {elapsed:.2f} s"
-
-
-def test_docstring_examples():
-    result = doctest.testmod(membrane_module, extraglobs={"np": np}, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 # --------------------------------------------------------------------------- real data
-def _isbi_label_path() -> Path | None:
-    candidates = [REPO / ".." / "shared" / "data" / "isbi2012" / "train" / "label" / "0.png"]
-    if os.environ.get("CSEG_DATA_DIR"):
-        candidates.insert(0, Path(os.environ["CSEG_DATA_DIR"]) / "isbi2012" / "train" / "label" / "0.png")
-    return next((p for p in candidates if p.is_file()), None)
-
-
 def test_real_isbi_label():
-    path = _isbi_label_path()
-    if path is None:
-        pytest.skip("ISBI 2012 label 0.png not found in ../shared/data/isbi2012 or $CSEG_DATA_DIR/isbi2012")
+    path = require_data("isbi2012", "train", "label", "0.png")
     from PIL import Image
 
     label = np.asarray(Image.open(path).convert("L"))

@@ -11,8 +11,8 @@ from scipy import ndimage
 
 from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.postprocessing import (
-    edge_costs,
     check_filter_limits,
+    edge_costs,
     filter_instances,
     major_axis_lengths,
     mean_boundary_agglomeration,
@@ -21,6 +21,7 @@ from cseg_monai.postprocessing import (
     segment_instances,
     watershed_supervoxels,
 )
+
 from conftest import require_data
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -11,11 +10,6 @@ import torch
 from cseg_monai.inferers import centre_voxel_per_patch
 from cseg_monai.networks import build_centre_voxel_net
 from cseg_monai.transforms import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
-from cseg_monai.transforms import centre_voxel_tiles
-
-
-def test_doctests():
-    assert doctest.testmod(centre_voxel_tiles, raise_on_error=False).failed == 0
 
 
 @pytest.mark.parametrize(

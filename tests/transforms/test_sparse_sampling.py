@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -77,15 +76,6 @@ def test_determinism():
         t.set_random_state(seed=7)
         runs.append(torch.stack([o["centre"] for o in t({"image": img, "label": lab})]))
     assert torch.equal(runs[0], runs[1])
-
-
-def test_speed():
-    img, lab = _data((15, 256, 256), planes=(3, 10))
-    t = RandSparseCentreVoxelPatchd(patch_size=(32, 32, 32), num_samples=64)
-    t({"image": img[:1], "label": lab})
-    start = time.perf_counter()
-    t({"image": img[:1], "label": lab})
-    assert time.perf_counter() - start < 0.2
 
 
 def test_errors():

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from cseg_monai.data.readers import list_images, load_image
-from cseg_monai.losses import DEFAULT_IGNORE_INDEX
+from cseg_monai.common.constants import IGNORE_INDEX
 
 __all__ = [
     "SOURCE_URL",
@@ -72,7 +72,7 @@ LABEL_CODE_TO_CLASS = {
     64: 1,
     96: 1,
     128: 1,
-    159: DEFAULT_IGNORE_INDEX,
+    159: IGNORE_INDEX,
     191: 2,
     223: 4,
     255: 0,

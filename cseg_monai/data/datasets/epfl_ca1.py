@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cseg_monai.common.constants import ORGANELLE_CLASSES  # re-exported: the class names of this set
 from cseg_monai.data.readers import list_images, load_image
 
 __all__ = [
@@ -57,8 +58,6 @@ __all__ = [
 ]
 
 RAW_SOURCE_URL = "https://www.epfl.ch/labs/cvlab/data/data-em/"
-#: organelle class names, index = class id (IGNORE = 255 elsewhere)
-ORGANELLE_CLASSES = ("cytoplasm", "membrane", "mitochondrion", "mitochondrion membrane", "synapse", "vesicle")
 IMAGE_FOLDER = "slices"
 #: mask folder -> class id
 MASK_FOLDERS = {

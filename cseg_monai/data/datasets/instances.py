@@ -32,7 +32,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import tifffile
+
+from cseg_monai.data.readers import list_images, load_image
+from cseg_monai.data.writers import output_stem
 
 __all__ = ["CTC_SPACING", "KINDS", "SPLITS", "datalist", "load_item"]
 
@@ -71,9 +76,6 @@ def datalist(kind: str, root: str | os.PathLike, split: str | None = None) -> li
     _check_kind(kind)
     root = Path(root)
     if kind == "folder":
-        from cseg_monai.data.readers import list_images
-        from cseg_monai.transforms.io import output_stem
-
         images = root / "images"
         if not images.is_dir():
             raise FileNotFoundError(f"{images} is missing: expected DATASET_DIR/images and DATASET_DIR/labels")
@@ -100,8 +102,6 @@ def datalist(kind: str, root: str | os.PathLike, split: str | None = None) -> li
 
 
 def _read_h5(spec: str) -> tuple[np.ndarray, dict]:
-    import h5py
-
     path, name = spec.split("::")
     try:
         with h5py.File(path, "r") as f:
@@ -127,8 +127,6 @@ def load_item(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[float
         if "element_size_um" in attrs:
             spacing = tuple(float(v) for v in attrs["element_size_um"])  # type: ignore[assignment]
     elif kind == "ctc_cho":
-        import tifffile
-
         t = int(item["t"])
         with tifffile.TiffFile(item["image"]) as tif:
             image = tif.series[0].asarray()[t]
@@ -136,8 +134,6 @@ def load_item(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[float
             labels = tif.series[0].asarray()[t]
         spacing = CTC_SPACING
     else:
-        from cseg_monai.data.readers import load_image
-
         image = np.asarray(load_image(item["image"])[0])
         labels = np.asarray(load_image(item["label"])[0])
     if image.shape != labels.shape:

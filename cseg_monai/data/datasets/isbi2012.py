@@ -27,7 +27,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
+from monai.apps.utils import download_url
+from PIL import Image
 
 from cseg_monai.data.readers import list_images
 from cseg_monai.data.writers import atomic_path
@@ -109,7 +112,7 @@ def datalist(
 
     Example:
         >>> items = datalist("../shared/data/isbi2012", indices=[20, 21])  # doctest: +SKIP
-        >>> sorted(items[0])
+        >>> sorted(items[0])  # doctest: +SKIP
         ['image', 'label']
     """
     if split not in ("train", "test"):
@@ -165,10 +168,6 @@ def download(
     Example:
         >>> download("data/isbi2012")  # doctest: +SKIP
     """
-    import h5py
-    from monai.apps.utils import download_url
-    from PIL import Image
-
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     h5_path = dest / "isbi.h5"

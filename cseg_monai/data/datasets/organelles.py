@@ -29,13 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cseg_monai.common.constants import IGNORE_INDEX, ORGANELLE_CLASSES
+from cseg_monai.data.datasets import drosophila_vnc, epfl_ca1
 from cseg_monai.data.readers import list_images, load_image
 
-__all__ = ["KINDS", "IGNORE", "N_CLASSES", "datalist", "default_split", "load_item", "scale_image"]
+__all__ = ["KINDS", "N_CLASSES", "datalist", "default_split", "load_item", "scale_image"]
 
 KINDS = ("folder", "epfl_ca1", "drosophila_vnc")
-IGNORE = 255
-N_CLASSES = 6
+N_CLASSES = len(ORGANELLE_CLASSES)
 
 
 def _check_kind(kind: str) -> None:
@@ -83,12 +84,8 @@ def datalist(kind: str, root: str | os.PathLike, indices: Sequence[int] | None =
     _check_kind(kind)
     root = Path(root).expanduser()
     if kind == "epfl_ca1":
-        from cseg_monai.data.datasets import epfl_ca1
-
         return [{**item, "kind": kind} for item in epfl_ca1.datalist(root, indices)]
     if kind == "drosophila_vnc":
-        from cseg_monai.data.datasets import drosophila_vnc
-
         sections = drosophila_vnc.list_sections(root)
         chosen = sections if indices is None else [int(i) for i in indices]
         bad = sorted(set(chosen) - set(sections))
@@ -136,13 +133,13 @@ def _check_labels(label: np.ndarray, source: str) -> np.ndarray:
         if not np.all(np.isfinite(label)) or not np.array_equal(label, np.round(label)):
             raise ValueError(f"{source}: labels must be integer class ids, found non-integer values")
     values = np.unique(label)
-    bad = values[((values < 0) | (values >= N_CLASSES)) & (values != IGNORE)]
+    bad = values[((values < 0) | (values >= N_CLASSES)) & (values != IGNORE_INDEX)]
     if bad.size:
         raise ValueError(
-            f"{source}: label values {bad[:10].tolist()} are not class ids 0..{N_CLASSES - 1} or {IGNORE} (unlabelled)"
+            f"{source}: label values {bad[:10].tolist()} are not class ids 0..{N_CLASSES - 1} or {IGNORE_INDEX} (unlabelled)"
         )
-    if not (values != IGNORE).any():
-        raise ValueError(f"{source}: no labelled voxel (every voxel is {IGNORE})")
+    if not (values != IGNORE_INDEX).any():
+        raise ValueError(f"{source}: no labelled voxel (every voxel is {IGNORE_INDEX})")
     return label.astype(np.uint8)
 
 
@@ -167,19 +164,15 @@ def load_item(item: dict) -> tuple[np.ndarray, np.ndarray]:
     kind = item.get("kind", "folder")
     _check_kind(kind)
     if kind == "epfl_ca1":
-        from cseg_monai.data.datasets import epfl_ca1
-
         train = Path(item["image"]).parent.parent
         image, label = epfl_ca1.load_slice(train, item["slice_id"])
         source = item["image"]
     elif kind == "drosophila_vnc":
-        from cseg_monai.data.datasets import drosophila_vnc
-
         image, label = drosophila_vnc.load_stack(item["image"])
         sections = drosophila_vnc.list_sections(item["image"])
         keep = np.isin(sections, item.get("sections", sections))
         label = label.copy()
-        label[~keep] = IGNORE
+        label[~keep] = IGNORE_INDEX
         source = item["image"]
     else:
         image = np.asarray(load_image(item["image"])[0])

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from cseg_monai.data.datasets import drosophila_vnc as dv
+
 from conftest import require_data
 
 

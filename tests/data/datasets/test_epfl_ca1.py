@@ -10,6 +10,7 @@ from PIL import Image
 
 from cseg_monai.data.datasets import epfl_ca1 as ep
 from cseg_monai.data.readers import load_image
+
 from conftest import require_data
 
 SLICES = ("training0000", "training0042", "training0135")

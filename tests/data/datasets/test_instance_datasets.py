@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cseg_monai.data.datasets import instances
+
 from conftest import data_root, require_data
 
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from cseg_monai.data.datasets import isbi2012
+
 from conftest import require_data
 
 

@@ -9,6 +9,7 @@ import tifffile
 from cseg_monai.data.datasets import organelles
 from cseg_monai.data.phantom import write_organelle_dataset
 from cseg_monai.transforms import LoadOrganelled
+
 from conftest import require_data
 
 

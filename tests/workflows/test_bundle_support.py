@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from cseg_monai import bundle_support
+from cseg_monai.workflows import bundle_support
+
 from conftest import BUNDLES
 
 

@@ -1,4 +1,4 @@
-"""LoadInstancesd on real data, RandPoissonNoised, BoundaryToInstancesd and their use together."""
+"""BoundaryToInstancesd: real nuclei -> targets -> instances, and its argument checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch
 
 from cseg_monai.data.datasets import instances
 from cseg_monai.metrics.instances import InstanceScoresMetric
-from cseg_monai.transforms import InstanceTargetsd
-from cseg_monai.transforms.instances import BoundaryToInstancesd, LoadInstancesd, RandPoissonNoised
+from cseg_monai.postprocessing import BoundaryToInstancesd
+from cseg_monai.transforms import InstanceTargetsd, LoadInstancesd
+
 from conftest import data_root, require_data
 
 
@@ -36,17 +37,6 @@ def test_load_real_nuclei_targets_and_back_to_instances():
     assert metric.items[0]["splits"] == 0 and metric.items[0]["merges"] <= 1
 
 
-def test_poisson_noise_statistics_and_probability():
-    t = RandPoissonNoised("image", prob=1.0, photons_range=(50, 50))
-    t.set_random_state(1)
-    img = np.full((1, 128, 128), 0.4, np.float32)
-    out = t({"image": img})["image"]
-    assert abs(out.mean() - 0.4) < 0.01 and abs(out.var() - 0.4 / 50) < 0.001  # Poisson: var = mean / photons
-    assert (RandPoissonNoised("image", prob=0.0)({"image": img})["image"] == img).all()
-    with pytest.raises(ValueError, match="photons_range"):
-        RandPoissonNoised("image", photons_range=(0, 10))
-
-
 def test_boundary_to_instances_bad_input():
     with pytest.raises(ValueError, match="channel-first \\(C, Z, Y, X\\)"):
         BoundaryToInstancesd("pred")({"pred": np.zeros((8, 8), np.float32)})
@@ -54,25 +44,3 @@ def test_boundary_to_instances_bad_input():
         BoundaryToInstancesd("pred", method="gasp")
     with pytest.raises(ValueError, match="mask_watershed needs a foreground_channel"):
         BoundaryToInstancesd("pred", mask_watershed=True)
-
-
-def test_metric_pools_counts_over_items():
-    m = InstanceScoresMetric(score="f1", iou=0.5)
-    a = np.zeros((1, 4, 8), np.int64)
-    a[0, :, :4], a[0, :, 4:] = 1, 2
-    m.update(([a, np.zeros_like(a)], [a, a]))  # item 1 perfect (2 TP), item 2 misses both (2 FN)
-    assert m.compute() == pytest.approx(2 * 2 / (2 * 2 + 0 + 2))
-    voi = InstanceScoresMetric(score="voi")
-    voi.update(([a], [a]))
-    assert voi.compute() == pytest.approx(0.0, abs=1e-9)
-
-
-def test_mean_f1_averages_the_pooled_f1_from_iou_half_up():
-    a = np.zeros((1, 4, 8), np.int64)
-    a[0, :, :4], a[0, :, 4:] = 1, 2
-    b = a.copy()
-    b[0, 0, :4] = 0  # object 1 loses a quarter: IoU 0.75
-    m = InstanceScoresMetric(score="mean_f1", thresholds=(0.1, 0.5, 0.7, 0.8, 0.9))
-    m.update(([b], [a]))
-    # thresholds >= 0.5: F1 1.0 at 0.5 and 0.7 (both match), 0.5 at 0.8 and 0.9 (only object 2)
-    assert m.compute() == pytest.approx((1.0 + 1.0 + 0.5 + 0.5) / 4)

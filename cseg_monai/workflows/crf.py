@@ -1,4 +1,4 @@
-"""Dense-CRF workflows for the ``em_densecrf_postprocessing`` bundle: inference and before/after evaluation.
+"""Dense-CRF workflows of the ``em_densecrf_postprocessing`` bundle: inference and before/after evaluation.
 
 Inputs are an image and the class probabilities a segmentation bundle wrote for it
 (``STEM_prob.tif``, float32, ``C x [Z x] Y x X``), matched by name: ``STEM_prob.tif`` goes with
@@ -23,21 +23,21 @@ from typing import Any
 
 import numpy as np
 import tifffile
+from tqdm.auto import tqdm
 
+from cseg_monai.common.constants import IGNORE_INDEX
+from cseg_monai.data.datasets import organelles
 from cseg_monai.data.readers import list_images, load_image
-from cseg_monai.data.writers import atomic_path, write_tiff
+from cseg_monai.data.writers import atomic_path, output_stem, write_tiff
+from cseg_monai.metrics.classification import classification_scores
 from cseg_monai.postprocessing.crf import DenseCRF
+from cseg_monai.tracking import new_run
+from cseg_monai.visualisation import before_after_picture, save_png
 
 __all__ = ["CRFEvaluation", "CRFInference", "crf_datalist", "load_probabilities", "organelle_crf_datalist"]
 
 logger = logging.getLogger(__name__)
 PROB_SUFFIX = "_prob.tif"
-
-
-def _stem(path: str | os.PathLike) -> str:
-    from cseg_monai.transforms.io import output_stem
-
-    return output_stem(path)
 
 
 def _prob_files(prob_dir: str | os.PathLike) -> dict[str, Path]:
@@ -69,7 +69,7 @@ def crf_datalist(image_dir: str | os.PathLike, prob_dir: str | os.PathLike) -> l
     folder = Path(image_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    images = {_stem(p): p for p in list_images(folder)}
+    images = {output_stem(p): p for p in list_images(folder)}
     missing = sorted(set(probs) - set(images))
     if missing:
         raise FileNotFoundError(f"no image in {folder} for the probability file(s) {[str(probs[s].name) for s in missing]}")
@@ -84,16 +84,14 @@ def organelle_crf_datalist(
     Raises:
         FileNotFoundError: an item's ``STEM_prob.tif`` is not in ``prob_dir`` (names listed).
     """
-    from cseg_monai.data.datasets import organelles
-
     probs = _prob_files(prob_dir)
     items = organelles.datalist(kind, dataset_dir, indices)
-    missing = [_stem(it["image"]) for it in items if _stem(it["image"]) not in probs]
+    missing = [output_stem(it["image"]) for it in items if output_stem(it["image"]) not in probs]
     if missing:
         raise FileNotFoundError(
             f"{prob_dir} lacks {[m + PROB_SUFFIX for m in missing]}: run the segmentation bundle's evaluation on these items first"
         )
-    return [{**it, "prob": str(probs[_stem(it["image"])])} for it in items]
+    return [{**it, "prob": str(probs[output_stem(it["image"])])} for it in items]
 
 
 def load_probabilities(path: str | os.PathLike, spatial_shape: Sequence[int]) -> np.ndarray:
@@ -121,8 +119,6 @@ def load_probabilities(path: str | os.PathLike, spatial_shape: Sequence[int]) ->
 
 def _load_image(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     """``(scaled image (C, *spatial), label (*spatial) or None)`` of an item."""
-    from cseg_monai.data.datasets import organelles
-
     if "kind" in item or "label" in item:
         image, label = organelles.load_item(item)
         return image, label[0]
@@ -145,8 +141,6 @@ class _ItemLoop:
         self.crf, self.datalist, self.spacing, self.progress = crf, list(datalist), spacing, progress
 
     def _items(self, desc: str):
-        from tqdm.auto import tqdm
-
         for item in tqdm(self.datalist, desc=desc, disable=not self.progress, unit="image"):
             image, label = _load_image(item)
             prob = load_probabilities(item["prob"], image.shape[1:])
@@ -177,7 +171,7 @@ class CRFInference(_ItemLoop):
         """Process every item; return the written label files."""
         written = []
         for item, _, _, _, refined in self._items("dense CRF"):
-            written.append(_write_refined(self.output_dir, _stem(item["image"]), refined))
+            written.append(_write_refined(self.output_dir, output_stem(item["image"]), refined))
         return written
 
 
@@ -205,7 +199,7 @@ class CRFEvaluation(_ItemLoop):
         output_dir: str | os.PathLike,
         class_names: Sequence[str],
         spacing=None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         mlflow: dict[str, str] | None = None,
         progress: bool = True,
         write_outputs: bool = True,
@@ -219,8 +213,6 @@ class CRFEvaluation(_ItemLoop):
 
     def run(self) -> dict[str, float]:
         """Score every item; return the metrics (also written and logged)."""
-        from cseg_monai.metrics.classification import classification_scores
-
         n = len(self.class_names)
         pooled: dict[str, list[np.ndarray]] = {"before": [], "after": [], "target": []}
         picture = None
@@ -234,9 +226,9 @@ class CRFEvaluation(_ItemLoop):
             pooled["after"].append(refined[:, keep].T)
             pooled["target"].append(label[keep])
             if picture is None:
-                picture = _before_after_picture(image, prob, refined, label, self.ignore_index)
+                picture = before_after_picture(image, prob, refined, label, self.ignore_index)
             if self.write_outputs:
-                _write_refined(self.output_dir, _stem(item["image"]), refined)
+                _write_refined(self.output_dir, output_stem(item["image"]), refined)
         target = np.concatenate(pooled["target"])
         metrics: dict[str, float] = {}
         per_class = {}
@@ -249,8 +241,6 @@ class CRFEvaluation(_ItemLoop):
         return metrics
 
     def _write(self, metrics: dict[str, float], per_class: dict[str, np.ndarray], picture: np.ndarray | None) -> None:
-        from PIL import Image
-
         self.output_dir.mkdir(parents=True, exist_ok=True)
         files = []
         with atomic_path(self.output_dir / "crf_metrics.json") as tmp:
@@ -263,21 +253,12 @@ class CRFEvaluation(_ItemLoop):
             tmp.write_text("\n".join(rows) + "\n")
         files.append(self.output_dir / "crf_class_scores.csv")
         if picture is not None:
-            with atomic_path(self.output_dir / "crf_before_after.png") as tmp:
-                Image.fromarray(picture).save(tmp, format="PNG")
-            files.append(self.output_dir / "crf_before_after.png")
+            files.append(save_png(picture, self.output_dir / "crf_before_after.png"))
         if self.mlflow:
             self._log_mlflow(metrics, per_class, files)
 
     def _log_mlflow(self, metrics, per_class, files) -> None:
-        import mlflow
-
-        client = mlflow.MlflowClient(tracking_uri=self.mlflow["tracking_uri"])
-        name = self.mlflow["experiment_name"]
-        experiment = client.get_experiment_by_name(name)
-        exp_id = experiment.experiment_id if experiment else client.create_experiment(name)
-        run = client.create_run(exp_id, run_name=self.mlflow.get("run_name"))
-        rid = run.info.run_id
+        client, rid = new_run(self.mlflow["tracking_uri"], self.mlflow["experiment_name"], self.mlflow.get("run_name"))
         params = {f"crf/{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in self.crf.params.to_dict().items()}
         params["crf/backend"] = self.crf.backend
         params["crf/spacing"] = json.dumps(list(self.spacing) if self.spacing is not None else None)
@@ -292,13 +273,3 @@ class CRFEvaluation(_ItemLoop):
         for f in files:
             client.log_artifact(rid, str(f), artifact_path="crf")
         client.set_terminated(rid)
-
-
-def _before_after_picture(image, prob, refined, label, ignore_index) -> np.ndarray:
-    """``image | before | after | ground truth`` for the middle plane (RGB uint8)."""
-    from cseg_monai.handlers.mlflow_logging import class_overlay_picture
-
-    before = class_overlay_picture(image, prob, label[None], ignore_index=ignore_index)
-    after = class_overlay_picture(image, refined, None)
-    width = (after.shape[1] - 4) // 2  # after = image | pred; keep its prediction panel only
-    return np.concatenate([before[:, : 2 * width + 4], after[:, width:], before[:, 2 * width + 4 :]], axis=1)

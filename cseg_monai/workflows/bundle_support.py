@@ -5,13 +5,32 @@ Bundle configs call these from ``$``-expressions; nothing here imports a bundle.
 
 from __future__ import annotations
 
+import difflib
+import gc
 import inspect
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["bundle_root", "bundles_dir", "list_bundles", "default_device", "run_name", "shutdown_distributed"]
+import ignite.distributed as idist
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from cseg_monai.tracking import active_bundle_config
+
+__all__ = [
+    "bundle_root",
+    "bundles_dir",
+    "check_config_keys",
+    "default_device",
+    "known_config_keys",
+    "list_bundles",
+    "run_name",
+    "shutdown_distributed",
+]
 
 
 def bundles_dir() -> Path:
@@ -21,7 +40,7 @@ def bundles_dir() -> Path:
         >>> bundles_dir().name
         'bundles'
     """
-    return Path(__file__).resolve().parents[1] / "bundles"
+    return Path(__file__).resolve().parents[2] / "bundles"  # cseg_monai/workflows/ -> the checkout
 
 
 def list_bundles() -> list[str]:
@@ -102,8 +121,6 @@ def default_device():
         >>> str(default_device()) in ("cpu", "cuda:0")
         True
     """
-    import torch
-
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
@@ -133,8 +150,6 @@ def known_config_keys(bundle_dir: str | os.PathLike) -> set[str]:
         >>> "learning_rate" in known_config_keys(bundles_dir() / "isbi2012_em_membrane_segmentation")
         True
     """
-    import json
-
     keys: set[str] = set()
     for path in sorted((Path(bundle_dir) / "configs").glob("*.json")):
         if path.name == "metadata.json":
@@ -154,7 +169,7 @@ def check_config_keys(bundle_dir: str | os.PathLike, config: dict | None = None)
     MONAI accepts any ``--key value`` override silently, so a typo such as
     ``--learnig_rate 0.1`` would train with the default learning rate. Bundles call this from
     their ``initialize`` list; ``config`` defaults to the config being run (found on the
-    call stack, see :func:`cseg_monai.handlers.active_bundle_config`).
+    call stack, see :func:`cseg_monai.tracking.active_bundle_config`).
 
     Args:
         bundle_dir: the bundle's root folder.
@@ -171,11 +186,7 @@ def check_config_keys(bundle_dir: str | os.PathLike, config: dict | None = None)
         ...
         KeyError: "unknown config key 'learnig_rate' (did you mean 'learning_rate'?): no config file of isbi2012_em_membrane_segmentation defines it"
     """
-    import difflib
-
     if config is None:
-        from cseg_monai.handlers.mlflow_logging import active_bundle_config
-
         config = active_bundle_config()
         if config is None:
             return
@@ -213,14 +224,8 @@ def shutdown_distributed(*modules: object) -> bool:
         >>> shutdown_distributed()  # no process group: nothing to do
         False
     """
-    import gc
-
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return False
-    from torch.nn.parallel import DistributedDataParallel
-
     dist.barrier()
     for module in modules:
         if isinstance(module, DistributedDataParallel):
@@ -228,11 +233,6 @@ def shutdown_distributed(*modules: object) -> bool:
                 if attr in module.__dict__:
                     module.__dict__[attr] = None
     dist.destroy_process_group()
-    try:
-        import ignite.distributed as idist
-
-        idist.sync()  # back to Ignite's serial model: it must not hold the destroyed group
-    except ImportError:  # pragma: no cover - ignite is a dependency
-        pass
+    idist.sync()  # back to Ignite's serial model: it must not hold the destroyed group
     gc.collect()
     return True

@@ -1,0 +1,42 @@
+"""Bundle support and workflows: what bundle configs call, and how a bundle run is launched.
+
+- :mod:`~cseg_monai.workflows.bundle_support`: the bundle root, the default device, run
+  names, the unknown-config-key check, a clean distributed shutdown;
+- :mod:`~cseg_monai.workflows.launch`: one way to launch a bundle workflow (in-process or as a
+  ``python -m monai.bundle run`` command line);
+- :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops.
+"""
+
+from cseg_monai.workflows.bundle_support import (
+    bundle_root,
+    bundles_dir,
+    check_config_keys,
+    default_device,
+    known_config_keys,
+    list_bundles,
+    run_name,
+    shutdown_distributed,
+)
+from cseg_monai.workflows.crf import CRFEvaluation, CRFInference, crf_datalist, load_probabilities, organelle_crf_datalist
+from cseg_monai.workflows.launch import bundle_command, bundle_workflow, config_files, resolve_bundle, run_bundle
+
+__all__ = [
+    "CRFEvaluation",
+    "CRFInference",
+    "bundle_command",
+    "bundle_root",
+    "bundle_workflow",
+    "bundles_dir",
+    "check_config_keys",
+    "config_files",
+    "crf_datalist",
+    "default_device",
+    "known_config_keys",
+    "list_bundles",
+    "load_probabilities",
+    "organelle_crf_datalist",
+    "resolve_bundle",
+    "run_bundle",
+    "run_name",
+    "shutdown_distributed",
+]
