@@ -33,6 +33,7 @@ echo
 echo "Done."
 echo "  data:         $out/data"
 echo "  checkpoints:  $out/train/models (best: model.pt)"
+echo "  training log: $out/train/train.log"
 echo "  metrics:      $out/train/eval/metrics.csv"
 echo "  pictures:     $out/train/plots (overlays, learning curve)"
 echo "  predictions:  $out/predictions (STEM_prob.tif, STEM_labels.tif)"

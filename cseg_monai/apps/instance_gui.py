@@ -126,7 +126,7 @@ def build_app(
         RuntimeError: no model with shipped weights is installed.
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import gradio as gr
+    import gradio as gr  # heavy optional extra "gui": imported only when the app is built
 
 
     limits = limits or UploadLimits()

@@ -1,9 +1,10 @@
-"""Shared helpers at the bottom of the package's layers: constants, checks, block tiling, errors, paths.
+"""Shared helpers at the bottom of the package's layers: constants, checks, block tiling, an array cache, errors, paths.
 
 Everything here depends only on the Python standard library and numpy, so every other
 sub-package may import it.
 """
 
+from cseg_monai.common.caching import ArrayCache, array_digest
 from cseg_monai.common.checks import check_instance_ids
 from cseg_monai.common.constants import IGNORE_INDEX, ORGANELLE_CLASSES
 from cseg_monai.common.errors import innermost_exception
@@ -14,7 +15,9 @@ __all__ = [
     "DATA_DIR_ENV",
     "IGNORE_INDEX",
     "ORGANELLE_CLASSES",
+    "ArrayCache",
     "Block",
+    "array_digest",
     "check_instance_ids",
     "data_root",
     "fit_block_shape",

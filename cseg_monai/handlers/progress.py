@@ -109,9 +109,11 @@ class RunProgressHandler:
     # ------------------------------------------------------------------ events
     def _started(self, engine: Engine) -> None:
         self._start = time.perf_counter()
-        loggers = [logging.getLogger(), engine.logger]
-        if self.evaluator is not None and hasattr(self.evaluator, "logger"):
-            loggers.append(self.evaluator.logger)
+        # every logger that prints to the terminal: the root's handler (logging.conf), and those
+        # MONAI and Ignite give their own loggers
+        loggers = [logging.getLogger()] + [
+            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+        ]
         if self.log_file is not None and self._file_handler is None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._file_handler = logging.FileHandler(self.log_file, encoding="utf-8")

@@ -25,8 +25,6 @@ Predictions are the argmax over the class channel (ties: the lowest class id).
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,9 +37,9 @@ from ignite.metrics.metric import reinit__is_reduced
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import accuracy_score, average_precision_score, cohen_kappa_score, f1_score
 
-from cseg_monai.metrics._tensors import to_numpy as _to_numpy
-
+from cseg_monai.common.caching import ArrayCache
 from cseg_monai.common.constants import IGNORE_INDEX
+from cseg_monai.metrics._tensors import to_numpy as _to_numpy
 
 __all__ = [
     "classification_scores",
@@ -210,27 +208,13 @@ def classification_scores(
     return _scores_from_flat(p, t, n_classes)
 
 
-_SCORE_CACHE: collections.OrderedDict = collections.OrderedDict()
-_SCORE_CACHE_SIZE = 4
+#: accuracy, F1, AP and kappa metrics of one evaluator score the same pooled epoch once
+_SCORE_CACHE = ArrayCache(size=4)
 
 
 def _cached_scores(probs: np.ndarray, target: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """``_scores_from_flat`` with a small cache keyed on the pooled data, so that the
-    accuracy, F1, AP and kappa metrics of one evaluator score an epoch once."""
-    digest = hashlib.blake2b(digest_size=16)
-    for arr in (probs, target):
-        arr = np.ascontiguousarray(arr)
-        digest.update(str((arr.shape, arr.dtype.str)).encode())
-        digest.update(arr.tobytes())
-    key = (digest.hexdigest(), n_classes)
-    if key in _SCORE_CACHE:
-        _SCORE_CACHE.move_to_end(key)
-        return _SCORE_CACHE[key]
-    scores = _scores_from_flat(probs, target, n_classes)
-    _SCORE_CACHE[key] = scores
-    while len(_SCORE_CACHE) > _SCORE_CACHE_SIZE:
-        _SCORE_CACHE.popitem(last=False)
-    return scores
+    """``_scores_from_flat``, computed once per pooled data (:data:`_SCORE_CACHE`)."""
+    return _SCORE_CACHE.get((probs, target), n_classes, lambda: _scores_from_flat(probs, target, n_classes))
 
 
 # --------------------------------------------------------------------------- Ignite metrics

@@ -25,8 +25,6 @@ live, for Ignite's distributed reduction (``sync_all_reduce``).
 
 from __future__ import annotations
 
-import collections
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +34,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
+from cseg_monai.common.caching import ArrayCache
 from cseg_monai.metrics._tensors import to_numpy as _to_numpy
 from cseg_monai.metrics.membrane import (
     _check_binary,
@@ -175,27 +174,15 @@ class MembraneDiceMetric(_MeanOverImagesMetric):
     _score = staticmethod(dice_score)
 
 
-_SCORE_CACHE: collections.OrderedDict = collections.OrderedDict()
-_SCORE_CACHE_SIZE = 16
+#: a VRandMetric and a VInfoMetric that see the same image in one evaluator run the sweep once
+_SCORE_CACHE = ArrayCache(size=16)
 
 
 def _cached_scores(prob: np.ndarray, target: np.ndarray, thresholds: np.ndarray, thin: bool) -> dict:
-    """``isbi_scores_per_threshold`` with a small cache, so that a ``VRandMetric`` and a
-    ``VInfoMetric`` that see the same image in the same evaluator run the sweep once."""
-    digest = hashlib.blake2b(digest_size=16)
-    for arr in (prob, target, thresholds):
-        arr = np.ascontiguousarray(arr)
-        digest.update(str((arr.shape, arr.dtype.str)).encode())
-        digest.update(arr.tobytes())
-    key = (digest.hexdigest(), bool(thin))
-    if key in _SCORE_CACHE:
-        _SCORE_CACHE.move_to_end(key)
-        return _SCORE_CACHE[key]
-    scores = isbi_scores_per_threshold(prob, target, thresholds=thresholds, thin=thin)
-    _SCORE_CACHE[key] = scores
-    while len(_SCORE_CACHE) > _SCORE_CACHE_SIZE:
-        _SCORE_CACHE.popitem(last=False)
-    return scores
+    """``isbi_scores_per_threshold``, computed once per image, thresholds and thinning (:data:`_SCORE_CACHE`)."""
+    return _SCORE_CACHE.get(
+        (prob, target, thresholds), bool(thin), lambda: isbi_scores_per_threshold(prob, target, thresholds=thresholds, thin=thin)
+    )
 
 
 class _BestThresholdMetric(_MembraneMetric):

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from cseg_monai.data.writers import atomic_path
-    from cseg_monai.postprocessing import CRFParams, DenseCRF, crf, have_pydensecrf
+    from cseg_monai.postprocessing import CRFParams, DenseCRF, have_pydensecrf
+    from cseg_monai.postprocessing.crf import kernels as crf_kernels  # the module whose grid/lattice limit is switched
 
     if not have_pydensecrf():
         print("pydensecrf is not installed: run `bash scripts/setup.sh crf` first", file=sys.stderr)
@@ -63,17 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     params = CRFParams.from_dict(json.loads(Path(args.params).read_text())["crf_params"])
     items = load_items(args.dataset_kind, args.dataset_dir, args.indices, args.prob_dir)
-    grid_limit = crf._GRID_CELLS_PER_VOXEL
+    grid_limit = crf_kernels._GRID_CELLS_PER_VOXEL
 
     def run(variant: str, image, prob):
-        crf._GRID_CELLS_PER_VOXEL = math.inf if variant == "native_grid" else grid_limit
+        crf_kernels._GRID_CELLS_PER_VOXEL = math.inf if variant == "native_grid" else grid_limit
         try:
             model = DenseCRF(params, backend="pydensecrf" if variant == "pydensecrf" else "native", device="cpu")
             start = time.perf_counter()
             labels = model.labels(prob, image)
             return time.perf_counter() - start, labels
         finally:
-            crf._GRID_CELLS_PER_VOXEL = grid_limit
+            crf_kernels._GRID_CELLS_PER_VOXEL = grid_limit
 
     run("native", items[0][0], items[0][1])  # warm-up: library loading is not the CRF's time
     seconds: dict[str, list[float]] = {v: [] for v in VARIANTS}

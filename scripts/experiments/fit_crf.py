@@ -1,7 +1,7 @@
 """Fit the dense-CRF parameters on the organelle bundle's validation slices; write a config override.
 
 Inputs are the class probabilities the organelle bundle's evaluation wrote for the validation
-slices (``STEM_prob.tif``); the search (:func:`cseg_monai.postprocessing.crf_fitting.random_search`)
+slices (``STEM_prob.tif``); the search (:func:`cseg_monai.postprocessing.crf.fitting.random_search`)
 maximises macro F1 there. The winner is written as an override of the CRF bundle
 (``{"crf_params": ...}``); with ``--test_prob_dir``/``--test_indices`` the winner and "no CRF"
 are also scored on held-out slices, which play no part in the choice.
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cseg_monai.data.writers import atomic_path
     from cseg_monai.postprocessing import CRFParams, DenseCRF
-    from cseg_monai.postprocessing.crf_fitting import random_search, score_params
+    from cseg_monai.postprocessing.crf.fitting import random_search, score_params
 
     n_classes = 6
     began = time.perf_counter()

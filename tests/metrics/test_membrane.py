@@ -21,6 +21,7 @@ from cseg_monai.metrics import (
     rand_scores,
 )
 from cseg_monai.metrics.membrane import _thin2d
+
 from conftest import require_data
 
 REPO = Path(__file__).resolve().parents[2]

@@ -74,8 +74,8 @@ def test_class_overlay_colours_classes_and_leaves_unlabelled_bare():
 
 def test_before_after_has_four_panels_with_the_refined_classes():
     image = np.random.rand(1, 6, 6)
-    before = np.zeros((6, 6, 6)); before[0] = 1
-    after = np.zeros((6, 6, 6)); after[1] = 1
+    before, after = np.zeros((6, 6, 6)), np.zeros((6, 6, 6))
+    before[0], after[1] = 1, 1
     pic = before_after_picture(image, before, after, np.ones((6, 6), int))
     assert pic.shape == (6, 4 * 6 + 3 * 4, 3)
     assert not np.array_equal(pic[:, 10:16], pic[:, 20:26])  # before and after differ

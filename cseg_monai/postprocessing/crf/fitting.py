@@ -26,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from cseg_monai.postprocessing.crf import CRFParams, DenseCRF, organelle_compatibility
+from cseg_monai.common.constants import IGNORE_INDEX, ORGANELLE_CLASSES
+from cseg_monai.metrics.classification import classification_scores
+from cseg_monai.postprocessing.crf.dense_crf import DenseCRF
+from cseg_monai.postprocessing.crf.params import CRFParams, organelle_compatibility
 
 __all__ = ["SEARCH_SPACE", "random_search", "sample_params", "score_params"]
 
@@ -45,7 +48,19 @@ SEARCH_SPACE: dict[str, tuple] = {
 
 
 def sample_params(rng: np.random.Generator, n_classes: int, space: dict[str, tuple] | None = None) -> tuple[CRFParams, dict]:
-    """One random draw from ``space``: ``(params, drawn values)``; the organelle compatibility needs 6 classes."""
+    """One random draw from ``space``: ``(params, drawn values)``.
+
+    Args:
+        rng: the random generator (one draw advances it).
+        n_classes: number of classes; a drawn ``impossible_cost`` gives the organelle
+            compatibility only for the 6 organelle classes, else Potts.
+        space: the search space (default :data:`SEARCH_SPACE`).
+
+    Example:
+        >>> params, drawn = sample_params(np.random.default_rng(0), n_classes=2)
+        >>> params.iterations in (3, 5, 8), params.compatibility, drawn["impossible_cost"]
+        (True, 'potts', None)
+    """
     space = SEARCH_SPACE if space is None else space
     drawn: dict[str, Any] = {}
     for name, spec in space.items():
@@ -60,7 +75,7 @@ def sample_params(rng: np.random.Generator, n_classes: int, space: dict[str, tup
         else:
             raise ValueError(f"unknown search-space kind {kind!r} for {name!r}")
     cost = drawn.pop("impossible_cost", None)
-    compat: Any = "potts" if cost is None or n_classes != 6 else organelle_compatibility(cost).tolist()
+    compat: Any = "potts" if cost is None or n_classes != len(ORGANELLE_CLASSES) else organelle_compatibility(cost).tolist()
     drawn["impossible_cost"] = cost if compat != "potts" else None
     fields = {k: v for k, v in drawn.items() if k != "impossible_cost"}
     return CRFParams(**fields, compatibility=compat), drawn
@@ -71,11 +86,23 @@ def score_params(
     items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     n_classes: int,
     spacing: Sequence[float] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> dict[str, float]:
-    """Pooled accuracy / macro F1 / kappa of ``crf`` (None = the input argmax) on ``(image, prob, label)`` items."""
-    from cseg_monai.metrics.classification import classification_scores
+    """Pooled accuracy / macro F1 / kappa of ``crf`` (None = the input argmax) on ``(image, prob, label)`` items.
 
+    Args:
+        crf: the model to score, or None for the argmax of the probabilities (no CRF).
+        items: ``(image (C, *spatial), prob (n_classes, *spatial), label (*spatial))`` triples.
+        n_classes: number of classes.
+        spacing: physical voxel size (units of the sigmas).
+        ignore_index: label value of unlabelled voxels, left out of the scores.
+
+    Example:
+        >>> prob = np.array([[[0.9, 0.2, 0.6]], [[0.1, 0.8, 0.4]]], np.float32)  # argmax 0, 1, 0
+        >>> label = np.array([[0, 1, 1]])
+        >>> score_params(None, [(np.zeros((1, 1, 3)), prob, label)], n_classes=2)["accuracy"]
+        0.6666666666666666
+    """
     preds, targets = [], []
     for image, prob, label in items:
         labels = prob.argmax(0) if crf is None else crf.labels(prob, image, spacing)
@@ -117,6 +144,18 @@ def random_search(
     Returns:
         ``(best trial, all trials)``; a trial is ``{"name", "params" (dict or None), "drawn",
         "accuracy", "macro_f1", "kappa", "seconds"}``.
+
+
+    Raises:
+        ValueError: an unknown objective, no items, or a bad ``n_trials``.
+
+    Example:
+        >>> truth = np.zeros((16, 16), np.int64); truth[:, 8:] = 1
+        >>> image = np.where(truth == 1, 0.8, 0.2)[None].astype(np.float32)
+        >>> prob = np.where(np.eye(2, dtype=bool)[truth].transpose(2, 0, 1), 0.6, 0.4).astype(np.float32)
+        >>> best, trials = random_search([(image, prob, truth)], n_classes=2, n_trials=1, objective="accuracy")
+        >>> [t["name"] for t in trials], best["accuracy"]
+        (['no_crf', 'start', 'trial_000'], 1.0)
     """
     if objective not in ("macro_f1", "kappa", "accuracy"):
         raise ValueError(f"objective must be macro_f1, kappa or accuracy, got {objective!r}")
