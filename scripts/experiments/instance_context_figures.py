@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
     from skimage.segmentation import relabel_sequential
 
-    from cseg_monai.visualisation import instance_overlay_picture
     from cseg_monai.metrics.instances import instance_scores
-    from cseg_monai.visualisation import f1_iou_plot
+    from cseg_monai.visualisation import f1_iou_plot, instance_overlay_picture
 
     z0, z1 = SPLITS[KINDS[args.name]]["val"]["z"]
     image, truth, _ = load_item(datalist(KINDS[args.name], _data_dir(), None)[0])

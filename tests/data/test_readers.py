@@ -27,7 +27,9 @@ from cseg_monai.data import (
     list_images,
     load_image,
 )
+
 from conftest import require_data
+
 
 def real(rel: str) -> Path:
     """Path of a real data file, or skip the test with the reason."""

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cseg_monai.data.readers import list_images, load_image
 from cseg_monai.common.constants import IGNORE_INDEX
+from cseg_monai.data.readers import list_images, load_image
 
 __all__ = [
     "SOURCE_URL",
