@@ -1,4 +1,4 @@
-"""Atomic writes: an interrupted write never replaces or half-writes the final file."""
+"""Atomic writes (an interrupted write never replaces or half-writes the final file) and output names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cseg_monai.data.writers import atomic_path, write_tiff
+from cseg_monai.data.writers import atomic_path, output_stem, write_tiff
 
 
 def test_interrupted_write_keeps_old_file_and_leaves_no_temporary(tmp_path):
@@ -40,3 +40,10 @@ def test_written_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_output_stem():
+    assert output_stem("/a/b/slice_07.png") == "slice_07"
+    assert output_stem("vol.nii.gz") == "vol"
+    assert output_stem("c.ome.tif") == "c"
+    assert output_stem("d.h5::volumes/raw") == "d"

@@ -156,37 +156,6 @@ def test_docstring_layer_table_matches_shapes(cls, index: int, name: str, spatia
     _check_table(net, _tables(cls.__doc__)[index], torch.rand((1, 1) + net.patch_size))
 
 
-def test_real_convnext_tiny_3d() -> None:
-    torch.manual_seed(0)
-    net = build_centre_voxel_net("convnext_tiny_3d", n_classes=2, spatial_dims=3)
-    n_params = sum(p.numel() for p in net.parameters())
-    # ConvNeXt-T is 28.6M with its 1000-class head (27.8M without); 3D kernels add ~3.5M
-    assert 30.5e6 < n_params < 32e6, n_params
-    (table,) = _tables(ConvNeXtCentreVoxelNet.__doc__)
-    _check_table(net, table, torch.rand(1, 1, 32, 32, 32))
-    assert net.head_kernel == (1, 1, 1)
-
-
-def test_convnext_drop_path_and_layer_scale() -> None:
-    net = ConvNeXtCentreVoxelNet(2, spatial_dims=2, drop_path_rate=0.3, **TINY)
-    rates = [m.drop_path.p for m in net.modules() if isinstance(m, ConvNeXtBlock)]
-    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3) and rates == sorted(rates)
-    gammas = [m.gamma for m in net.modules() if isinstance(m, LayerScale)]
-    assert len(gammas) == 4 and all(torch.all(g == 1e-6) for g in gammas)
-    stem = net.backbone[0][0]
-    assert stem.kernel_size == (4, 4) and stem.stride == (4, 4)
-
-
-def test_layer_norm_channels_first_matches_torch_layer_norm() -> None:
-    x = torch.randn(2, 6, 3, 4, 5)
-    ln = LayerNormChannelsFirst(6)
-    with torch.no_grad():
-        ln.weight.uniform_()
-        ln.bias.uniform_()
-    ref = nn.functional.layer_norm(x.movedim(1, -1), (6,), ln.weight, ln.bias, eps=1e-6).movedim(-1, 1)
-    assert torch.allclose(ln(x), ref, atol=1e-5)
-
-
 def test_unknown_name_lists_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown backbone 'resnet50'; known: 4_conv, 4_conv_ln, .*convnext_tiny_3d"):
         build_centre_voxel_net("resnet50", 2)
@@ -239,3 +208,14 @@ def test_in_channels_and_nominal_sizes() -> None:
     assert build("3_layer_8", 2, patch_size=np.array([8, 10])).patch_size == (8, 10)
     net = build("dilated_conv_2_layer", 2, in_channels=2).eval()
     assert net(torch.rand(1, 2, 32, 32)).shape == (1, 3, 1, 1)
+
+
+def test_real_convnext_tiny_3d() -> None:
+    torch.manual_seed(0)
+    net = build_centre_voxel_net("convnext_tiny_3d", n_classes=2, spatial_dims=3)
+    n_params = sum(p.numel() for p in net.parameters())
+    # ConvNeXt-T is 28.6M with its 1000-class head (27.8M without); 3D kernels add ~3.5M
+    assert 30.5e6 < n_params < 32e6, n_params
+    (table,) = _tables(ConvNeXtCentreVoxelNet.__doc__)
+    _check_table(net, table, torch.rand(1, 1, 32, 32, 32))
+    assert net.head_kernel == (1, 1, 1)

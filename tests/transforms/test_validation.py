@@ -1,0 +1,38 @@
+"""ValidateImaged / ValidateSameShaped: one clear error naming the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from cseg_monai.transforms import ValidateImaged, ValidateSameShaped
+
+
+def _meta(array, name):
+    return MetaTensor(torch.as_tensor(array), meta={"filename_or_obj": name})
+
+
+def test_validate_image_checks():
+    check = ValidateImaged("image", num_channels=1, spatial_dims=2)
+    check({"image": torch.rand(1, 4, 4)})
+    with pytest.raises(ValueError, match="a.tif: expected 2 spatial axes, got 3"):
+        check({"image": _meta(np.random.rand(1, 2, 4, 4), "a.tif")})
+    with pytest.raises(ValueError, match="empty image"):
+        check({"image": torch.zeros(1, 0, 4)})
+    with pytest.raises(ValueError, match="constant"):
+        check({"image": torch.zeros(1, 4, 4)})
+    bad = torch.rand(1, 4, 4)
+    bad[0, 1, 1] = float("inf")
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        check({"image": bad})
+    ValidateImaged("label", allow_constant=True)({"label": torch.zeros(1, 4, 4)})
+
+
+def test_validate_same_shape():
+    ValidateSameShaped(["image", "label"])({"image": torch.zeros(1, 4, 4), "label": torch.zeros(1, 4, 4)})
+    with pytest.raises(ValueError, match="i.png is \\(4, 4\\) but l.png is \\(4, 5\\)"):
+        ValidateSameShaped(["image", "label"])(
+            {"image": _meta(np.zeros((1, 4, 4)), "i.png"), "label": _meta(np.zeros((1, 4, 5)), "l.png")}
+        )
