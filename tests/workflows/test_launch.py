@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from cseg_monai.workflows import bundle_command, bundle_workflow, config_files, resolve_bundle, run_bundle
+
 from conftest import BUNDLES
 
 NAME = "isbi2012_em_membrane_segmentation"
