@@ -27,13 +27,45 @@ from cseg_monai.apps.instance_gui import launch
 from cseg_monai.common.errors import innermost_exception
 from cseg_monai.data.datasets import isbi2012
 from cseg_monai.data.phantom import write_organelle_dataset, write_phantom_dataset
-from cseg_monai.workflows import bundles_dir, list_bundles, resolve_bundle, run_bundle
+from cseg_monai.workflows import bundles_dir, export_bundle, import_bundle, list_bundles, resolve_bundle, run_bundle
 
 __all__ = ["CLI", "main"]
 
 
+class BundleCommands:
+    """Share a bundle as one zip: ``cseg bundle export NAME OUT.zip``, ``cseg bundle import OUT.zip DIR``."""
+
+    def export(self, name: str, out_zip: str, overwrite: bool = False) -> str:
+        """Write a self-contained model-zoo zip of a bundle (configs, weights, models/model.ts, docs, LICENSE).
+
+        Args:
+            name: bundle name (see ``cseg bundles``) or folder.
+            out_zip: the zip to write, or an existing folder (then ``FOLDER/NAME.zip``).
+            overwrite: replace an existing zip.
+        """
+        return str(export_bundle(name, out_zip, overwrite=overwrite))
+
+    def import_(self, zip_file: str, bundle_dir: str, overwrite: bool = False) -> str:
+        """Unpack a bundle zip into ``BUNDLE_DIR/NAME`` (``cseg bundle import``; as ``monai.bundle download --bundle_dir``).
+
+        Args:
+            zip_file: the zip (one top-level folder named after the bundle).
+            bundle_dir: the folder that receives the bundle folder.
+            overwrite: replace an existing ``BUNDLE_DIR/NAME``.
+        """
+        path = import_bundle(zip_file, bundle_dir, overwrite=overwrite)
+        return f"bundle unpacked to {path.resolve()}; run it with: cseg infer {path.resolve()} IMAGES OUT"
+
+
+# fire finds a command by its member name, and `import` is a Python keyword: expose import_ as `import`
+setattr(BundleCommands, "import", BundleCommands.import_)
+
+
 class CLI:
     """cseg-monai: EM and light-microscopy segmentation bundles built on MONAI."""
+
+    #: ``cseg bundle export NAME OUT.zip`` and ``cseg bundle import OUT.zip DIR``
+    bundle = BundleCommands()
 
     def phantom(
         self,

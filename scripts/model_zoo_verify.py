@@ -44,6 +44,17 @@ changelog, metadata against the schema, bundle properties) runs unchanged. A fai
 temporary folder is kept (its ``verify.log`` holds the whole output); ``--keep`` keeps all. A bundle with a
 ``network_def`` gets no exemption at all. ``tests/bundles/test_model_zoo_checks.py`` runs the
 same checks through MONAI's API without a model-zoo checkout, with this same rule.
+
+Exported bundles (``cseg bundle export``)
+-----------------------------------------
+``--exported PATH [PATH ...]`` checks exported copies instead of ``bundles/``: each PATH is a zip
+written by ``cseg bundle export`` (unpacked with ``cseg_monai.workflows.import_bundle`` into the
+temporary folder, as ``monai.bundle download`` would) or an unpacked bundle folder (named after
+the bundle). The copy goes to ``models/NAME`` as it is; its own ``eval/schema.json`` (the export
+ships one) is used, ours only where it has none. The same rule decides the exemptions::
+
+    .venv/bin/cseg bundle export isbi2012_em_membrane_segmentation /tmp/x/
+    .venv/bin/python scripts/model_zoo_verify.py --model_zoo /tmp/model-zoo --exported /tmp/x/*.zip
 """
 
 from __future__ import annotations
@@ -56,6 +67,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+# the rule (has_network, on the inference config's NET_ID) lives in the package, which the export uses too
+from cseg_monai.workflows.bundle_export import EXCLUDED, NET_ID, has_network, import_bundle, inference_config
+
+__all__ = ["NET_ID", "NO_NETWORK_EXCLUSIONS", "has_network", "inference_config", "layout", "main", "no_network_problems", "verify"]
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
 SCHEMA = ROOT / "configs" / "metadata_schema.json"
@@ -66,29 +82,8 @@ NO_NETWORK_EXCLUSIONS = (
     "exclude_verify_shape_list",
     "exclude_verify_torchscript_list",
 )
-#: the id of the network in a bundle's inference config (verify_bundle.py's ``_get_net_id``)
-NET_ID = "network_def"
-#: git-ignored output folders of a bundle, not copied
-IGNORED = ("eval", "outputs", "mlruns", "__pycache__")
-
-
-def inference_config(bundle_dir: Path) -> Path | None:
-    """The bundle's ``configs/inference.{json,yaml,yml}`` (as verify_bundle.py finds it), or ``None``."""
-    for suffix in ("json", "yaml", "yml"):
-        path = bundle_dir / "configs" / f"inference.{suffix}"
-        if path.is_file():
-            return path
-    return None
-
-
-def has_network(bundle_dir: Path) -> bool:
-    """The rule: a bundle has a network iff its inference config defines ``network_def``."""
-    config = inference_config(bundle_dir)
-    if config is None:
-        raise ValueError(f"{bundle_dir.name}: no configs/inference.json (or .yaml/.yml)")
-    from monai.bundle import ConfigParser
-
-    return NET_ID in ConfigParser.load_config_file(str(config))
+#: git-ignored output folders of a bundle, not copied (the same list ``cseg bundle export`` leaves out)
+IGNORED = EXCLUDED
 
 
 def no_network_problems(bundle_dir: Path) -> list[str]:
@@ -101,13 +96,19 @@ def no_network_problems(bundle_dir: Path) -> list[str]:
     return problems
 
 
-def layout(model_zoo: Path, bundle: str, root: Path) -> list[str]:
-    """Lay ``bundle`` out under ``root`` as the model zoo's CI does; returns the exemptions applied."""
+def layout(model_zoo: Path, bundle: str, root: Path, source: Path | None = None) -> list[str]:
+    """Lay ``bundle`` out under ``root`` as the model zoo's CI does; returns the exemptions applied.
+
+    ``source`` is the bundle folder to copy (default ``bundles/NAME``); an exported copy keeps its
+    own ``eval/schema.json``.
+    """
     shutil.copytree(model_zoo / "ci", root / "ci", ignore=shutil.ignore_patterns("__pycache__"))
+    source = BUNDLES / bundle if source is None else source
     target = root / "models" / bundle
-    shutil.copytree(BUNDLES / bundle, target, ignore=shutil.ignore_patterns(*IGNORED))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*IGNORED))
     (target / "eval").mkdir()
-    shutil.copyfile(SCHEMA, target / "eval" / "schema.json")
+    own_schema = source / "eval" / "schema.json"
+    shutil.copyfile(own_schema if own_schema.is_file() else SCHEMA, target / "eval" / "schema.json")
     (root / "models" / "model_info.json").write_text("{}\n")
     if has_network(target):
         return []
@@ -119,14 +120,31 @@ def layout(model_zoo: Path, bundle: str, root: Path) -> list[str]:
     return list(NO_NETWORK_EXCLUSIONS)
 
 
-def verify(model_zoo: Path, bundle: str, python: str, keep: bool, verbose: bool) -> bool:
+def unpack(path: Path, into: Path) -> Path:
+    """The bundle folder of an exported zip (unpacked into ``into``) or of an unpacked folder."""
+    if path.is_file():
+        return import_bundle(path, into)
+    if not (path / "configs" / "metadata.json").is_file():
+        raise ValueError(f"{path}: neither a bundle zip nor a bundle folder (no configs/metadata.json)")
+    return path
+
+
+def verify(
+    model_zoo: Path, bundle: str, python: str, keep: bool, verbose: bool, source: Path | None = None, label: str = ""
+) -> bool:
+    """Run ``verify_bundle.py -m full`` on one bundle (``bundles/NAME``, or the folder ``source``); print PASS/FAIL.
+
+    ``label`` names where ``source`` came from in the printed line (e.g. the exported zip).
+    """
     root = Path(tempfile.mkdtemp(prefix=f"mz_{bundle}_"))
     try:
-        problems = [] if has_network(BUNDLES / bundle) else no_network_problems(BUNDLES / bundle)
+        src = BUNDLES / bundle if source is None else source
+        what = "" if source is None else f" [{label or source}]"
+        problems = [] if has_network(src) else no_network_problems(src)
         if problems:
-            print(f"FAIL {bundle}: " + "; ".join(problems))
+            print(f"FAIL {bundle}{what}: " + "; ".join(problems))
             return False
-        exempt = layout(model_zoo, bundle, root)
+        exempt = layout(model_zoo, bundle, root, source)
         cmd = [python, "ci/verify_bundle.py", "-b", bundle, "-p", "models", "-m", "full"]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         proc = subprocess.run(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -136,10 +154,10 @@ def verify(model_zoo: Path, bundle: str, python: str, keep: bool, verbose: bool)
         if verbose:
             print(log)
         if proc.returncode == 0:
-            print(f"PASS {bundle}{note}")
+            print(f"PASS {bundle}{what}{note}")
             return True
         tail = "\n".join("    " + line for line in log.strip().splitlines()[-25:])
-        print(f"FAIL {bundle}{note}: `{' '.join(cmd)}` in {root} exited {proc.returncode}\n{tail}")
+        print(f"FAIL {bundle}{what}{note}: `{' '.join(cmd)}` in {root} exited {proc.returncode}\n{tail}")
         keep = True  # a failure's folder (with verify.log) stays for inspection
         return False
     finally:
@@ -153,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_zoo", required=True, type=Path, help="model-zoo checkout (with ci/verify_bundle.py)")
     parser.add_argument("bundles", nargs="*", help="bundle names (default: every folder under bundles/)")
+    parser.add_argument("--exported", nargs="+", type=Path, metavar="PATH",
+                        help="check exported bundles instead: zips from `cseg bundle export`, or unpacked bundle folders")
     parser.add_argument("--python", default=sys.executable, help="interpreter to run verify_bundle.py with")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders (with verify.log)")
     parser.add_argument("--verbose", action="store_true", help="print the whole verify_bundle.py log")
@@ -160,13 +180,31 @@ def main(argv: list[str] | None = None) -> int:
     model_zoo = args.model_zoo.resolve()
     if not (model_zoo / "ci" / "verify_bundle.py").is_file():
         parser.error(f"{model_zoo} has no ci/verify_bundle.py (git clone https://github.com/Project-MONAI/model-zoo)")
-    names = args.bundles or sorted(p.name for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file())
-    unknown = [n for n in names if not (BUNDLES / n / "configs" / "metadata.json").is_file()]
-    if unknown:
-        parser.error(f"unknown bundles {unknown}; known: {sorted(p.name for p in BUNDLES.iterdir() if p.is_dir())}")
-    results = {name: verify(model_zoo, name, args.python, args.keep, args.verbose) for name in names}
+    if args.exported:
+        if args.bundles:
+            parser.error("give bundle names or --exported paths, not both")
+        missing = [str(p) for p in args.exported if not p.exists()]
+        if missing:
+            parser.error(f"no such exported bundle: {missing}")
+        with tempfile.TemporaryDirectory(prefix="mz_unpacked_") as unpacked:
+            results = {}
+            for i, path in enumerate(args.exported):
+                try:
+                    folder = unpack(path.resolve(), Path(unpacked) / str(i))
+                except ValueError as err:
+                    print(f"FAIL {path}: {err}")
+                    results[str(path)] = False
+                    continue
+                results[f"{folder.name} [{path}]"] = verify(model_zoo, folder.name, args.python, args.keep, args.verbose, folder, str(path))
+    else:
+        names = args.bundles or sorted(p.name for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file())
+        unknown = [n for n in names if not (BUNDLES / n / "configs" / "metadata.json").is_file()]
+        if unknown:
+            parser.error(f"unknown bundles {unknown}; known: {sorted(p.name for p in BUNDLES.iterdir() if p.is_dir())}")
+        results = {name: verify(model_zoo, name, args.python, args.keep, args.verbose) for name in names}
     failed = [n for n, ok in results.items() if not ok]
-    summary = f"{len(results) - len(failed)}/{len(results)} bundles pass verify_bundle.py -m full"
+    kind = "exported bundles" if args.exported else "bundles"
+    summary = f"{len(results) - len(failed)}/{len(results)} {kind} pass verify_bundle.py -m full"
     print(summary + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

@@ -4,9 +4,12 @@
   names, the unknown-config-key check, a clean distributed shutdown;
 - :mod:`~cseg_monai.workflows.launch`: one way to launch a bundle workflow (in-process or as a
   ``python -m monai.bundle run`` command line);
-- :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops.
+- :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops;
+- :mod:`~cseg_monai.workflows.bundle_export`: share a bundle as one self-contained zip
+  (``export_bundle``, ``import_bundle``).
 """
 
+from cseg_monai.workflows.bundle_export import export_bundle, import_bundle
 from cseg_monai.workflows.bundle_support import (
     bundle_root,
     bundles_dir,
@@ -39,4 +42,6 @@ __all__ = [
     "run_bundle",
     "run_name",
     "shutdown_distributed",
+    "export_bundle",
+    "import_bundle",
 ]
