@@ -29,7 +29,7 @@ import tifffile
 from cseg_monai.apps.jobs import BLEND_MODES, JobParams, run_job
 from cseg_monai.apps.models import GuiModel, find_models
 from cseg_monai.apps.volumes import VOLUME_SUFFIXES, UploadLimits
-from cseg_monai.postprocessing.instances import METHODS
+from cseg_monai.postprocessing import METHODS, InstanceParams
 from cseg_monai.visualisation import instance_slice_picture
 
 __all__ = ["build_app", "launch", "render_slice", "parse_patch_size"]
@@ -95,15 +95,16 @@ def render_slice(image_path: str, labels_path: str, prob_path: str | None, z: in
 def _model_defaults(model: GuiModel) -> dict:
     d = model.defaults
     patch = d.get("patch_size")
+    p = model.instance_params or InstanceParams()
     return {
         "patch": ", ".join(str(p) for p in patch) if patch else "",
         "overlap": float(d.get("overlap", 0.5)),
         "blend": d.get("blend_mode", "gaussian"),
-        "threshold": float(d.get("boundary_threshold", 0.5)),
-        "method": d.get("instance_method", "multicut"),
-        "min_size": int(d.get("min_size") or 0),
-        "max_size": int(d.get("max_size") or 0),
-        "masked": bool(d.get("mask_watershed", False)),
+        "threshold": p.threshold,
+        "method": p.method,
+        "min_size": p.min_size,
+        "max_size": p.max_size or 0,
+        "masked": p.mask_watershed,
     }
 
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 import uuid
@@ -28,7 +29,7 @@ import tifffile
 from cseg_monai.apps.models import GuiModel
 from cseg_monai.apps.volumes import UploadLimits, VolumeCheckError, check_volume, write_job_input
 from cseg_monai.common.errors import exception_chain
-from cseg_monai.postprocessing.instances import METHODS
+from cseg_monai.postprocessing import InstanceParams
 from cseg_monai.workflows import run_bundle
 
 __all__ = ["BLEND_MODES", "JobParams", "VolumeResult", "JobResult", "run_job", "new_job_dir"]
@@ -65,6 +66,35 @@ class JobParams:
     mask_watershed: bool | None = None
     dataset: str | None = None
 
+    def instance_changes(self) -> dict:
+        """The post-processing fields this form sets, by their :class:`InstanceParams` names."""
+        values = {
+            "threshold": self.boundary_threshold,
+            "method": self.instance_method,
+            "min_size": None if self.min_size is None else int(self.min_size),
+            "mask_watershed": None if self.mask_watershed is None else bool(self.mask_watershed),
+        }
+        out = {k: v for k, v in values.items() if v is not None}
+        if self.max_size is not None:
+            out["max_size"] = int(self.max_size) or None  # 0: no upper limit
+        return out
+
+    def instance_params(self, model: GuiModel) -> InstanceParams | None:
+        """``model``'s post-processing settings with this form's changes, validated by :class:`InstanceParams`.
+
+        Raises:
+            ValueError: naming the setting as the GUI labels it.
+        """
+        if model.instance_params is None:
+            return None
+        try:
+            return model.instance_params.replace(**self.instance_changes())
+        except ValueError as err:
+            message = str(err).replace("InstanceParams.", "")
+            for field_name, label in _GUI_LABELS.items():
+                message = re.sub(rf"\b{field_name}\b", label, message)
+            raise ValueError(message) from None
+
     def check(self, model: GuiModel) -> None:
         """Raise ``ValueError`` naming the first parameter that ``model`` cannot run with."""
         if self.patch_size is not None:
@@ -78,15 +108,7 @@ class JobParams:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.blend_mode is not None and self.blend_mode not in BLEND_MODES:
             raise ValueError(f"blending must be one of {BLEND_MODES}, got {self.blend_mode!r}")
-        if self.boundary_threshold is not None and not 0 < self.boundary_threshold < 1:
-            raise ValueError(f"boundary threshold must be in (0, 1), got {self.boundary_threshold}")
-        if self.min_size is not None and self.min_size < 0:
-            raise ValueError(f"min object size must be >= 0, got {self.min_size}")
-        if self.max_size and self.min_size and self.max_size < self.min_size:
-            raise ValueError(f"max object size {self.max_size} is below the min object size {self.min_size}")
-        if self.instance_method is not None:
-            if self.instance_method not in METHODS:
-                raise ValueError(f"instance method must be one of {tuple(METHODS)}, got {self.instance_method!r}")
+        self.instance_params(model)
 
     def overrides(self, model: GuiModel) -> dict:
         """Config overrides for ``model``: only keys its configuration defines."""
@@ -94,15 +116,22 @@ class JobParams:
             "patch_size": None if self.patch_size is None else [int(p) for p in self.patch_size],
             "overlap": self.overlap,
             "blend_mode": self.blend_mode,
-            "boundary_threshold": self.boundary_threshold,
-            "min_size": None if self.min_size is None else int(self.min_size),
-            "instance_method": self.instance_method,
-            "mask_watershed": None if self.mask_watershed is None else bool(self.mask_watershed),
         }
         out = {k: v for k, v in values.items() if v is not None and k in model.defaults}
-        if self.max_size is not None and "max_size" in model.defaults:
-            out["max_size"] = int(self.max_size) or None  # 0: no upper limit
+        if model.instance_params is not None:
+            self.instance_params(model)  # refuse a bad setting before anything runs
+            out.update({f"instance_params#{k}": v for k, v in self.instance_changes().items()})
         return out
+
+
+# InstanceParams field -> the GUI's label of it, for error messages
+_GUI_LABELS = {
+    "threshold": "boundary threshold",
+    "method": "instance method",
+    "min_size": "min object size",
+    "max_size": "max object size",
+    "mask_watershed": "masked watershed",
+}
 
 
 @dataclass

@@ -21,20 +21,17 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser
 
+from cseg_monai.postprocessing import InstanceParams
 from cseg_monai.workflows import bundles_dir
 
 __all__ = ["GuiModel", "find_models", "PARAMETER_KEYS"]
 
-# GUI parameter -> config key it overrides (passed only where the model's config defines it)
+# GUI parameter -> config key it overrides (passed only where the model's config defines it);
+# the post-processing settings are the model's ``instance_params`` (GuiModel.instance_params)
 PARAMETER_KEYS = {
     "patch_size": "patch_size",
     "overlap": "overlap",
     "blend_mode": "blend_mode",
-    "boundary_threshold": "boundary_threshold",
-    "min_size": "min_size",
-    "max_size": "max_size",
-    "instance_method": "instance_method",
-    "mask_watershed": "mask_watershed",
     "spacing": "spacing",
 }
 
@@ -56,6 +53,8 @@ class GuiModel:
         downsampling: per spatial axis, the factor a patch size must be a multiple of.
         overrides: config overrides applied to every run (e.g. another ``ckpt_path``); a model
             made by hand can carry its own weights this way.
+        instance_params: the configuration's post-processing settings (its ``instance_params``),
+            None for a model without instance post-processing.
     """
 
     name: str
@@ -66,6 +65,7 @@ class GuiModel:
     defaults: dict = field(default_factory=dict)
     downsampling: tuple[int, int, int] = (1, 1, 1)
     overrides: dict = field(default_factory=dict)
+    instance_params: InstanceParams | None = None
 
     @property
     def config_paths(self) -> list[str]:
@@ -91,6 +91,7 @@ def _load_model(bundle_dir: Path, configs: tuple[str, ...], meta: dict) -> GuiMo
     for key in PARAMETER_KEYS.values():
         if key in parser.get():
             defaults[key] = parser.get_parsed_content(key)
+    params = parser.get_parsed_content("instance_params") if "instance_params" in parser.get() else None
     in_channels = int(parser.get_parsed_content("in_channels")) if "in_channels" in parser.get() else 1
     down = (1, 1, 1)
     if "pool" in parser.get() and "levels" in parser.get():
@@ -109,6 +110,7 @@ def _load_model(bundle_dir: Path, configs: tuple[str, ...], meta: dict) -> GuiMo
         in_channels=in_channels,
         defaults=defaults,
         downsampling=down,  # type: ignore[arg-type]
+        instance_params=params,
     )
 
 

@@ -11,6 +11,7 @@ from cseg_monai.postprocessing.crf import (
     mean_field_energy,
     organelle_compatibility,
 )
+from cseg_monai.postprocessing.instance_params import InstanceParams
 from cseg_monai.postprocessing.instance_transforms import BoundaryToInstancesd
 from cseg_monai.postprocessing.instances import (
     METHODS,
@@ -27,6 +28,7 @@ from cseg_monai.postprocessing.instances import (
 
 __all__ = [
     "BoundaryToInstancesd",
+    "InstanceParams",
     "METHODS",
     "check_filter_limits",
     "edge_costs",

@@ -23,7 +23,7 @@ Example:
     >>> from scipy import ndimage
     >>> truth = np.zeros((1, 40, 80), np.int64); truth[0, 5:35, 5:38] = 1; truth[0, 5:35, 42:75] = 2
     >>> boundary = ndimage.gaussian_filter((ndimage.morphological_gradient(truth, size=3) > 0).astype(float), 1)
-    >>> labels = segment_instances(boundary / boundary.max(), method="multicut", min_size=20)
+    >>> labels = segment_instances(boundary / boundary.max(), InstanceParams(method="multicut", min_size=20))
     >>> int(labels.max())
     2
 """
@@ -44,9 +44,11 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
 from cseg_monai.common.checks import check_instance_ids
+from cseg_monai.postprocessing.instance_params import METHODS, InstanceParams, check_filter_limits
 
 __all__ = [
     "METHODS",
+    "InstanceParams",
     "edge_costs",
     "check_filter_limits",
     "check_instance_ids",
@@ -58,9 +60,6 @@ __all__ = [
     "segment_instances",
     "watershed_supervoxels",
 ]
-
-METHODS = ("multicut", "agglomeration", "watershed")
-
 
 def _check_boundary(boundary: np.ndarray, name: str = "boundary map") -> np.ndarray:
     b = np.asarray(boundary)
@@ -365,28 +364,6 @@ def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = Non
     return out
 
 
-def check_filter_limits(
-    min_size: Any = 0, max_size: Any = None, min_major_axis: Any = 0.0, max_major_axis: Any = None
-) -> None:
-    """Raise ``ValueError`` unless the limits of :func:`filter_instances` are numbers with
-    ``0 <= min <= max`` (a max of None: no limit).
-
-    Example:
-        >>> check_filter_limits(min_size=100, max_size=10)
-        Traceback (most recent call last):
-        ...
-        ValueError: max_size (10) must be >= min_size (100), or None for no limit
-    """
-    for name, lo, hi in (("size", min_size, max_size), ("major_axis", min_major_axis, max_major_axis)):
-        for which, value in (("min", lo), ("max", hi)):
-            if (value is not None or which == "min") and (
-                isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0
-            ):
-                raise ValueError(f"{which}_{name} must be a number >= 0, got {value!r}")
-        if hi is not None and hi < lo:
-            raise ValueError(f"max_{name} ({hi!r}) must be >= min_{name} ({lo!r}), or None for no limit")
-
-
 def filter_instances(
     labels: np.ndarray,
     min_size: int = 0,
@@ -444,51 +421,49 @@ def filter_instances(
 
 def segment_instances(
     boundary: np.ndarray,
-    method: str = "multicut",
-    threshold: float = 0.5,
-    sigma_seeds: float = 2.0,
-    min_supervoxel_size: int = 50,
-    beta: float = 0.5,
-    agglomeration_threshold: float = 0.5,
-    min_size: int = 0,
-    max_size: int | None = None,
+    params: InstanceParams | None = None,
     spacing: Sequence[float] | None = None,
     foreground: np.ndarray | None = None,
-    mask_watershed: bool = False,
-    min_major_axis: float = 0.0,
-    max_major_axis: float | None = None,
+    **changes: Any,
 ) -> np.ndarray:
     """Instance ids (``uint32``, 0 = background) from a boundary probability map.
 
     Args:
         boundary: ``([Z,] Y, X)`` boundary probabilities.
-        method: ``"multicut"`` (GAEC + Kernighan-Lin on :func:`edge_costs`),
-            ``"agglomeration"`` (:func:`mean_boundary_agglomeration`) or ``"watershed"``
-            (the supervoxels themselves).
-        threshold, sigma_seeds, min_supervoxel_size: of :func:`watershed_supervoxels`.
-        beta: boundary bias of the multicut costs.
-        agglomeration_threshold: stop merging at this mean boundary probability.
-        min_size, max_size: object size filter (voxels).
-        spacing: physical voxel size per axis (watershed distances, major-axis lengths).
-        foreground: optional boolean mask (e.g. foreground probability > 0.5); objects lying
-            mostly outside it are removed.
-        mask_watershed: also restrict the watershed to ``foreground`` (background voxels get
+        params: the settings (:class:`~cseg_monai.postprocessing.instance_params.InstanceParams`;
+            default ``InstanceParams()``): ``method`` ``"multicut"`` (GAEC + Kernighan-Lin on
+            :func:`edge_costs`), ``"agglomeration"`` (:func:`mean_boundary_agglomeration`) or
+            ``"watershed"`` (the supervoxels themselves); ``threshold``, ``sigma_seeds``,
+            ``min_supervoxel_size`` of :func:`watershed_supervoxels`; ``beta`` of the multicut
+            costs; ``agglomeration_threshold``; the object filters ``min_size``, ``max_size``,
+            ``min_major_axis``, ``max_major_axis`` (:func:`filter_instances`); and
+            ``mask_watershed``: restrict the watershed to ``foreground`` (background voxels get
             id 0 and take no part in the graph partition), so objects end exactly at the
             foreground's edge and need no boundary against the background. For sparse objects
             in background, e.g. nuclei, especially in thin or anisotropic stacks where a 3D
             boundary against the background covers whole planes of an object.
-        min_major_axis, max_major_axis: object filter on the major-axis length
-            (:func:`major_axis_lengths`), in the units of ``spacing``.
+        spacing: physical voxel size per axis (watershed distances, major-axis lengths).
+        foreground: optional boolean mask (e.g. foreground probability > 0.5); objects lying
+            mostly outside it are removed.
+        **changes: fields of ``params`` to replace for this call (``method="watershed"``).
+
+    Raises:
+        ValueError: a bad boundary map, an unknown or invalid parameter, ``mask_watershed``
+            without ``foreground``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    if params is not None and not isinstance(params, InstanceParams):
+        raise ValueError(f"params must be an InstanceParams, got {type(params).__name__}")
+    p = params or InstanceParams()
+    if changes:
+        p = p.replace(**changes)
+    method, threshold, sigma_seeds, mask_watershed = p.method, p.threshold, p.sigma_seeds, p.mask_watershed
     b = _check_boundary(boundary)
     if mask_watershed and foreground is None:
         raise ValueError("mask_watershed needs a foreground mask")
     mask = np.asarray(foreground, dtype=bool) if mask_watershed else None
     if mask is not None and not mask.any():
         return np.zeros(b.shape, np.uint32)
-    seg = watershed_supervoxels(b, threshold, sigma_seeds, min_size=min_supervoxel_size, spacing=spacing, mask=mask)
+    seg = watershed_supervoxels(b, threshold, sigma_seeds, min_size=p.min_supervoxel_size, spacing=spacing, mask=mask)
     if method != "watershed":
         rag, uv, mean_b, sizes = region_adjacency(seg, b)
         n_nodes = int(seg.max()) + 1
@@ -498,15 +473,15 @@ def segment_instances(
             keep = (uv != 0).all(axis=1)
             uv, mean_b, sizes = uv[keep], mean_b[keep], sizes[keep]
         if method == "multicut":
-            node_labels = multicut(n_nodes, uv, edge_costs(mean_b, sizes, beta))
+            node_labels = multicut(n_nodes, uv, edge_costs(mean_b, sizes, p.beta))
         else:
-            node_labels = mean_boundary_agglomeration(n_nodes, uv, mean_b, sizes, agglomeration_threshold)
+            node_labels = mean_boundary_agglomeration(n_nodes, uv, mean_b, sizes, p.agglomeration_threshold)
         node_labels = node_labels + 1  # 0 stays free for the background
         if (seg == 0).any():
             node_labels[0] = 0
         seg = node_labels[seg.astype(np.int64)]
     background = None if foreground is None else ~np.asarray(foreground, dtype=bool)
     return filter_instances(
-        seg, min_size=min_size, max_size=max_size, background=background,
-        min_major_axis=min_major_axis, max_major_axis=max_major_axis, spacing=spacing,
+        seg, min_size=p.min_size, max_size=p.max_size, background=background,
+        min_major_axis=p.min_major_axis, max_major_axis=p.max_major_axis, spacing=spacing,
     ).astype(np.uint32)  # fmt: skip

@@ -20,7 +20,7 @@ Usage::
 
     .venv/bin/python scripts/experiments/instance_segmentation.py --datasets nuclei ovule \\
         --max_epochs 800 --json scripts/experiments/results/instance_segmentation.json
-    .venv/bin/python scripts/experiments/instance_segmentation.py --datasets nuclei --set mask_watershed=True \\
+    .venv/bin/python scripts/experiments/instance_segmentation.py --datasets nuclei --set instance_params#mask_watershed=True \\
         --max_epochs 600 --json /tmp/nuclei_masked.json
 """
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="evaluate PATH, do not train")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="a config override for training and evaluation, e.g. mask_watershed=True (repeatable)",
+        help="a config override for training and evaluation, e.g. instance_params#mask_watershed=True (repeatable)",
     )  # fmt: skip
     parser.add_argument("--runs", default=str(ROOT / "runs" / "instance_segmentation"))
     parser.add_argument("--json", required=True)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_dir = out / f"eval_{method}"
             cmd = bundle_command(BUNDLE, ["train.json"] + data + ["evaluate.json"], "evaluating", extra_args=[
                         "--output_dir", str(out), "--ckpt_path", str(model), "--eval_dir", str(eval_dir),
-                        "--instance_method", method, "--mlflow_enabled", "False", "--progress_bar", "False", *overrides])  # fmt: skip
+                        "--instance_params#method", method, "--mlflow_enabled", "False", "--progress_bar", "False", *overrides])  # fmt: skip
             seconds = _run(cmd, out / f"eval_{method}.log")
             with open(eval_dir / "metrics.csv") as f:
                 metrics = {r[0]: float(r[1]) for r in csv.reader(f) if len(r) >= 2 and r[0].startswith("val_")}
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_dir = out / "eval_in_context"
             cmd = bundle_command(BUNDLE, ["train.json"] + data + ["evaluate.json"], "evaluating", extra_args=[
                         "--output_dir", str(out), "--ckpt_path", str(model), "--eval_dir", str(eval_dir),
-                        "--eval_split", "all", "--instance_method", "multicut", "--mlflow_enabled", "False",
+                        "--eval_split", "all", "--instance_params#method", "multicut", "--mlflow_enabled", "False",
                         "--progress_bar", "False", *overrides])  # fmt: skip
             seconds = _run(cmd, out / "eval_in_context.log")
             row["multicut_in_context"] = {**_score_in_context(name, eval_dir, z_range), "eval_seconds": seconds}

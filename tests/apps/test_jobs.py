@@ -69,15 +69,17 @@ def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
         (JobParams(patch_size=(30, 64, 64)), r"patch size \(30, 64, 64\) does not fit .* 30 \(axis 0: a multiple of 8\)"),
         (JobParams(overlap=1.0), r"overlap must be in \[0, 1\)"),
         (JobParams(blend_mode="max"), "blending must be one of"),
-        (JobParams(boundary_threshold=0), r"boundary threshold must be in \(0, 1\)"),
-        (JobParams(min_size=100, max_size=50), "max object size 50 is below the min object size 100"),
+        (JobParams(boundary_threshold=0), r"boundary threshold must be a number in \(0, 1\), got 0"),
+        (JobParams(min_size=100, max_size=50), r"max object size \(50\) must be >= min object size \(100\)"),
         (JobParams(instance_method="magic"), "instance method must be one of"),
     ]:
         with pytest.raises(ValueError, match=message):
             run_job([tmp_path / "never.tif"], nuclei_model, params, tmp_path / "jobs")
     assert not (tmp_path / "jobs").exists()
     overrides = JobParams(max_size=0, min_size=5, mask_watershed=False, dataset="raw").overrides(nuclei_model)
-    assert overrides == {"min_size": 5, "max_size": None, "mask_watershed": False}  # 0 = no upper limit; dataset is no config key
+    assert overrides == {  # 0 = no upper limit; dataset is no config key
+        "instance_params#min_size": 5, "instance_params#max_size": None, "instance_params#mask_watershed": False
+    }
 
 
 def test_two_channel_volumes_run_end_to_end(nuclei_model, tmp_path):

@@ -16,7 +16,7 @@ def test_the_shipped_instance_models_are_offered_and_2d_bundles_are_not():
     assert nuclei.configs == ("inference.json",) and nuclei.ckpt_path.name == "model.pt"
     assert cells.configs == ("inference.json", "inference_cells.json") and cells.ckpt_path.name == "model_cells.pt"
     assert cells.defaults["patch_size"] == [16, 64, 64] and nuclei.defaults["patch_size"] == [32, 64, 64]
-    assert nuclei.defaults["mask_watershed"] is True and cells.defaults["mask_watershed"] is False
+    assert nuclei.instance_params.mask_watershed is True and cells.instance_params.mask_watershed is False
     assert nuclei.downsampling == (8, 8, 8) and nuclei.in_channels == 1
     ctc = models[f"{INSTANCE}: nuclei, thin stacks (CTC)"]
     assert ctc.configs[-1] == "inference_nuclei_ctc.json" and ctc.downsampling == (1, 8, 8)  # z is never pooled

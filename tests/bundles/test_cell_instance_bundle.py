@@ -25,7 +25,7 @@ TINY = {
     "levels": 3,
     "progress_bar": False,
     "mlflow_experiment_name": "tests",
-    "min_size": 20,
+    "instance_params#min_size": 20,
 }
 
 
@@ -67,7 +67,7 @@ def test_inference_writes_probabilities_and_instances_also_for_thin_volumes(trai
     out = tmp_path / "out"
     wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(images), output_dir=str(out),
                          ckpt_path=str(trained / "models" / "model.pt"), patch_size=TINY["patch_size"],
-                         f_maps=4, levels=3, progress_bar=False, min_size=0)  # fmt: skip
+                         f_maps=4, levels=3, progress_bar=False, **{"instance_params#min_size": 0})  # fmt: skip
     wf.initialize()
     wf.run()
     for stem, z in (("vol", 20), ("thin", 5)):
@@ -78,13 +78,13 @@ def test_inference_writes_probabilities_and_instances_also_for_thin_volumes(trai
 
 
 def test_inference_major_axis_filter_reaches_the_bundle(trained, tmp_path):
-    """``--max_major_axis`` drops the long objects of the default run and keeps the others."""
+    """``--instance_params#max_major_axis`` drops the long objects of the default run and keeps the others."""
     from cseg_monai.postprocessing import filter_instances, major_axis_lengths
 
     images = tmp_path / "in"
     write_tiff(images / "vol.tif", make_nuclei_phantom((20, 48, 48), n_nuclei=6, seed=3)[0])
     kw = dict(dataset_dir=str(images), ckpt_path=str(trained / "models" / "model.pt"), patch_size=TINY["patch_size"],
-              f_maps=4, levels=3, progress_bar=False, min_size=0)  # fmt: skip
+              f_maps=4, levels=3, progress_bar=False, **{"instance_params#min_size": 0})  # fmt: skip
     runs = {}
     for name, limit in (("all", None), ("short", "median")):
         if limit == "median":
@@ -92,7 +92,7 @@ def test_inference_major_axis_filter_reaches_the_bundle(trained, tmp_path):
             if len(lengths) < 2:
                 pytest.skip(f"the 2-epoch model found {len(lengths)} object(s): nothing to filter")
             limit = float(np.median(lengths))
-        wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", output_dir=str(tmp_path / name), max_major_axis=limit, **kw)
+        wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", output_dir=str(tmp_path / name), **{"instance_params#max_major_axis": limit}, **kw)
         wf.initialize()
         wf.run()
         runs[name] = tifffile.imread(tmp_path / name / "vol_labels.tif")
@@ -126,8 +126,11 @@ def test_metadata_net_and_bad_keys(tmp_path):
     from monai.bundle import run
 
     with pytest.raises(Exception) as err:
-        run(config_file=str(CONFIGS / "inference.json"), output_dir=str(tmp_path), instance_metod="x")
-    assert "did you mean 'instance_method'" in error_chain(err)
+        run(config_file=str(CONFIGS / "inference.json"), output_dir=str(tmp_path), instance_param="x")
+    assert "did you mean 'instance_params'" in error_chain(err)
+    with pytest.raises(Exception) as err:  # a bad post-processing setting is refused by InstanceParams, by name
+        run(config_file=str(CONFIGS / "inference.json"), output_dir=str(tmp_path), **{"instance_params#method": "gasp"})
+    assert "InstanceParams.method must be one of ['multicut', 'agglomeration', 'watershed'], got 'gasp'" in error_chain(err)
 
 
 @pytest.mark.parametrize("method", ["agglomeration", "watershed"])
@@ -135,7 +138,7 @@ def test_evaluate_writes_metrics_curves_and_outputs(trained, nuclei_folder, tmp_
     eval_dir = tmp_path / "eval"
     wf = bundle_workflow(CONFIGS, ["train.json", "evaluate.json"], "eval", dataset_dir=nuclei_folder,
                          output_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"),
-                         eval_dir=str(eval_dir), instance_method=method, mlflow_enabled=False, **TINY)  # fmt: skip
+                         eval_dir=str(eval_dir), mlflow_enabled=False, **{**TINY, "instance_params#method": method})  # fmt: skip
     wf.initialize()
     wf.run()
     metrics = (eval_dir / "metrics.csv").read_text()

@@ -40,7 +40,7 @@ def test_load_real_nuclei_targets_and_back_to_instances():
 def test_boundary_to_instances_bad_input():
     with pytest.raises(ValueError, match="channel-first \\(C, Z, Y, X\\)"):
         BoundaryToInstancesd("pred")({"pred": np.zeros((8, 8), np.float32)})
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="InstanceParams.method must be one of .*, got 'gasp'"):
         BoundaryToInstancesd("pred", method="gasp")
     with pytest.raises(ValueError, match="mask_watershed needs a foreground_channel"):
         BoundaryToInstancesd("pred", mask_watershed=True)

@@ -301,7 +301,7 @@ def test_bad_inputs():
         segment_instances(np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="NaN"):
         segment_instances(np.full((8, 8), np.nan, np.float32))
-    with pytest.raises(ValueError, match="unknown method 'mc'"):
+    with pytest.raises(ValueError, match="InstanceParams.method must be one of .*, got 'mc'"):
         segment_instances(np.zeros((8, 8), np.float32), method="mc")
     with pytest.raises(ValueError, match="spacing must be 2 positive numbers"):
         watershed_supervoxels(np.zeros((8, 8), np.float32), spacing=(1, 1, 1))
