@@ -6,7 +6,9 @@
   ``python -m monai.bundle run`` command line);
 - :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops;
 - :mod:`~cseg_monai.workflows.bundle_export`: share a bundle as one self-contained zip
-  (``export_bundle``, ``import_bundle``).
+  (``export_bundle``, ``import_bundle``);
+- :mod:`~cseg_monai.workflows.shared_config`: the training config every trained bundle shares
+  (``configs/train_common.json``) and the check that keeps each bundle's copy in step.
 """
 
 from cseg_monai.workflows.bundle_export import export_bundle, import_bundle
@@ -22,6 +24,7 @@ from cseg_monai.workflows.bundle_support import (
 )
 from cseg_monai.workflows.crf import CRFEvaluation, CRFInference, crf_datalist, load_probabilities, organelle_crf_datalist
 from cseg_monai.workflows.launch import bundle_command, bundle_workflow, config_files, resolve_bundle, run_bundle
+from cseg_monai.workflows.shared_config import load_shared_config, shared_config_drift, sync_shared_config
 
 __all__ = [
     "CRFEvaluation",
@@ -44,4 +47,7 @@ __all__ = [
     "shutdown_distributed",
     "export_bundle",
     "import_bundle",
+    "load_shared_config",
+    "shared_config_drift",
+    "sync_shared_config",
 ]

@@ -61,3 +61,18 @@ def test_no_path_leaves_the_bundle(path):
     text = path.read_text()
     assert "@bundle_root + '/.." not in text and "'..'" not in text, f"{path} reaches outside its bundle's folder"
     assert "shared/data" not in text and "'shared'" not in text, f"{path}: use cseg_monai.common.data_root() for the data"
+
+
+# ids an inference.json sets for its own run (inputs, outputs, what runs), not the model's definition
+RUN_SPECIFIC = {"dataset_dir", "imports", "initialize", "output_dir", "run", "tta_transforms"}
+PAIRED = sorted(p.parent for p in BUNDLES.glob("*/configs/inference.json") if (p.parent / "train.json").is_file())
+
+
+@pytest.mark.parametrize("configs", PAIRED, ids=lambda p: p.parent.name)
+def test_inference_restates_the_model_exactly_as_train_defines_it(configs):
+    """inference.json stands alone (as the model zoo's spleen bundle does); what it restates must not drift."""
+    train = json.loads((configs / "train.json").read_text())
+    infer = json.loads((configs / "inference.json").read_text())
+    assert "network_def" in infer and "network_def" in train
+    drift = sorted(k for k in set(train) & set(infer) - RUN_SPECIFIC if train[k] != infer[k])
+    assert not drift, f"{configs}: inference.json and train.json define {drift} differently"
