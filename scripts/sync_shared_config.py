@@ -22,7 +22,7 @@ from cseg_monai.workflows.shared_config import shared_config_drift, sync_shared_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report only; exit 1 where a bundle differs")
     parser.add_argument("--bundle", action="append", default=None, help="only this bundle (repeatable)")
     args = parser.parse_args(argv)

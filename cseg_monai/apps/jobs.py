@@ -49,7 +49,7 @@ class JobParams:
         blend_mode: ``gaussian`` or ``constant``.
         boundary_threshold: boundary probability above which voxels separate instances.
         min_size: smallest object kept, voxels.
-        max_size: largest object kept, voxels (``0`` or ``None``: no limit).
+        max_size: largest object kept, voxels (``0``: no limit; ``None``: the model's own value).
         instance_method: ``multicut``, ``agglomeration`` or ``watershed``.
         mask_watershed: flood the watershed only inside the predicted foreground (sparse objects
             such as nuclei; off for dense cells).
@@ -71,12 +71,12 @@ class JobParams:
         values = {
             "threshold": self.boundary_threshold,
             "method": self.instance_method,
-            "min_size": None if self.min_size is None else int(self.min_size),
-            "mask_watershed": None if self.mask_watershed is None else bool(self.mask_watershed),
+            "min_size": self.min_size,
+            "mask_watershed": self.mask_watershed,
         }
         out = {k: v for k, v in values.items() if v is not None}
         if self.max_size is not None:
-            out["max_size"] = int(self.max_size) or None  # 0: no upper limit
+            out["max_size"] = None if self.max_size == 0 else self.max_size  # the GUI's 0: no upper limit
         return out
 
     def instance_params(self, model: GuiModel) -> InstanceParams | None:
@@ -90,10 +90,11 @@ class JobParams:
         try:
             return model.instance_params.replace(**self.instance_changes())
         except ValueError as err:
-            message = str(err).replace("InstanceParams.", "")
-            for field_name, label in _GUI_LABELS.items():
-                message = re.sub(rf"\b{field_name}\b", label, message)
-            raise ValueError(message) from None
+            # name the setting as the GUI labels it; only the field names, never the user's value
+            message = re.sub(r"^InstanceParams[.:] ?", "", str(err))
+            message = re.sub(r"^(\w+)", lambda m: _GUI_LABELS.get(m.group(1), m.group(1)), message)
+            message = re.sub(r"(\w+)(?= \()", lambda m: _GUI_LABELS.get(m.group(1), m.group(1)), message)
+            raise ValueError(message.replace("or None for no limit", "or 0 for no limit")) from None
 
     def check(self, model: GuiModel) -> None:
         """Raise ``ValueError`` naming the first parameter that ``model`` cannot run with."""

@@ -92,6 +92,10 @@ def _load_model(bundle_dir: Path, configs: tuple[str, ...], meta: dict) -> GuiMo
         if key in parser.get():
             defaults[key] = parser.get_parsed_content(key)
     params = parser.get_parsed_content("instance_params") if "instance_params" in parser.get() else None
+    if isinstance(params, dict):  # written without a _target_: the same settings, checked the same way
+        params = InstanceParams.from_dict(params)
+    elif params is not None and not isinstance(params, InstanceParams):
+        raise ValueError(f"{bundle_dir.name} {list(configs)}: instance_params must be InstanceParams settings, got {type(params).__name__}")
     in_channels = int(parser.get_parsed_content("in_channels")) if "in_channels" in parser.get() else 1
     down = (1, 1, 1)
     if "pool" in parser.get() and "levels" in parser.get():

@@ -85,7 +85,7 @@ class InstanceParams:
         >>> InstanceParams(min_size=100, max_size=10)
         Traceback (most recent call last):
         ...
-        ValueError: max_size (10) must be >= min_size (100), or None for no limit
+        ValueError: InstanceParams: max_size (10) must be >= min_size (100), or None for no limit
     """
 
     method: str = "multicut"
@@ -113,6 +113,8 @@ class InstanceParams:
             raise ValueError(f"InstanceParams.agglomeration_threshold must be a number in [0, 1], got {value!r}")
         if not _number(self.sigma_seeds) or self.sigma_seeds < 0:
             raise ValueError(f"InstanceParams.sigma_seeds must be a number >= 0, got {self.sigma_seeds!r}")
+        if self.max_size is not None and _number(self.max_size) and self.max_size == 0:
+            raise ValueError("InstanceParams.max_size must be > 0 (it would remove every object), or None for no limit")
         for name in ("min_supervoxel_size", "min_size", "max_size"):
             value = getattr(self, name)
             if value is None and name == "max_size":
@@ -123,7 +125,14 @@ class InstanceParams:
         if not isinstance(self.mask_watershed, (bool, np.bool_)):
             raise ValueError(f"InstanceParams.mask_watershed must be true or false, got {self.mask_watershed!r}")
         object.__setattr__(self, "mask_watershed", bool(self.mask_watershed))
-        check_filter_limits(self.min_size, self.max_size, self.min_major_axis, self.max_major_axis)
+        try:
+            check_filter_limits(self.min_size, self.max_size, self.min_major_axis, self.max_major_axis)
+        except ValueError as err:
+            raise ValueError(f"InstanceParams: {err}") from None
+        for name in ("threshold", "sigma_seeds", "beta", "agglomeration_threshold", "foreground_threshold", "min_major_axis", "max_major_axis"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))  # plain floats (JSON, MLflow), also from numpy or int
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:
@@ -150,6 +159,20 @@ class InstanceParams:
         if unknown:
             raise ValueError(f"unknown instance parameter(s) {unknown}; known: {sorted(known)}")
         return cls(**dict(values))
+
+    @classmethod
+    def check_names(cls, names: Any, where: str) -> None:
+        """Raise ``ValueError`` naming ``where`` for any name in ``names`` that is no field.
+
+        Example:
+            >>> InstanceParams.check_names(["min_size", "foreground_chanel"], "BoundaryToInstancesd")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: BoundaryToInstancesd: unknown argument(s) ['foreground_chanel'] (neither its own nor an InstanceParams field: ...)
+        """
+        unknown = sorted(set(names) - set(cls.fields()))
+        if unknown:
+            raise ValueError(f"{where}: unknown argument(s) {unknown} (neither its own nor an InstanceParams field: {sorted(cls.fields())})")
 
     def replace(self, **changes: Any) -> InstanceParams:
         """A copy with ``changes`` applied (validated again; unknown names refused).

@@ -71,6 +71,7 @@ class BoundaryToInstancesd(MapTransform):
             raise ValueError(f"params must be an InstanceParams, got {type(params).__name__}")
         self.params = params or InstanceParams()
         if changes:
+            InstanceParams.check_names(changes, "BoundaryToInstancesd")
             self.params = self.params.replace(**changes)
         if self.params.mask_watershed and foreground_channel is None:
             raise ValueError("mask_watershed needs a foreground_channel")

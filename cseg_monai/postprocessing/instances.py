@@ -455,6 +455,7 @@ def segment_instances(
         raise ValueError(f"params must be an InstanceParams, got {type(params).__name__}")
     p = params or InstanceParams()
     if changes:
+        InstanceParams.check_names(changes, "segment_instances")
         p = p.replace(**changes)
     method, threshold, sigma_seeds, mask_watershed = p.method, p.threshold, p.sigma_seeds, p.mask_watershed
     b = _check_boundary(boundary)

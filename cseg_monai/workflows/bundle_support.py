@@ -5,11 +5,13 @@ Bundle configs call these from ``$``-expressions; nothing here imports a bundle.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import gc
 import inspect
 import json
 import os
+import pydoc
 import sys
 import time
 from pathlib import Path
@@ -163,13 +165,43 @@ def known_config_keys(bundle_dir: str | os.PathLike) -> set[str]:
     return keys
 
 
+def _dataclass_sections(config: dict) -> dict[str, tuple[str, ...]]:
+    """Top-level entries built from one of our dataclasses (``InstanceParams``, ``CRFParams``): id -> field names."""
+    out: dict[str, tuple[str, ...]] = {}
+    for key, value in config.items():
+        target = value.get("_target_") if isinstance(value, dict) else None
+        if not isinstance(target, str) or not target.startswith("cseg_monai."):
+            continue
+        cls = pydoc.locate(target)
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+            out[key] = tuple(f.name for f in dataclasses.fields(cls))
+    return out
+
+
+# former top-level names of settings that now live in a section (bundle 0.4.0 of the cell bundle)
+_RENAMED = {"instance_method": "method", "boundary_threshold": "threshold"}
+
+
+def _hint(key: str, known: set[str], sections: dict[str, tuple[str, ...]]) -> str:
+    name = key.split("#", 1)[0]
+    for section, fields in sections.items():
+        field = _RENAMED.get(name, name)
+        if field in fields:
+            return f" (it is now '{section}#{field}')"
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_config_keys(bundle_dir: str | os.PathLike, config: dict | None = None) -> None:
     """Raise a clear ``KeyError`` for config keys no config file of the bundle defines.
 
     MONAI accepts any ``--key value`` override silently, so a typo such as
     ``--learnig_rate 0.1`` would train with the default learning rate. Bundles call this from
     their ``initialize`` list; ``config`` defaults to the config being run (found on the
-    call stack, see :func:`cseg_monai.tracking.active_bundle_config`).
+    call stack, see :func:`cseg_monai.tracking.active_bundle_config`). Entries built from a
+    dataclass of ours (``"instance_params": {"_target_": "cseg_monai.postprocessing.InstanceParams", ...}``)
+    have their keys checked against its fields too (``--instance_params#sigma_seed``), and a
+    former top-level name of such a field (``--mask_watershed``) is pointed at its new id.
 
     Args:
         bundle_dir: the bundle's root folder.
@@ -191,17 +223,16 @@ def check_config_keys(bundle_dir: str | os.PathLike, config: dict | None = None)
         if config is None:
             return
     known = known_config_keys(bundle_dir) | _MONAI_KEYS
-    unknown = sorted(k for k in config if k.split("#", 1)[0] not in known)
-    if not unknown:
+    sections = _dataclass_sections(config)
+    parts = [f"{k!r}{_hint(k, known, sections)}" for k in sorted(config) if k.split("#", 1)[0] not in known]
+    for section, fields in sections.items():
+        for sub in sorted(k for k in config[section] if not k.startswith("_") and k not in fields):
+            close = difflib.get_close_matches(sub, fields, n=1)
+            parts.append(f"'{section}#{sub}'" + (f" (did you mean '{section}#{close[0]}'?)" if close else f" (known: {', '.join(fields)})"))
+    if not parts:
         return
-    parts = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, sorted(known), n=1)
-        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    plural = "s" if len(unknown) > 1 else ""
-    raise KeyError(
-        f"unknown config key{plural} {', '.join(parts)}: no config file of {Path(bundle_dir).name} defines it"
-    )
+    plural = "s" if len(parts) > 1 else ""
+    raise KeyError(f"unknown config key{plural} {', '.join(parts)}: no config file of {Path(bundle_dir).name} defines it")
 
 
 def shutdown_distributed(*modules: object) -> bool:

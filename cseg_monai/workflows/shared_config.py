@@ -61,7 +61,15 @@ def load_shared_config(path: str | os.PathLike | None = None) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a JSON object of config ids, got {type(content).__name__}")
+    bad = [cid for cid in content if any(part.isdigit() or not part for part in cid.split("#"))]
+    if bad:
+        raise ValueError(f"{path}: ids {bad} point into a list or are empty; share whole entries (e.g. 'train#handlers')")
     return content
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON, types included (``true`` is not ``1``, ``1`` is not ``1.0``)."""
+    return a is not _MISSING and b is not _MISSING and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _get(config: dict, config_id: str) -> Any:
@@ -108,7 +116,7 @@ def shared_config_drift(train_json: str | os.PathLike, shared: dict[str, Any] | 
     """
     shared = load_shared_config() if shared is None else shared
     config = _read_config(Path(train_json))
-    return [cid for cid, value in shared.items() if _get(config, cid) != value]
+    return [cid for cid, value in shared.items() if not _same(_get(config, cid), value)]
 
 
 def sync_shared_config(train_json: str | os.PathLike, shared: dict[str, Any] | None = None) -> list[str]:
@@ -127,7 +135,7 @@ def sync_shared_config(train_json: str | os.PathLike, shared: dict[str, Any] | N
     path = Path(train_json)
     shared = load_shared_config() if shared is None else shared
     config = _read_config(path)
-    changed = [cid for cid, value in shared.items() if _get(config, cid) != value]
+    changed = [cid for cid, value in shared.items() if not _same(_get(config, cid), value)]
     if not changed:
         return []
     for cid in changed:
@@ -135,7 +143,7 @@ def sync_shared_config(train_json: str | os.PathLike, shared: dict[str, Any] | N
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(config, indent=4) + "\n")
+            f.write(json.dumps(config, indent=4, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -70,7 +70,9 @@ def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
         (JobParams(overlap=1.0), r"overlap must be in \[0, 1\)"),
         (JobParams(blend_mode="max"), "blending must be one of"),
         (JobParams(boundary_threshold=0), r"boundary threshold must be a number in \(0, 1\), got 0"),
-        (JobParams(min_size=100, max_size=50), r"max object size \(50\) must be >= min object size \(100\)"),
+        (JobParams(min_size=100, max_size=50), r"^max object size \(50\) must be >= min object size \(100\), or 0 for no limit$"),
+        (JobParams(min_size=2.5), r"^min object size must be a whole number >= 0, got 2.5$"),
+        (JobParams(instance_method="threshold"), r"^instance method must be one of .*, got 'threshold'$"),
         (JobParams(instance_method="magic"), "instance method must be one of"),
     ]:
         with pytest.raises(ValueError, match=message):

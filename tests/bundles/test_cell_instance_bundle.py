@@ -131,6 +131,14 @@ def test_metadata_net_and_bad_keys(tmp_path):
     with pytest.raises(Exception) as err:  # a bad post-processing setting is refused by InstanceParams, by name
         run(config_file=str(CONFIGS / "inference.json"), output_dir=str(tmp_path), **{"instance_params#method": "gasp"})
     assert "InstanceParams.method must be one of ['multicut', 'agglomeration', 'watershed'], got 'gasp'" in error_chain(err)
+    for override, message in [
+        ({"instance_params#sigma_seed": 4.0}, "'instance_params#sigma_seed' (did you mean 'instance_params#sigma_seeds'?)"),
+        ({"mask_watershed": False}, "'mask_watershed' (it is now 'instance_params#mask_watershed')"),
+        ({"instance_method": "watershed"}, "'instance_method' (it is now 'instance_params#method')"),
+    ]:
+        with pytest.raises(Exception) as err:
+            run(config_file=str(CONFIGS / "inference.json"), output_dir=str(tmp_path), **override)
+        assert message in error_chain(err)
 
 
 @pytest.mark.parametrize("method", ["agglomeration", "watershed"])

@@ -27,7 +27,9 @@ CONFIGS = BUNDLES / "cell_instance_boundary_segmentation_3d" / "configs"
         ({"min_supervoxel_size": 2.5}, r"InstanceParams.min_supervoxel_size must be a whole number >= 0, got 2.5"),
         ({"min_size": True}, r"InstanceParams.min_size must be a whole number >= 0, got True"),
         ({"mask_watershed": "yes"}, r"InstanceParams.mask_watershed must be true or false, got 'yes'"),
-        ({"min_size": 100, "max_size": 10}, r"max_size \(10\) must be >= min_size \(100\)"),
+        ({"min_size": 100, "max_size": 10}, r"InstanceParams: max_size \(10\) must be >= min_size \(100\)"),
+        ({"max_size": 0}, r"InstanceParams.max_size must be > 0 \(it would remove every object\), or None for no limit"),
+        ({"max_major_axis": None, "min_major_axis": None}, r"min_major_axis must be a number >= 0, got None"),
         ({"min_major_axis": 5.0, "max_major_axis": 1.0}, r"max_major_axis \(1.0\) must be >= min_major_axis \(5.0\)"),
         ({"sigma_seed": 4.0}, r"unknown instance parameter\(s\) \['sigma_seed'\]"),
     ],
@@ -37,9 +39,12 @@ def test_bad_values_are_refused_by_name(changes, message):
         InstanceParams().replace(**changes)
 
 
-def test_round_trip_and_whole_numbers():
-    p = InstanceParams(min_size=50.0, max_size=4000, method="agglomeration", mask_watershed=np.bool_(True))
+def test_round_trip_and_plain_types():
+    p = InstanceParams(min_size=50.0, max_size=4000, method="agglomeration", mask_watershed=np.bool_(True),
+                       threshold=np.float32(0.25), sigma_seeds=4, max_major_axis=np.float64(8.0))  # fmt: skip
     assert p.min_size == 50 and isinstance(p.min_size, int) and p.mask_watershed is True
+    assert type(p.threshold) is float and type(p.sigma_seeds) is float and type(p.max_major_axis) is float
+    json.dumps(p.to_dict())  # plain values: JSON and MLflow take them
     assert InstanceParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     assert set(InstanceParams.fields()) == set(p.to_dict())
 
@@ -62,6 +67,8 @@ def test_the_transform_and_the_function_read_the_same_params():
     assert BoundaryToInstancesd("pred", params, foreground_channel=1, min_size=10_000)({"pred": prob})["instances"].max() == 0
     with pytest.raises(ValueError, match="params must be an InstanceParams, got dict"):
         segment_instances(prob[0], {"method": "watershed"})
+    with pytest.raises(ValueError, match=r"BoundaryToInstancesd: unknown argument\(s\) \['foreground_chanel'\]"):
+        BoundaryToInstancesd("pred", params, foreground_chanel=1)
 
 
 def test_the_voxel_size_may_be_a_tensor_as_a_fiji_stack_gives_it():

@@ -59,3 +59,26 @@ def test_bad_files_are_named_and_left_alone(tmp_path):
         load_shared_config(tmp_path / "nope.json")
     with pytest.raises(FileNotFoundError, match="absent.json: no such config file"):
         shared_config_drift(tmp_path / "absent.json")
+    listy = tmp_path / "listy.json"
+    listy.write_text(json.dumps({"train#handlers#0": {}}))
+    with pytest.raises(ValueError, match=r"listy.json: ids \['train#handlers#0'\] point into a list"):
+        load_shared_config(listy)
+
+
+def test_drift_counts_types(tmp_path):
+    shared = {"resume": False, "seed": 1}
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"resume": 0, "seed": 1.0}))
+    assert shared_config_drift(path, shared) == ["resume", "seed"]
+
+
+def test_the_script_checks_and_writes(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "sync_shared_config.py"), "--check"],
+                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert all(f"{name}: in step" in out.stdout for name in TRAINED)
