@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,9 @@ def test_infer_with_shipped_weights_on_a_folder_and_a_file(phantom_isbi, tmp_pat
     CLI().infer("isbi2012_em_membrane_segmentation", str(phantom_isbi / "test" / "image"), str(tmp_path / "a"),
                 progress_bar=False)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["0_labels.tif", "0_prob.tif", "1_labels.tif",
-                                                                  "1_prob.tif"]
+                                                                  "1_prob.tif", "run_summary.json"]  # fmt: skip
+    summary = json.loads((tmp_path / "a" / "run_summary.json").read_text())
+    assert summary["n_files"] == 2 and summary["failed"] == []
     one = phantom_isbi / "train" / "image" / "3.png"
     CLI().infer("isbi2012_em_membrane_segmentation", str(one), str(tmp_path / "b"), progress_bar=False)
     prob = tifffile.imread(tmp_path / "b" / "3_prob.tif")

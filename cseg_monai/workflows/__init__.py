@@ -4,6 +4,8 @@
   names, the unknown-config-key check, a clean distributed shutdown;
 - :mod:`~cseg_monai.workflows.launch`: one way to launch a bundle workflow (in-process or as a
   ``python -m monai.bundle run`` command line);
+- :mod:`~cseg_monai.workflows.folder_run`: inference over a folder where a failing file is
+  reported and skipped (``run_each_file``, ``run_summary.json``, ``FolderRunError``);
 - :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops;
 - :mod:`~cseg_monai.workflows.bundle_export`: share a bundle as one self-contained zip
   (``export_bundle``, ``import_bundle``);
@@ -23,6 +25,7 @@ from cseg_monai.workflows.bundle_support import (
     shutdown_distributed,
 )
 from cseg_monai.workflows.crf import CRFEvaluation, CRFInference, crf_datalist, load_probabilities, organelle_crf_datalist
+from cseg_monai.workflows.folder_run import FileReport, FolderRunError, run_each_file
 from cseg_monai.workflows.launch import bundle_command, bundle_workflow, config_files, resolve_bundle, run_bundle
 from cseg_monai.workflows.shared_config import load_shared_config, shared_config_drift, sync_shared_config
 
@@ -47,6 +50,9 @@ __all__ = [
     "shutdown_distributed",
     "export_bundle",
     "import_bundle",
+    "FileReport",
+    "FolderRunError",
+    "run_each_file",
     "load_shared_config",
     "shared_config_drift",
     "sync_shared_config",

@@ -33,6 +33,7 @@ from cseg_monai.metrics.classification import classification_scores
 from cseg_monai.postprocessing.crf import DenseCRF
 from cseg_monai.tracking import new_run
 from cseg_monai.visualisation import before_after_picture, save_png
+from cseg_monai.workflows.folder_run import FileReport
 
 __all__ = ["CRFEvaluation", "CRFInference", "crf_datalist", "load_probabilities", "organelle_crf_datalist"]
 
@@ -140,12 +141,15 @@ class _ItemLoop:
             raise ValueError("the datalist is empty: no image/probability pair to process")
         self.crf, self.datalist, self.spacing, self.progress = crf, list(datalist), spacing, progress
 
+    def _process(self, item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        image, label = _load_image(item)
+        prob = load_probabilities(item["prob"], image.shape[1:])
+        refined = self.crf(prob, image, self.spacing, name=str(item["prob"]))
+        return image, label, prob, refined
+
     def _items(self, desc: str):
         for item in tqdm(self.datalist, desc=desc, disable=not self.progress, unit="image"):
-            image, label = _load_image(item)
-            prob = load_probabilities(item["prob"], image.shape[1:])
-            refined = self.crf(prob, image, self.spacing, name=str(item["prob"]))
-            yield item, image, label, prob, refined
+            yield (item, *self._process(item))
 
 
 class CRFInference(_ItemLoop):
@@ -168,10 +172,20 @@ class CRFInference(_ItemLoop):
                 raise ValueError(f"output_dir {self.output_dir} holds the input {item['prob']}: choose another folder")
 
     def run(self) -> list[Path]:
-        """Process every item; return the written label files."""
-        written = []
-        for item, _, _, _, refined in self._items("dense CRF"):
-            written.append(_write_refined(self.output_dir, output_stem(item["image"]), refined))
+        """Process every item; return the written label files.
+
+        A pair that fails (a missing or corrupt file, probabilities that do not fit the image) is
+        reported and skipped; the others are written, ``output_dir/run_summary.json`` lists both,
+        and :class:`~cseg_monai.workflows.folder_run.FolderRunError` is raised at the end if
+        anything failed.
+        """
+        written: list[Path] = []
+        report = FileReport(self.output_dir, total=len(self.datalist), progress=self.progress, desc="dense CRF")
+        for item in self.datalist:
+            with report.item(item["prob"]):
+                refined = self._process(item)[3]
+                written.append(_write_refined(self.output_dir, output_stem(item["image"]), refined))
+        report.finish()
         return written
 
 

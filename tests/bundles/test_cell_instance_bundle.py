@@ -117,6 +117,33 @@ def test_shipped_model_on_the_sample(tmp_path):
     assert scores["f1"][0] >= 0.4, scores
 
 
+def test_folder_with_a_good_volume_a_corrupt_file_and_a_fiji_stack(tmp_path):
+    """One bad file never costs the others; a stack saved as Fiji saves it (ImageJ hyperstack,
+    spacing and resolution in um, 16-bit) is read with its voxel size and segmented."""
+    if not (BUNDLE / "models" / "model.pt").is_file():
+        pytest.skip("no shipped model")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = make_nuclei_phantom((16, 64, 64), n_nuclei=5, seed=11)[0]
+    write_tiff(folder / "good.tif", image)
+    (folder / "corrupt.tif").write_bytes(b"II*\x00 not a TIFF at all")
+    fiji = (image.astype(np.float32) / max(float(image.max()), 1.0) * 4000).astype(np.uint16)
+    tifffile.imwrite(folder / "fiji.tif", fiji, imagej=True, resolution=(1 / 0.128, 1 / 0.128),
+                     metadata={"spacing": 0.28, "unit": "um", "axes": "ZYX"})  # fmt: skip
+    out = tmp_path / "out"
+    wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(folder), output_dir=str(out), progress_bar=False)
+    wf.initialize()
+    with pytest.raises(Exception) as err:
+        wf.run()
+    assert "1 of 3 file(s) failed" in error_chain(err) and "corrupt.tif" in error_chain(err)
+    for stem in ("good", "fiji"):
+        labels = tifffile.imread(out / f"{stem}_labels.tif")
+        assert labels.shape == (16, 64, 64) and labels.max() > 0, stem
+    assert not (out / "corrupt_labels.tif").exists()
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert [f["file"] for f in summary["failed"]] == [str(folder / "corrupt.tif")]
+
+
 def test_metadata_net_and_bad_keys(tmp_path):
     from monai.bundle import verify_metadata, verify_net_in_out
 

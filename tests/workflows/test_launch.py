@@ -27,7 +27,7 @@ def test_resolve_by_name_or_folder(tmp_path):
 
 def test_in_process_inference_on_the_sample(tmp_path):
     run_bundle(NAME, ["inference.json"], "infer", output_dir=str(tmp_path), progress_bar=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["phantom_2024_labels.tif", "phantom_2024_prob.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phantom_2024_labels.tif", "phantom_2024_prob.tif", "run_summary.json"]
     wf = bundle_workflow(NAME, ["train.json", "evaluate.json"], "eval", logging_file=False)
     wf.initialize()
     assert wf.parser.get_parsed_content("bundle_root") == str(BUNDLES / NAME)  # set by the launcher
