@@ -30,7 +30,7 @@ from cseg_monai.apps.models import GuiModel
 from cseg_monai.apps.volumes import UploadLimits, VolumeCheckError, check_volume, write_job_input
 from cseg_monai.common.errors import exception_chain
 from cseg_monai.postprocessing import InstanceParams
-from cseg_monai.workflows import run_bundle
+from cseg_monai.workflows import FolderRunError, run_bundle
 
 __all__ = ["BLEND_MODES", "JobParams", "VolumeResult", "JobResult", "run_job", "new_job_dir"]
 
@@ -280,6 +280,10 @@ def run_job(
 
 
 def _innermost(err: BaseException) -> str:
-    """The message of the innermost cause (MONAI wraps transform errors in RuntimeError)."""
+    """The message of the innermost cause (MONAI wraps transform errors in RuntimeError), or the
+    reason a folder run recorded for the volume (:class:`~cseg_monai.workflows.FolderRunError`)."""
+    for e in exception_chain(err):
+        if isinstance(e, FolderRunError) and e.failed:
+            return e.failed[0]["error"].splitlines()[0]
     inner = exception_chain(err)[-1]
     return str(inner).splitlines()[0] if str(inner) else type(inner).__name__

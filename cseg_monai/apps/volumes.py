@@ -29,7 +29,7 @@ from cseg_monai.data.writers import atomic_path
 
 __all__ = ["VOLUME_SUFFIXES", "UploadLimits", "Volume", "VolumeCheckError", "check_volume", "volume_stem", "write_job_input"]
 
-VOLUME_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hdf", ".nii", ".nii.gz")
+VOLUME_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hdf", ".nii", ".nii.gz", ".nrrd", ".mha", ".mrc", ".rec", ".st", ".map")
 
 
 class VolumeCheckError(ValueError):

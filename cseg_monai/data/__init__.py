@@ -7,6 +7,8 @@ import importlib
 
 from cseg_monai.data.readers import (
     HDF5_SUFFIXES,
+    ITK_SUFFIXES,
+    MRC_SUFFIXES,
     NIFTI_SUFFIXES,
     PIL_SUFFIXES,
     SLICE_SUFFIXES,
@@ -16,6 +18,8 @@ from cseg_monai.data.readers import (
     GreyPILReader,
     HDF5Reader,
     ImageReadError,
+    ITKVolumeReader,
+    MRCReader,
     NiftiZYXReader,
     SliceFolderReader,
     TiffVolumeReader,
@@ -28,6 +32,8 @@ from cseg_monai.data.readers import (
 
 __all__ = [
     "HDF5_SUFFIXES",
+    "ITK_SUFFIXES",
+    "MRC_SUFFIXES",
     "NIFTI_SUFFIXES",
     "PIL_SUFFIXES",
     "SLICE_SUFFIXES",
@@ -37,6 +43,8 @@ __all__ = [
     "GreyPILReader",
     "HDF5Reader",
     "ImageReadError",
+    "ITKVolumeReader",
+    "MRCReader",
     "NiftiZYXReader",
     "SliceFolderReader",
     "TiffVolumeReader",

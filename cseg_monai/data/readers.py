@@ -23,6 +23,10 @@ Readers and what they assume:
 * :class:`TiffVolumeReader` - every page of a TIFF through ``tifffile``.
 * :class:`HDF5Reader` / :class:`ZarrReader` - one named array (``file.h5::raw``).
 * :class:`NiftiZYXReader` - NIfTI, transposed from its ``(X, Y, Z)`` to ``(Z, Y, X)``.
+* :class:`ITKVolumeReader` - NRRD and MetaImage (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``)
+  through MONAI's ``ITKReader`` (``itk-io``), spacing reversed to ``(Z, Y, X)``.
+* :class:`MRCReader` - MRC / IMOD (``.mrc``, ``.rec``, ``.st``, ``.map``) through ``mrcfile``,
+  voxel size from angstrom to nm.
 * :class:`SliceFolderReader` - a folder of 2D slices in natural order -> ``(Z, Y, X)``.
 
 Errors: a missing path raises ``FileNotFoundError``; a 0-byte, corrupt or truncated
@@ -51,16 +55,18 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
+import mrcfile
 import nibabel as nib
 import numpy as np
 import tifffile
 import zarr
-from monai.data import ImageReader
+from monai.data import ImageReader, ITKReader
 from monai.utils import ensure_tuple
 from PIL import Image
 
@@ -81,6 +87,8 @@ __all__ = [
     "HDF5_SUFFIXES",
     "ZARR_SUFFIXES",
     "NIFTI_SUFFIXES",
+    "ITK_SUFFIXES",
+    "MRC_SUFFIXES",
     "SLICE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
 ]
@@ -90,8 +98,10 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 ZARR_SUFFIXES = (".zarr",)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".map")
 SLICE_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
-FILE_SUFFIXES = SLICE_SUFFIXES + HDF5_SUFFIXES + NIFTI_SUFFIXES
+FILE_SUFFIXES = SLICE_SUFFIXES + HDF5_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES + MRC_SUFFIXES
 SUPPORTED_SUFFIXES = FILE_SUFFIXES + ZARR_SUFFIXES
 _ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 _CONTAINER_RE = re.compile(r"^(?P<path>.*?\.(?:h5|hdf5|hdf|zarr))::(?P<dataset>.*)$", re.IGNORECASE)
@@ -586,6 +596,84 @@ class NiftiZYXReader(_EMReader):
         return array, meta
 
 
+class ITKVolumeReader(_EMReader):
+    """NRRD and MetaImage volumes through MONAI's ``ITKReader`` (``itk-io``), in ``(Z, Y, X)`` order.
+
+    ITK indexes ``(X, Y, Z)``; with ``reverse_indexing`` MONAI hands the array as ``(Z, Y, X)``
+    but keeps ITK's spacing order, so the spacing is reversed here. ITK images carry no unit
+    (medical files mean mm, microscopy files often um): ``spacing_unit`` is left unset.
+
+    Example:
+        >>> import itk, numpy as np, tempfile
+        >>> img = itk.image_from_array(np.zeros((3, 4, 5), np.uint16)); img.SetSpacing([0.1, 0.1, 0.5])
+        >>> path = tempfile.mkdtemp() + "/v.nrrd"; itk.imwrite(img, path)
+        >>> arr, meta = ITKVolumeReader().load(path)
+        >>> arr.shape, meta["spacing"].tolist()
+        ((3, 4, 5), [0.5, 0.1, 0.1])
+    """
+
+    suffixes = ITK_SUFFIXES
+    format_name = "NRRD/MetaImage"
+
+    def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
+        path = str(name)
+        _check_file(path, self.format_name)
+        try:
+            reader = ITKReader(reverse_indexing=True, affine_lps_to_ras=False)
+            image = reader.read(path)
+            view, itk_meta = reader.get_data(image)
+            array = np.array(view, copy=True)  # a view into the ITK image's buffer: copy while it lives
+            del image, view
+        except Exception as exc:
+            raise _corrupt(path, self.format_name, exc) from exc
+        channel_last = not np.isnan(float(itk_meta.get("original_channel_dim", float("nan"))))
+        ndim = array.ndim - int(channel_last)
+        spacing = np.asarray(itk_meta.get("spacing", [1.0] * ndim), dtype=np.float64)[:ndim][::-1]
+        has_spacing = not np.allclose(spacing, 1.0)  # ITK writes 1 where a file states none
+        fmt = "NRRD" if path.lower().endswith((".nrrd", ".nhdr")) else "MetaImage"
+        meta = _make_meta(path, array, channel_last=channel_last, spacing=spacing.tolist() if has_spacing else None, format=fmt)
+        return array, meta
+
+
+class MRCReader(_EMReader):
+    """MRC / IMOD files (tomograms, FIB-SEM stacks) through ``mrcfile``, in ``(Z, Y, X)`` order.
+
+    ``mrcfile`` already gives ``(Z, Y, X)`` (``(Y, X)`` for one section). The header's voxel
+    size (angstrom, per X, Y, Z) becomes ``spacing`` in nm in ``(Z, Y, X)`` order; a voxel size
+    of 0 means the file states none. Files that break the MRC2014 standard are refused by name.
+
+    Example:
+        >>> import mrcfile, numpy as np, tempfile
+        >>> path = tempfile.mkdtemp() + "/v.mrc"
+        >>> with mrcfile.new(path) as m:
+        ...     m.set_data(np.zeros((3, 4, 5), np.int16)); m.voxel_size = (40.0, 40.0, 80.0)
+        >>> arr, meta = MRCReader().load(path)
+        >>> arr.shape, meta["spacing"].tolist(), meta["spacing_unit"]
+        ((3, 4, 5), [8.0, 4.0, 4.0], 'nm')
+    """
+
+    suffixes = MRC_SUFFIXES
+    format_name = "MRC"
+
+    def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
+        path = str(name)
+        _check_file(path, "MRC")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # mrcfile warns, then reads garbage, on a damaged header
+                with mrcfile.open(path, mode="r", permissive=False) as mrc:
+                    array = np.array(mrc.data)
+                    voxel = mrc.voxel_size
+                    xyz = [float(voxel.x), float(voxel.y), float(voxel.z)]
+        except Exception as exc:
+            raise _corrupt(path, "MRC", exc) from exc
+        ndim = array.ndim
+        zyx_nm = [v / 10.0 for v in reversed(xyz)][-ndim:] if ndim <= 3 else None
+        has_spacing = zyx_nm is not None and all(v > 0 for v in zyx_nm)
+        meta = _make_meta(path, array, spacing=zyx_nm if has_spacing else None, spacing_unit="nm" if has_spacing else None, format="MRC")
+        return array, meta
+
+
 class SliceFolderReader(_EMReader):
     """A folder of 2D slices (PNG/JPEG/BMP/GIF or single-page TIFF) stacked to ``(Z, Y, X)``.
 
@@ -654,7 +742,7 @@ def em_readers(dataset: str | None = None) -> list[ImageReader]:
         dataset: default dataset inside HDF5/Zarr containers (a ``::name`` path suffix wins).
 
     Returns:
-        ``[SliceFolderReader, NiftiZYXReader, ZarrReader, HDF5Reader, TiffVolumeReader, GreyPILReader]``.
+        ``[SliceFolderReader, MRCReader, ITKVolumeReader, NiftiZYXReader, ZarrReader, HDF5Reader, TiffVolumeReader, GreyPILReader]``.
 
     Example:
         >>> from monai.transforms import LoadImage, LoadImaged
@@ -663,6 +751,8 @@ def em_readers(dataset: str | None = None) -> list[ImageReader]:
     """
     return [
         SliceFolderReader(),
+        MRCReader(),
+        ITKVolumeReader(),
         NiftiZYXReader(),
         ZarrReader(dataset),
         HDF5Reader(dataset),

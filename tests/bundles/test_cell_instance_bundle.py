@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import itk
 import numpy as np
 import pytest
 import tifffile
@@ -117,9 +118,9 @@ def test_shipped_model_on_the_sample(tmp_path):
     assert scores["f1"][0] >= 0.4, scores
 
 
-def test_folder_with_a_good_volume_a_corrupt_file_and_a_fiji_stack(tmp_path):
+def test_folder_with_a_good_volume_a_corrupt_file_a_fiji_stack_and_a_nrrd(tmp_path):
     """One bad file never costs the others; a stack saved as Fiji saves it (ImageJ hyperstack,
-    spacing and resolution in um, 16-bit) is read with its voxel size and segmented."""
+    spacing and resolution in um, 16-bit) and a NRRD volume are read with their voxel size and segmented."""
     if not (BUNDLE / "models" / "model.pt").is_file():
         pytest.skip("no shipped model")
     folder = tmp_path / "in"
@@ -130,13 +131,16 @@ def test_folder_with_a_good_volume_a_corrupt_file_and_a_fiji_stack(tmp_path):
     fiji = (image.astype(np.float32) / max(float(image.max()), 1.0) * 4000).astype(np.uint16)
     tifffile.imwrite(folder / "fiji.tif", fiji, imagej=True, resolution=(1 / 0.128, 1 / 0.128),
                      metadata={"spacing": 0.28, "unit": "um", "axes": "ZYX"})  # fmt: skip
+    nrrd = itk.image_from_array(fiji)
+    nrrd.SetSpacing([0.128, 0.128, 0.28])  # X, Y, Z
+    itk.imwrite(nrrd, str(folder / "itk.nrrd"))
     out = tmp_path / "out"
     wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(folder), output_dir=str(out), progress_bar=False)
     wf.initialize()
     with pytest.raises(Exception) as err:
         wf.run()
-    assert "1 of 3 file(s) failed" in error_chain(err) and "corrupt.tif" in error_chain(err)
-    for stem in ("good", "fiji"):
+    assert "1 of 4 file(s) failed" in error_chain(err) and "corrupt.tif" in error_chain(err)
+    for stem in ("good", "fiji", "itk"):
         labels = tifffile.imread(out / f"{stem}_labels.tif")
         assert labels.shape == (16, 64, 64) and labels.max() > 0, stem
     assert not (out / "corrupt_labels.tif").exists()

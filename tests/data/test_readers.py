@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 
 import h5py
+import itk
+import mrcfile
 import nibabel as nib
 import numpy as np
 import pytest
@@ -19,6 +21,8 @@ from cseg_monai.data import (
     GreyPILReader,
     HDF5Reader,
     ImageReadError,
+    ITKVolumeReader,
+    MRCReader,
     NiftiZYXReader,
     SliceFolderReader,
     TiffVolumeReader,
@@ -279,6 +283,37 @@ def test_nifti_is_transposed_to_zyx(tmp_path):
 # ---------------------------------------------------------------- slice folders and listing
 
 
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_itk_volumes_are_zyx_with_their_spacing(tmp_path, suffix):
+    vol = ramp((3, 4, 5)).astype(np.uint16)
+    img = itk.image_from_array(vol)  # ITK index (X, Y, Z) = numpy (Z, Y, X) reversed
+    img.SetSpacing([0.1, 0.2, 0.7])  # X, Y, Z
+    itk.imwrite(img, str(tmp_path / f"v{suffix}"))
+    arr, meta = load_image(tmp_path / f"v{suffix}")
+    np.testing.assert_array_equal(arr, vol)
+    assert arr.dtype == np.uint16 and meta["spacing"].tolist() == pytest.approx([0.7, 0.2, 0.1])
+    assert np.diag(meta["affine"])[:3].tolist() == pytest.approx([0.7, 0.2, 0.1])
+    t = monai_load(tmp_path / f"v{suffix}")
+    assert tuple(t.shape) == (1, 3, 4, 5) and t.meta["spacing"].tolist() == pytest.approx([0.7, 0.2, 0.1])
+    itk.imwrite(itk.image_from_array(vol), str(tmp_path / f"plain{suffix}"))  # no spacing stated: none claimed
+    assert "spacing" not in load_image(tmp_path / f"plain{suffix}")[1]
+
+
+def test_mrc_is_zyx_with_its_voxel_size_in_nm(tmp_path):
+    vol = ramp((3, 4, 5)).astype(np.int16)
+    with mrcfile.new(tmp_path / "t.mrc") as mrc:
+        mrc.set_data(vol)
+        mrc.voxel_size = (20.0, 30.0, 50.0)  # angstrom, X Y Z
+    arr, meta = load_image(tmp_path / "t.mrc")
+    np.testing.assert_array_equal(arr, vol)
+    assert meta["spacing"].tolist() == pytest.approx([5.0, 3.0, 2.0]) and meta["spacing_unit"] == "nm"
+    assert tuple(monai_load(tmp_path / "t.mrc").shape) == (1, 3, 4, 5)
+    with mrcfile.new(tmp_path / "none.mrc") as mrc:
+        mrc.set_data(vol)
+        mrc.voxel_size = 0.0
+    assert "spacing" not in load_image(tmp_path / "none.mrc")[1]
+
+
 def test_slice_folder_natural_order(tmp_path):
     folder = tmp_path / "slices"
     folder.mkdir()
@@ -331,7 +366,8 @@ def test_em_readers_are_fresh_and_claim_their_suffixes(tmp_path):
     Image.fromarray(ramp((2, 2))).save(tmp_path / "0.png")
     assert by_type[SliceFolderReader].verify_suffix(str(tmp_path))
     assert by_type[SliceFolderReader].verify_suffix(str(tmp_path / "missing_folder"))
-    for name in ("x.png", "x.tif", "x.h5", "x.zarr", "x.nii.gz"):
+    assert by_type[ITKVolumeReader].verify_suffix(["x.nrrd", "y.mha"]) and by_type[MRCReader].verify_suffix("t.rec")
+    for name in ("x.png", "x.tif", "x.h5", "x.zarr", "x.nii.gz", "x.nrrd", "x.mha", "x.mrc"):
         assert sum(r.verify_suffix(name) for r in first) == 1, name
 
 
@@ -346,7 +382,7 @@ def test_loadimage_stacks_several_files_as_channels(tmp_path):
 # ---------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("name", ["e.png", "e.tif", "e.h5", "e.nii.gz"])
+@pytest.mark.parametrize("name", ["e.png", "e.tif", "e.h5", "e.nii.gz", "e.nrrd", "e.mrc"])
 def test_empty_file(tmp_path, name):
     (tmp_path / name).write_bytes(b"")
     with pytest.raises(ImageReadError, match=rf"{name}: empty file"):
@@ -355,7 +391,10 @@ def test_empty_file(tmp_path, name):
         monai_load(tmp_path / name)
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("t.png", "PNG"), ("t.tif", "TIFF"), ("t.h5", "HDF5"), ("t.nii", "NIfTI")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("t.png", "PNG"), ("t.tif", "TIFF"), ("t.h5", "HDF5"), ("t.nii", "NIfTI"), ("t.nrrd", "NRRD/MetaImage"), ("t.mha", "NRRD/MetaImage"), ("t.mrc", "MRC")],
+)
 def test_text_file_with_image_suffix_is_corrupt(tmp_path, name, fmt):
     (tmp_path / name).write_text("this is plain text, not an image\n" * 20)
     with pytest.raises(ImageReadError, match=rf"{name}: corrupt or not a {fmt} file"):
