@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_instance_ids"]
+__all__ = ["MAX_ANISOTROPY", "check_instance_ids", "check_spacing"]
+
+#: Largest ratio of the coarsest to the finest voxel size accepted (serial-section EM reaches about 12).
+MAX_ANISOTROPY = 20.0
 
 
 def check_instance_ids(labels: Any, name: str = "labels") -> np.ndarray:
@@ -32,3 +35,39 @@ def check_instance_ids(labels: Any, name: str = "labels") -> np.ndarray:
     if lab.size and lab.min() < 0:
         raise ValueError(f"{name} has negative ids (ids must be non-negative)")
     return lab
+
+
+def check_spacing(spacing: Any, ndim: int, name: str = "spacing", max_anisotropy: float | None = MAX_ANISOTROPY) -> list[float]:
+    """``spacing`` as ``ndim`` plain floats, checked: finite, > 0, anisotropy at most ``max_anisotropy``.
+
+    Args:
+        spacing: voxel size per axis (a list, an array or a tensor, as read from a file).
+        ndim: number of spatial axes it must have.
+        name: what to name in the error (the file it came from, or ``--spacing``).
+        max_anisotropy: refuse a coarsest / finest ratio above it (None: no limit); such a ratio
+            is almost always axes in the wrong order or mixed units.
+
+    Raises:
+        ValueError: naming ``name`` and the problem.
+
+    Example:
+        >>> check_spacing([1.0, 0.2, 0.2], 3)
+        [1.0, 0.2, 0.2]
+        >>> check_spacing([25.0, 1.0, 1.0], 3, "--spacing")
+        Traceback (most recent call last):
+        ...
+        ValueError: --spacing [25.0, 1.0, 1.0]: anisotropy 25 is above 20 (coarsest / finest voxel size): are the axes in (Z, Y, X) order and in one unit?
+    """
+    values = np.asarray(spacing.detach().cpu() if hasattr(spacing, "detach") else spacing, dtype=np.float64).reshape(-1)
+    out = [float(v) for v in values]
+    if len(out) != ndim:
+        raise ValueError(f"{name} {out}: expected {ndim} voxel sizes, one per spatial axis")
+    if not all(np.isfinite(v) and v > 0 for v in out):
+        raise ValueError(f"{name} {out}: voxel sizes must be finite and > 0")
+    ratio = max(out) / min(out)
+    if max_anisotropy is not None and ratio > max_anisotropy:
+        raise ValueError(
+            f"{name} {out}: anisotropy {ratio:.3g} is above {max_anisotropy:.3g} (coarsest / finest voxel size): "
+            "are the axes in (Z, Y, X) order and in one unit?"
+        )
+    return out

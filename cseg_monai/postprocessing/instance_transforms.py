@@ -15,6 +15,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from cseg_monai.common.checks import check_spacing
 from cseg_monai.postprocessing.instance_params import InstanceParams
 from cseg_monai.postprocessing.instances import segment_instances
 
@@ -76,12 +77,14 @@ class BoundaryToInstancesd(MapTransform):
         if self.params.mask_watershed and foreground_channel is None:
             raise ValueError("mask_watershed needs a foreground_channel")
         self.output_key, self.boundary_channel, self.foreground_channel = output_key, boundary_channel, foreground_channel
-        self.spacing, self.spacing_key = spacing, spacing_key
+        self.spacing = None if spacing is None else check_spacing(spacing, len(spacing) if hasattr(spacing, "__len__") else 1, "spacing")
+        self.spacing_key = spacing_key
 
-    def _spacing(self, d: Mapping[Hashable, Any], meta: Mapping) -> Any:
-        for value in (d.get(self.spacing_key), meta.get("spacing"), self.spacing):
+    def _spacing(self, d: Mapping[Hashable, Any], meta: Mapping, ndim: int) -> list[float] | None:
+        source = str(meta.get("filename_or_obj") or "the input")
+        for value, name in ((d.get(self.spacing_key), self.spacing_key), (meta.get("spacing"), f"{source}: its voxel size"), (self.spacing, "spacing")):
             if value is not None:
-                return [float(v) for v in _numpy(value).reshape(-1)]
+                return check_spacing(value, ndim, name)
         return None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -95,6 +98,6 @@ class BoundaryToInstancesd(MapTransform):
             if self.foreground_channel is not None:
                 foreground = prob[self.foreground_channel] >= self.params.foreground_threshold
             meta = dict(d[key].meta) if isinstance(d[key], MetaTensor) else {}
-            labels = segment_instances(boundary, self.params, spacing=self._spacing(d, meta), foreground=foreground)
+            labels = segment_instances(boundary, self.params, spacing=self._spacing(d, meta, boundary.ndim), foreground=foreground)
             d[self.output_key] = MetaTensor(torch.from_numpy(labels[None].astype(np.int64)), meta=meta)
         return d

@@ -61,8 +61,17 @@ class ValidateImaged(MapTransform):
                     + ("; convert colour images to grey first" if self.num_channels == 1 else "")
                 )
             if self.spatial_dims is not None and img.ndim - 1 != self.spatial_dims:
+                hint = ""
+                if img.ndim - 1 > self.spatial_dims:
+                    extra = shape[1 : img.ndim - self.spatial_dims]
+                    hint = (
+                        f": the leading axis of length {extra[0]} is a time or channel axis the file does not name;"
+                        " save one volume per file, or the channels as an ImageJ 'C' axis (TIFF) the model takes"
+                        if len(extra) == 1
+                        else ""
+                    )
                 raise ValueError(
-                    f"{name}: expected {self.spatial_dims} spatial axes, got {img.ndim - 1} (shape {shape})"
+                    f"{name}: expected {self.spatial_dims} spatial axes, got {img.ndim - 1} (shape {shape}){hint}"
                 )
             if img.is_floating_point() and not torch.isfinite(img).all():
                 n_bad = int((~torch.isfinite(img)).sum())

@@ -4,6 +4,7 @@ metrics, F1-vs-IoU picture, MLflow), inference (STEM_prob / STEM_labels, a 5-pla
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import itk
 import numpy as np
@@ -146,6 +147,44 @@ def test_folder_with_a_good_volume_a_corrupt_file_a_fiji_stack_and_a_nrrd(tmp_pa
     assert not (out / "corrupt_labels.tif").exists()
     summary = json.loads((out / "run_summary.json").read_text())
     assert [f["file"] for f in summary["failed"]] == [str(folder / "corrupt.tif")]
+
+
+def test_bad_volumes_and_bad_voxel_sizes(tmp_path):
+    """All-zero and 4D volumes fail by name (the rest is written); a volume smaller than a patch is
+    padded by the sliding window; a voxel size of 0, < 0, NaN or an anisotropy above 20 given
+    with --spacing is refused before any file is touched."""
+    if not (BUNDLE / "models" / "model.pt").is_file():
+        pytest.skip("no shipped model")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = make_nuclei_phantom((16, 64, 64), n_nuclei=5, seed=5)[0]
+    write_tiff(folder / "zero.tif", np.zeros((16, 64, 64), np.uint16))
+    tifffile.imwrite(folder / "series.tif", np.stack([image, image]))  # (T, Z, Y, X), axes unnamed
+    write_tiff(folder / "tiny.tif", image[:3, :20, :20])
+    out = tmp_path / "out"
+    wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(folder), output_dir=str(out), progress_bar=False)
+    wf.initialize()
+    with pytest.raises(Exception) as err:
+        wf.run()
+    assert "2 of 3 file(s) failed" in error_chain(err)
+    failed = {Path(f["file"]).name: f["error"] for f in json.loads((out / "run_summary.json").read_text())["failed"]}
+    assert "the image is constant (0.0 everywhere)" in failed["zero.tif"]
+    assert "expected 3 spatial axes, got 4" in failed["series.tif"] and "time or channel axis" in failed["series.tif"]
+    assert tifffile.imread(out / "tiny_labels.tif").shape == (3, 20, 20)
+    for spacing, message in [
+        ([0.0, 1.0, 1.0], "voxel sizes must be finite and > 0"),
+        ([float("nan"), 1.0, 1.0], "voxel sizes must be finite and > 0"),
+        ([-0.5, 0.1, 0.1], "voxel sizes must be finite and > 0"),
+        ([25.0, 1.0, 1.0], "anisotropy 25 is above 20"),
+    ]:
+        target = tmp_path / f"never_{len(message)}_{spacing[0]}"
+        wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(folder), output_dir=str(target),
+                             progress_bar=False, spacing=spacing)  # fmt: skip
+        wf.initialize()
+        with pytest.raises(Exception) as err:
+            wf.run()
+        assert message in error_chain(err), spacing
+        assert not target.exists() or not any(target.iterdir()), spacing
 
 
 def test_metadata_net_and_bad_keys(tmp_path):
