@@ -135,15 +135,19 @@ def test_folder_with_a_good_volume_a_corrupt_file_a_fiji_stack_and_a_nrrd(tmp_pa
     nrrd = itk.image_from_array(fiji)
     nrrd.SetSpacing([0.128, 0.128, 0.28])  # X, Y, Z
     itk.imwrite(nrrd, str(folder / "itk.nrrd"))
+    coarse = fiji[:, ::2, ::2]  # the same nuclei under a 2x coarser pixel: resampled to the model's and back
+    tifffile.imwrite(folder / "coarse.tif", coarse, imagej=True, resolution=(1 / 0.256, 1 / 0.256),
+                     metadata={"spacing": 0.28, "unit": "um", "axes": "ZYX"})  # fmt: skip
     out = tmp_path / "out"
     wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(folder), output_dir=str(out), progress_bar=False)
     wf.initialize()
     with pytest.raises(Exception) as err:
         wf.run()
-    assert "1 of 4 file(s) failed" in error_chain(err) and "corrupt.tif" in error_chain(err)
-    for stem in ("good", "fiji", "itk"):
+    assert "1 of 5 file(s) failed" in error_chain(err) and "corrupt.tif" in error_chain(err)
+    for stem, shape in (("good", (16, 64, 64)), ("fiji", (16, 64, 64)), ("itk", (16, 64, 64)), ("coarse", (16, 32, 32))):
         labels = tifffile.imread(out / f"{stem}_labels.tif")
-        assert labels.shape == (16, 64, 64) and labels.max() > 0, stem
+        assert labels.shape == shape and labels.max() > 0, stem
+        assert tifffile.imread(out / f"{stem}_prob.tif").shape == (2, *shape), stem
     assert not (out / "corrupt_labels.tif").exists()
     summary = json.loads((out / "run_summary.json").read_text())
     assert [f["file"] for f in summary["failed"]] == [str(folder / "corrupt.tif")]
