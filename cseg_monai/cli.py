@@ -160,7 +160,7 @@ class CLI:
         host: str = "127.0.0.1",
         port: int = 7860,
         output_dir: str = "cseg_gui_outputs",
-        max_upload_mb: float = 512.0,
+        max_upload_mb: float = 2048.0,
         max_voxels: int = 2**28,
     ) -> None:
         """Start the web GUI for 3D instance segmentation (Gradio; ``bash scripts/setup.sh gui``).

@@ -143,7 +143,7 @@ def build_app(
         return d["patch"], d["overlap"], d["blend"], d["threshold"], d["method"], d["min_size"], d["max_size"], d["masked"]
 
     def on_run(
-        files, dataset, name, patch, overlap, blend, threshold, method, min_size, max_size, masked, progress=gr.Progress()
+        files, dataset, channel, name, patch, overlap, blend, threshold, method, min_size, max_size, masked, progress=gr.Progress()
     ):
         if not files:
             raise gr.Error("Upload at least one volume first.")
@@ -160,6 +160,7 @@ def build_app(
                 max_size=int(max_size or 0),
                 mask_watershed=bool(masked),
                 dataset=(dataset or "").strip() or None,
+                channel=None if channel in (None, "") or float(channel) < 0 else int(channel),
             )
             params.check(by_name[name])
         except ValueError as err:
@@ -214,12 +215,16 @@ def build_app(
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 files = gr.File(
-                    label="Volumes: TIFF, HDF5, NIfTI (Z, Y, X) or (C, Z, Y, X)",
+                    label="Volumes: TIFF, HDF5, NIfTI, NRRD, MHA, MRC (Z, Y, X) or (C, Z, Y, X)",
                     file_count="multiple",
                     file_types=list(VOLUME_SUFFIXES),
                     elem_id="volumes",
                 )
                 dataset = gr.Textbox(label="HDF5 dataset (empty: the file's only array)", placeholder="raw")
+                channel = gr.Number(
+                    value=-1, precision=0, minimum=-1, elem_id="channel",
+                    label="Channel to segment, for uploads with more channels than the model takes (-1: none)",
+                )  # fmt: skip
                 model = gr.Dropdown(choices=list(by_name), value=models[0].name, label="Model", elem_id="model")
                 with gr.Accordion("Parameters", open=True):
                     patch = gr.Textbox(value=first["patch"], label="Patch size z, y, x", elem_id="patch")
@@ -243,7 +248,7 @@ def build_app(
         model.change(on_model, inputs=model, outputs=[patch, overlap, blend, threshold, method, min_size, max_size, masked])
         run.click(
             on_run,
-            inputs=[files, dataset, model, patch, overlap, blend, threshold, method, min_size, max_size, masked],
+            inputs=[files, dataset, channel, model, patch, overlap, blend, threshold, method, min_size, max_size, masked],
             outputs=[status, downloads, volume, z, view, done_state],
             concurrency_limit=1,
         )
@@ -259,7 +264,7 @@ def launch(
     host: str = "127.0.0.1",
     port: int = 7860,
     output_dir: str | os.PathLike = "cseg_gui_outputs",
-    max_upload_mb: float = 512.0,
+    max_upload_mb: float = 2048.0,
     max_voxels: int = 2**28,
     block: bool = True,
 ) -> Any:

@@ -54,6 +54,7 @@ class JobParams:
         mask_watershed: flood the watershed only inside the predicted foreground (sparse objects
             such as nuclei; off for dense cells).
         dataset: the array to read from HDF5 uploads.
+        channel: for uploads with more channels than the model takes, the channel to segment.
     """
 
     patch_size: Sequence[int] | None = None
@@ -65,6 +66,7 @@ class JobParams:
     instance_method: str | None = None
     mask_watershed: bool | None = None
     dataset: str | None = None
+    channel: int | None = None
 
     def instance_changes(self) -> dict:
         """The post-processing fields this form sets, by their :class:`InstanceParams` names."""
@@ -253,7 +255,7 @@ def run_job(
         result.volumes.append(item)
         try:
             progress(i / n, f"{name}: checking ({i + 1}/{n})")
-            volume = check_volume(path, model.in_channels, dataset=params.dataset, limits=limits, name=name)
+            volume = check_volume(path, model.in_channels, dataset=params.dataset, limits=limits, name=name, channel=params.channel)
             item.stem = volume.stem = _unique_stem(volume.stem, taken)
             item.input_path = write_job_input(volume, job / "inputs")
             overrides = params.overrides(model)

@@ -46,7 +46,7 @@ class UploadLimits:
         max_channels: channels (the models take 1 or 2).
     """
 
-    max_megabytes: float = 512.0
+    max_megabytes: float = 2048.0
     max_voxels: int = 2**28
     max_channels: int = 2
 
@@ -89,6 +89,7 @@ def check_volume(
     dataset: str | None = None,
     limits: UploadLimits | None = None,
     name: str | None = None,
+    channel: int | None = None,
 ) -> Volume:
     """Read and check one uploaded volume; return it channel-first.
 
@@ -102,6 +103,8 @@ def check_volume(
         dataset: array inside an HDF5 file (``None``: the file's only numeric array).
         limits: size limits; default :class:`UploadLimits`.
         name: the name to report (default the file's name; uploads live under temporary names).
+        channel: for a volume with more channels than the model takes, the first channel to keep
+            (a 2-channel nuclei + membrane stack segmented by a 1-channel nuclei model: 0).
 
     Returns:
         The :class:`Volume`.
@@ -124,7 +127,7 @@ def check_volume(
     if not path.is_file():
         raise VolumeCheckError(f"{label}: no such file")
     if not label.lower().endswith(VOLUME_SUFFIXES):
-        raise VolumeCheckError(f"{label}: unsupported file type; upload TIFF (.tif), HDF5 (.h5) or NIfTI (.nii, .nii.gz)")
+        raise VolumeCheckError(f"{label}: unsupported file type; upload TIFF (.tif), HDF5 (.h5), NIfTI (.nii, .nii.gz), NRRD, MetaImage (.mha) or MRC")
     megabytes = path.stat().st_size / 2**20
     if megabytes > limits.max_megabytes:
         raise VolumeCheckError(f"{label}: {megabytes:.3g} MB is over the upload limit of {limits.max_megabytes:g} MB")
@@ -158,10 +161,14 @@ def check_volume(
         )
     if array.shape[0] > limits.max_channels:
         raise VolumeCheckError(f"{label}: {array.shape[0]} channels; at most {limits.max_channels} are accepted")
+    if channel is not None:
+        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < array.shape[0]:
+            raise VolumeCheckError(f"{label}: channel {channel!r} does not exist; the volume has channels 0-{array.shape[0] - 1}")
+        if array.shape[0] > in_channels:
+            array = array[int(channel) : int(channel) + in_channels]
     if array.shape[0] != in_channels:
-        raise VolumeCheckError(
-            f"{label}: {array.shape[0]} channel(s), but the chosen model takes {in_channels}; choose another model"
-        )
+        hint = f"choose the channel to segment (0-{array.shape[0] - 1}) or another model" if array.shape[0] > in_channels else "choose another model"
+        raise VolumeCheckError(f"{label}: {array.shape[0]} channel(s), but the chosen model takes {in_channels}; {hint}")
     voxels = int(np.prod(array.shape[1:]))
     if voxels > limits.max_voxels:
         raise VolumeCheckError(f"{label}: {voxels:,} voxels is over the limit of {limits.max_voxels:,}")

@@ -98,3 +98,16 @@ def test_job_input_reads_back_channel_first_through_the_bundle_loader(tmp_path):
 
 def test_stems():
     assert volume_stem("a b.nii.gz") == "a_b" and volume_stem("x.H5") == "x" and volume_stem(".tif") == "volume"
+
+
+def test_a_channel_of_a_two_channel_upload_for_a_one_channel_model(tmp_path):
+    """A nuclei + membrane stack (2 x Z x Y x X), segmented by a 1-channel nuclei model."""
+    vol = np.stack([np.arange(4 * 8 * 8).reshape(4, 8, 8), 1000 - np.arange(4 * 8 * 8).reshape(4, 8, 8)]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "two.tif", np.moveaxis(vol, 0, 1), imagej=True, metadata={"axes": "ZCYX"})
+    with pytest.raises(VolumeCheckError, match=r"two.tif: 2 channel\(s\), but the chosen model takes 1; choose the channel to segment \(0-1\)"):
+        check_volume(tmp_path / "two.tif", 1)
+    picked = check_volume(tmp_path / "two.tif", 1, channel=1)
+    assert picked.array.shape == (1, 4, 8, 8) and np.array_equal(picked.array[0], vol[1])
+    with pytest.raises(VolumeCheckError, match=r"two.tif: channel 2 does not exist; the volume has channels 0-1"):
+        check_volume(tmp_path / "two.tif", 1, channel=2)
+    assert check_volume(tmp_path / "two.tif", 2, channel=0).array.shape == (2, 4, 8, 8)  # a 2-channel model takes both

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,26 @@ PAIRS = [
 @pytest.mark.parametrize("train, infer", PAIRS, ids=lambda files: files[-1])
 def test_a_model_is_inferred_with_the_settings_it_was_validated_with(train, infer):
     assert _parsed(*train) == _parsed(*infer)
+
+
+def _parsed_key(files, key):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / f) for f in files])
+    parser["bundle_root"] = str(CONFIGS.parent)
+    return parser.get_parsed_content(key)
+
+
+@pytest.mark.parametrize("train, infer", PAIRS, ids=lambda files: files[-1])
+def test_a_model_records_the_voxel_size_of_the_data_it_was_trained_on(train, infer):
+    from cseg_monai.data.datasets import instances
+
+    kind, root = _parsed_key(train, "dataset_kind"), _parsed_key(train, "dataset_dir")
+    if not Path(root).is_dir():
+        pytest.skip(f"real data {root} is absent (set CSEG_DATA_DIR or put the shared data in ../shared/data)")
+    items = instances.datalist(kind, root, "train")
+    spacing = instances.load_item(items[0])[2]
+    assert spacing is not None
+    assert np.allclose(_parsed_key(infer, "model_spacing"), spacing, rtol=1e-3), (kind, spacing)
 
 
 def test_the_bundle_writes_each_setting_once_per_file():
