@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +42,7 @@ from monai.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from cseg_monai.common.errors import exception_chain, innermost_exception
+from cseg_monai.data.writers import atomic_path
 
 __all__ = ["FileReport", "FolderRunError", "SUMMARY_NAME", "run_each_file"]
 
@@ -108,16 +108,9 @@ class FileReport:
 
     def write_summary(self) -> Path:
         """Write :meth:`summary` to ``output_dir/run_summary.json`` (temporary file, then rename)."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / SUMMARY_NAME
-        fd, tmp = tempfile.mkstemp(prefix=f".{SUMMARY_NAME}.", dir=self.output_dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.summary(), f, indent=2)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
         return path
 
     def finish(self) -> dict[str, Any]:

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+from cseg_monai.data.writers import atomic_path
 from cseg_monai.workflows.bundle_support import bundles_dir
 
 __all__ = ["SHARED_TRAIN_CONFIG", "load_shared_config", "shared_config_drift", "sync_shared_config"]
@@ -140,12 +140,6 @@ def sync_shared_config(train_json: str | os.PathLike, shared: dict[str, Any] | N
         return []
     for cid in changed:
         _set(config, cid, shared[cid])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(config, indent=4, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(config, indent=4, ensure_ascii=False) + "\n")
     return changed
