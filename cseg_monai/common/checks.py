@@ -60,10 +60,8 @@ def check_spacing(spacing: Any, ndim: int, name: str = "spacing", max_anisotropy
     """
     values = np.asarray(spacing.detach().cpu() if hasattr(spacing, "detach") else spacing, dtype=np.float64).reshape(-1)
     out = [float(v) for v in values]
-    if len(out) != ndim:
-        raise ValueError(f"{name} {out}: expected {ndim} voxel sizes, one per spatial axis")
-    if not all(np.isfinite(v) and v > 0 for v in out):
-        raise ValueError(f"{name} {out}: voxel sizes must be finite and > 0")
+    if len(out) != ndim or not all(np.isfinite(v) and v > 0 for v in out):
+        raise ValueError(f"{name} {out}: spacing must be {ndim} positive numbers (finite voxel sizes > 0, one per spatial axis)")
     ratio = max(out) / min(out)
     if max_anisotropy is not None and ratio > max_anisotropy:
         raise ValueError(

@@ -43,7 +43,7 @@ from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
-from cseg_monai.common.checks import check_instance_ids
+from cseg_monai.common.checks import check_instance_ids, check_spacing
 from cseg_monai.postprocessing.instance_params import METHODS, InstanceParams, check_filter_limits
 
 __all__ = [
@@ -79,10 +79,7 @@ def _check_boundary(boundary: np.ndarray, name: str = "boundary map") -> np.ndar
 def _spacing(spacing: Sequence[float] | None, ndim: int) -> list[float] | None:
     if spacing is None:
         return None
-    s = [float(v) for v in spacing]
-    if len(s) != ndim or any(not np.isfinite(v) or v <= 0 for v in s):
-        raise ValueError(f"spacing must be {ndim} positive numbers, got {spacing!r}")
-    return s
+    return check_spacing(spacing, ndim, "spacing", max_anisotropy=None)
 
 
 def watershed_supervoxels(

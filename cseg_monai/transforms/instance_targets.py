@@ -31,7 +31,7 @@ from monai.transforms import MapTransform
 from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
-from cseg_monai.common.checks import check_instance_ids
+from cseg_monai.common.checks import check_instance_ids, check_spacing
 
 __all__ = ["InstanceTargetsd", "boundary_target", "class_balance_weights", "unet_weight_map"]
 
@@ -106,9 +106,7 @@ def unet_weight_map(
     lab = _labels(labels)
     if not (math.isfinite(w0) and w0 >= 0 and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"w0 must be >= 0 and sigma > 0, got w0={w0}, sigma={sigma}")
-    sp = [1.0] * lab.ndim if spacing is None else [float(s) for s in spacing]
-    if len(sp) != lab.ndim or any(not math.isfinite(s) or s <= 0 for s in sp):
-        raise ValueError(f"spacing must be {lab.ndim} positive numbers, got {spacing!r}")
+    sp = [1.0] * lab.ndim if spacing is None else check_spacing(spacing, lab.ndim, "spacing", max_anisotropy=None)
     d1 = np.full(lab.shape, np.inf, np.float32)
     d2 = np.full(lab.shape, np.inf, np.float32)
     if w0 > 0:

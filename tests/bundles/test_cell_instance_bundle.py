@@ -176,9 +176,9 @@ def test_bad_volumes_and_bad_voxel_sizes(tmp_path):
     assert "expected 3 spatial axes, got 4" in failed["series.tif"] and "time or channel axis" in failed["series.tif"]
     assert tifffile.imread(out / "tiny_labels.tif").shape == (3, 20, 20)
     for spacing, message in [
-        ([0.0, 1.0, 1.0], "voxel sizes must be finite and > 0"),
-        ([float("nan"), 1.0, 1.0], "voxel sizes must be finite and > 0"),
-        ([-0.5, 0.1, 0.1], "voxel sizes must be finite and > 0"),
+        ([0.0, 1.0, 1.0], "spacing must be 3 positive numbers"),
+        ([float("nan"), 1.0, 1.0], "spacing must be 3 positive numbers"),
+        ([-0.5, 0.1, 0.1], "spacing must be 3 positive numbers"),
         ([25.0, 1.0, 1.0], "anisotropy 25 is above 20"),
     ]:
         target = tmp_path / f"never_{len(message)}_{spacing[0]}"

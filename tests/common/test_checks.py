@@ -29,10 +29,10 @@ def test_check_spacing_accepts_lists_arrays_and_tensors():
 @pytest.mark.parametrize(
     "spacing, message",
     [
-        ([0.0, 1.0, 1.0], r"f.tif \[0.0, 1.0, 1.0\]: voxel sizes must be finite and > 0"),
-        ([-1.0, 1.0, 1.0], "voxel sizes must be finite and > 0"),
-        ([float("nan"), 1.0, 1.0], "voxel sizes must be finite and > 0"),
-        ([1.0, 1.0], r"expected 3 voxel sizes, one per spatial axis"),
+        ([0.0, 1.0, 1.0], r"f.tif \[0.0, 1.0, 1.0\]: spacing must be 3 positive numbers"),
+        ([-1.0, 1.0, 1.0], "spacing must be 3 positive numbers"),
+        ([float("nan"), 1.0, 1.0], "spacing must be 3 positive numbers"),
+        ([1.0, 1.0], r"spacing must be 3 positive numbers"),
         ([21.0, 1.0, 1.0], r"anisotropy 21 is above 20 .*\(Z, Y, X\) order"),
     ],
 )

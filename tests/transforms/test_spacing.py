@@ -61,8 +61,8 @@ def test_nothing_recorded_nothing_done():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"model_spacing": [0.5, 0.0, 0.1]}, r"model_spacing \[0.5, 0.0, 0.1\]: voxel sizes must be finite and > 0"),
-        ({"model_spacing": [0.5, 0.1, 0.1], "spacing": [float("nan"), 1, 1]}, r"--spacing .*: voxel sizes must be finite"),
+        ({"model_spacing": [0.5, 0.0, 0.1]}, r"model_spacing \[0.5, 0.0, 0.1\]: spacing must be 3 positive numbers"),
+        ({"model_spacing": [0.5, 0.1, 0.1], "spacing": [float("nan"), 1, 1]}, r"--spacing .*: spacing must be 3 positive numbers"),
         ({"model_spacing": [0.5, 0.1, 0.1], "tolerance": 1.5}, r"tolerance must be in \[0, 1\)"),
     ],
 )
@@ -75,7 +75,7 @@ def test_a_file_with_a_bad_voxel_size_is_named():
     t = RescaleToSpacingd("image", model_spacing=[0.5, 0.1, 0.1])
     with pytest.raises(ValueError, match=r"vol.tif: its voxel size \[50.0, 0.1, 0.1\]: anisotropy 500 is above 20"):
         t({"image": _image(spacing=[50.0, 0.1, 0.1])})
-    with pytest.raises(ValueError, match=r"vol.tif: its voxel size \[1.0, 0.1\]: expected 3 voxel sizes"):
+    with pytest.raises(ValueError, match=r"vol.tif: its voxel size \[1.0, 0.1\]: spacing must be 3 positive numbers"):
         t({"image": _image(spacing=[1.0, 0.1])})
     with pytest.raises(ValueError, match=r"modes must be 'linear' or 'nearest'"):
         RescaleToInputd(["pred", "instances"], modes=["linear"])

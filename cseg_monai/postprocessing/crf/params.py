@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cseg_monai.common.checks import check_spacing
 from cseg_monai.common.constants import ORGANELLE_CLASSES
 
 __all__ = ["BACKENDS", "CRFParams", "check_crf_inputs", "compatibility_matrix", "organelle_compatibility"]
@@ -271,7 +272,5 @@ def check_crf_inputs(
     if spacing is None:
         spacing_t = (1.0,) * len(spatial)
     else:
-        spacing_t = tuple(float(s) for s in spacing)
-        if len(spacing_t) != len(spatial) or any(not math.isfinite(s) or s <= 0 for s in spacing_t):
-            raise ValueError(f"{name}: spacing must be {len(spatial)} positive numbers (one per spatial axis), got {spacing!r}")
+        spacing_t = tuple(check_spacing(spacing, len(spatial), f"{name}: spacing", max_anisotropy=None))
     return n_labels, spatial, n_channels, spacing_t
