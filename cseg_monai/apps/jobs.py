@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -31,6 +32,7 @@ from cseg_monai.apps.volumes import UploadLimits, VolumeCheckError, check_volume
 from cseg_monai.common.errors import exception_chain
 from cseg_monai.postprocessing import InstanceParams
 from cseg_monai.workflows import FolderRunError, run_bundle
+from cseg_monai.workflows.folder_run import SCALE_KEYS, SUMMARY_NAME
 
 __all__ = ["BLEND_MODES", "JobParams", "VolumeResult", "JobResult", "run_job", "new_job_dir"]
 
@@ -150,6 +152,9 @@ class VolumeResult:
         n_instances: instances found.
         seconds: run time.
         error: the problem, for a volume that failed.
+        scale: how the input was rescaled for the model (``spacing_source``: where the voxel
+            size came from, ``object_zoom`` when the objects were measured), from the run's
+            ``run_summary.json``.
     """
 
     name: str
@@ -160,6 +165,19 @@ class VolumeResult:
     n_instances: int = 0
     seconds: float = 0.0
     error: str | None = None
+    scale: dict = field(default_factory=dict)
+
+    def scale_text(self) -> str:
+        """``"voxel size from the file [..] um; objects measured, zoom 0.48"`` (empty when unknown)."""
+        if not self.scale:
+            return ""
+        source = self.scale.get("spacing_source", "unknown")
+        spacing = self.scale.get("input_spacing")
+        parts = [f"voxel size {'unknown' if source == 'unknown' else 'from ' + ('you' if source == 'user' else 'the ' + source)}"
+                 + (f" {spacing}" if spacing else "")]  # fmt: skip
+        if self.scale.get("object_size_source") == "estimated":
+            parts.append(f"objects measured in the image ({self.scale.get('object_chord', 0):.1f} px), zoom {self.scale.get('object_zoom', 1):.2f}")
+        return "; ".join(parts)
 
 
 @dataclass
@@ -185,7 +203,8 @@ class JobResult:
         lines = [f"**{len(self.succeeded)} of {len(self.volumes)} volume(s) done** with `{self.model}` in `{self.job_dir}`", ""]
         for v in self.volumes:
             if v.error is None:
-                lines.append(f"- `{v.name}`: {v.n_instances} instances, {v.seconds:.1f} s")
+                scale = v.scale_text()
+                lines.append(f"- `{v.name}`: {v.n_instances} instances, {v.seconds:.1f} s" + (f" ({scale})" if scale else ""))
             else:
                 lines.append(f"- `{v.name}`: **failed**: {v.error}")
         return "\n".join(lines)
@@ -269,6 +288,7 @@ def run_job(
                 raise RuntimeError(f"the bundle wrote no {labels.name}")
 
             item.labels_path, item.prob_path = labels, prob if prob.is_file() else None
+            item.scale = _scale_of(job / "outputs" / SUMMARY_NAME)
             ids = np.unique(tifffile.imread(labels))
             item.n_instances = int((ids > 0).sum())
         except VolumeCheckError as err:
@@ -279,6 +299,15 @@ def run_job(
         item.seconds = time.perf_counter() - began
     progress(1.0, "done")
     return result
+
+
+def _scale_of(summary: Path) -> dict:
+    """The rescaling record of the one file a GUI run wrote (``{}`` when the summary has none)."""
+    try:
+        done = json.loads(summary.read_text()).get("succeeded", [])
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in (done[-1] if done else {}).items() if k in SCALE_KEYS}
 
 
 def _innermost(err: BaseException) -> str:

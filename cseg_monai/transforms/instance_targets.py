@@ -145,6 +145,9 @@ class InstanceTargetsd(MapTransform):
         spacing_key: where an item may carry its own spacing (e.g. :class:`LoadInstancesd`'s
             ``spacing``); it wins over ``spacing`` when present and not None.
         in_plane: in-plane boundaries for 3D labels (:func:`boundary_target`); ignored for 2D.
+        in_plane_below: in-plane boundaries also for any 3D label volume of fewer planes than
+            this (a thin stack cuts its objects with its faces, and a 3D boundary would cover
+            most of a nucleus three planes thick); None: only ``in_plane`` decides.
     """
 
     def __init__(
@@ -159,10 +162,14 @@ class InstanceTargetsd(MapTransform):
         class_balance: bool = True,
         spacing_key: str | None = "spacing",
         in_plane: bool = False,
+        in_plane_below: int | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.in_plane = bool(in_plane)
+        if in_plane_below is not None and (int(in_plane_below) != in_plane_below or in_plane_below < 1):
+            raise ValueError(f"in_plane_below must be a whole number of planes >= 1 or None, got {in_plane_below!r}")
+        self.in_plane_below = None if in_plane_below is None else int(in_plane_below)
         if len(self.keys) != 1:
             raise ValueError(f"InstanceTargetsd takes one label key, got {list(self.keys)}")
         self.boundary_key, self.foreground_key, self.weight_key = boundary_key, foreground_key, weight_key
@@ -181,7 +188,8 @@ class InstanceTargetsd(MapTransform):
                     raise ValueError(f"{key}: instance labels must be integers, got non-integer values")
                 lab = lab.astype(np.int64)
             lab = _labels(lab, name=str(key))
-            boundary = boundary_target(lab, in_plane=self.in_plane and lab.ndim == 3)
+            thin = self.in_plane_below is not None and lab.ndim == 3 and lab.shape[0] < self.in_plane_below
+            boundary = boundary_target(lab, in_plane=(self.in_plane or thin) and lab.ndim == 3)
             d[self.boundary_key] = boundary[None].astype(np.float32)
             if self.foreground_key is not None:
                 d[self.foreground_key] = (lab > 0)[None].astype(np.float32)

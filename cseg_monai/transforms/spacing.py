@@ -13,6 +13,15 @@ the CTC model of its challenge's 1 x 0.202 x 0.202 um), or nowhere, in which cas
 left as it is. Which one was used is written into the meta data (``spacing_source``:
 ``"user"``, ``"file"``, ``"default"`` or ``"unknown"``) and logged.
 
+Objects of one kind differ in physical size (plant nuclei of 3 um, hamster nuclei of 12 um), so a
+generalist model also records ``object_size``: the mean in-plane object chord, in voxels, of its
+training images (:func:`~cseg_monai.transforms.object_size.estimate_object_size`). With it, the
+input's own objects are measured after the voxel-size step and the volume is zoomed once more,
+by ``object_size / measured``: on every axis when the voxel size is known (the anisotropy stays
+the model's), in-plane only when it is not (z is then left as the file has it, since the stack's
+z sampling cannot be told from the image). The meta data records ``object_size_source``
+(``"estimated"`` or ``"off"``), the measured chord and the zoom.
+
 Example:
     >>> import torch
     >>> from monai.data import MetaTensor
@@ -38,6 +47,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from cseg_monai.common.checks import check_spacing
+from cseg_monai.transforms.object_size import estimate_object_size
 
 __all__ = ["RescaleToInputd", "RescaleToSpacingd", "SPACING_SOURCES"]
 
@@ -74,15 +84,27 @@ class RescaleToSpacingd(MapTransform):
         default_spacing: the voxel size assumed for a file that states none.
         tolerance: leave an axis alone when its scale factor is within ``1 +- tolerance``
             (resampling by a few percent only blurs).
+        object_size: the model's mean in-plane object chord in voxels (None: objects are not
+            measured, only the voxel size counts).
+        max_object_zoom: the in-plane zoom (voxel size and objects together) is clipped to
+            ``[1 / max, max]``.
+        nearest_keys: keys resampled by nearest neighbour to the first key's new grid (labels,
+            when training data goes through the same rescaling as inference).
+        zoom_key: an optional item key holding one more zoom factor for every axis (a
+            training-time scale augmentation that is cached with the item).
         allow_missing_keys: do not raise for an absent key.
 
     The meta data gets ``spacing_source``, ``input_shape`` (for :class:`RescaleToInputd`),
-    ``input_spacing`` (when known) and ``spacing``: the grid's voxel size after this transform
-    (the model's when resampled, else the input's; absent when unknown).
+    ``input_spacing`` (when known), ``spacing``: the grid's voxel size after this transform
+    (absent when unknown), ``object_size_source`` and, when objects were measured,
+    ``object_chord`` (input voxels) and ``object_zoom`` (the in-plane zoom). With ``object_size`` the grid's
+    ``spacing`` is relative, in the model frame's in-plane voxels (e.g. ``[2.24, 1, 1]``), so
+    post-processing settings in voxels mean the same for every input.
 
     Raises:
         ValueError: a voxel size that is not finite and positive, of the wrong length, or more
-            anisotropic than :data:`~cseg_monai.common.checks.MAX_ANISOTROPY`, naming its source.
+            anisotropic than :data:`~cseg_monai.common.checks.MAX_ANISOTROPY`, naming its source;
+            an image whose objects cannot be measured (constant), naming the file.
     """
 
     def __init__(
@@ -92,9 +114,21 @@ class RescaleToSpacingd(MapTransform):
         spacing: Sequence[float] | None = None,
         default_spacing: Sequence[float] | None = None,
         tolerance: float = 0.1,
+        object_size: float | None = None,
+        max_object_zoom: float = 8.0,
+        nearest_keys: Sequence[str] = (),
+        zoom_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if object_size is not None and not (np.isfinite(float(object_size)) and float(object_size) > 0):
+            raise ValueError(f"object_size must be a finite number of voxels > 0, got {object_size!r}")
+        if not (np.isfinite(float(max_object_zoom)) and float(max_object_zoom) >= 1.0):
+            raise ValueError(f"max_object_zoom must be >= 1, got {max_object_zoom!r}")
+        self.object_size = None if object_size is None else float(object_size)
+        self.max_object_zoom = float(max_object_zoom)
+        self.nearest_keys = [nearest_keys] if isinstance(nearest_keys, str) else list(nearest_keys)
+        self.zoom_key = zoom_key
         self.model_spacing = None if model_spacing is None else check_spacing(model_spacing, len(model_spacing), "model_spacing")
         self.spacing = None if spacing is None else check_spacing(spacing, len(spacing), "--spacing")
         self.default_spacing = None if default_spacing is None else check_spacing(default_spacing, len(default_spacing), "default_spacing")
@@ -120,23 +154,48 @@ class RescaleToSpacingd(MapTransform):
             else:
                 source, spacing = "unknown", None
             shape = tuple(int(s) for s in img.shape[1:])
-            meta.update(spacing_source=source, input_shape=np.asarray(shape))
-            out = img
+            meta.update(spacing_source=source, input_shape=np.asarray(shape), object_size_source="off")
             zoom = [1.0] * ndim
+            model = None
             if self.model_spacing is not None and spacing is not None:
                 model = check_spacing(self.model_spacing, ndim, "model_spacing")
-                zoom = [1.0 if abs(s / m - 1.0) <= self.tolerance else s / m for s, m in zip(spacing, model)]
+                zoom = [s / m for s, m in zip(spacing, model)]
+            if self.object_size is not None:
+                size = estimate_object_size(np.asarray(img[0].detach().cpu()), name=name)
+                in_plane = float(np.mean(zoom[-2:]))
+                total = np.clip(self.object_size / max(size.chord_yx, 1e-6), 1.0 / self.max_object_zoom, self.max_object_zoom)
+                g = float(total / in_plane)  # in-plane, voxel size and objects together: the clipped total
+                axes = range(ndim) if spacing is not None else range(max(ndim - 2, 0), ndim)
+                zoom = [z * g if a in axes else z for a, z in enumerate(zoom)]
+                meta.update(object_size_source="estimated", object_chord=size.chord_yx, object_zoom=float(total))
+                logger.info(
+                    "%s: objects %.1f voxels across (mean in-plane chord), the model's %.1f: in-plane zoom %.2f", name, size.chord_yx, self.object_size, total
+                )
+            if self.zoom_key is not None and d.get(self.zoom_key) is not None:
+                zoom = [z * float(d[self.zoom_key]) for z in zoom]
+            zoom = [1.0 if abs(z - 1.0) <= self.tolerance or n == 1 else z for z, n in zip(zoom, shape)]
             if spacing is not None:
                 meta["input_spacing"] = np.asarray(spacing)
                 meta["spacing"] = np.asarray(spacing)
+            out = img
             if any(z != 1.0 for z in zoom):
                 new_shape = [max(1, int(round(n * z))) for n, z in zip(shape, zoom)]
                 out = _resample(img, new_shape, "linear")
-                logger.info("%s: voxel size %s (%s) -> the model's %s: %s -> %s", name, spacing, source, model, shape, tuple(new_shape))
-                meta["spacing"] = np.asarray(model)
-                affine = np.eye(max(ndim, 3) + 1)
-                affine[np.arange(ndim), np.arange(ndim)] = model
-                meta["affine"] = torch.as_tensor(affine)
+                logger.info("%s: voxel size %s (%s): %s -> %s", name, spacing, source, shape, tuple(new_shape))
+                if spacing is not None:
+                    grid = [s * n / m for s, n, m in zip(spacing, shape, new_shape)]
+                    if self.object_size is not None:  # the model's frame: in-plane voxels are the unit
+                        grid = [g / grid[-1] for g in grid]
+                    meta["spacing"] = np.asarray(grid)
+                    affine = np.eye(max(ndim, 3) + 1)
+                    affine[np.arange(ndim), np.arange(ndim)] = grid
+                    meta["affine"] = torch.as_tensor(affine)
+                for other in self.nearest_keys:
+                    if other in d:
+                        lab = d[other]
+                        lab_t = lab if isinstance(lab, torch.Tensor) else torch.as_tensor(np.asarray(lab))
+                        res = _resample(lab_t, new_shape, "nearest")
+                        d[other] = MetaTensor(res.as_tensor() if isinstance(res, MetaTensor) else res, meta=dict(getattr(lab, "meta", {})))
             else:
                 logger.info("%s: voxel size %s: not rescaled", name, "unknown" if spacing is None else f"{spacing} ({source})")
             d[key] = MetaTensor(out.as_tensor() if isinstance(out, MetaTensor) else out, meta=meta)

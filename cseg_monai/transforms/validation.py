@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from cseg_monai.transforms._meta import source_name
@@ -21,6 +23,8 @@ class ValidateImaged(MapTransform):
         keys: keys to check (after ``EnsureChannelFirstd``).
         num_channels: expected number of channels (1 for grey EM); ``None`` skips the check.
         spatial_dims: expected number of spatial axes (2 or 3); ``None`` skips the check.
+        single_plane_2d: with ``spatial_dims=3``, take a 2D image as a volume of one plane
+            ``(C, 1, Y, X)`` (a 2D nuclei image for a 3D model whose z is never pooled).
         allow_constant: accept an image with a single grey value (off by default: an
             all-black or all-white slice is usually a broken file).
         allow_missing_keys: do not raise when a key is absent.
@@ -39,18 +43,23 @@ class ValidateImaged(MapTransform):
         num_channels: int | None = 1,
         spatial_dims: int | None = None,
         allow_constant: bool = False,
+        single_plane_2d: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.num_channels = num_channels
         self.spatial_dims = spatial_dims
         self.allow_constant = allow_constant
+        self.single_plane_2d = bool(single_plane_2d)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             img = torch.as_tensor(d[key])
             name = source_name(d, key)
+            if self.single_plane_2d and self.spatial_dims == 3 and img.ndim == 3:
+                img = _as_single_plane(d[key])
+                d[key] = img
             shape = tuple(img.shape)
             if img.numel() == 0:
                 raise ValueError(f"{name}: empty image (shape {shape})")
@@ -79,6 +88,21 @@ class ValidateImaged(MapTransform):
             if not self.allow_constant and bool(img.min() == img.max()):
                 raise ValueError(f"{name}: the image is constant ({float(img.min())} everywhere): empty or broken file?")
         return d
+
+
+def _as_single_plane(x: Any) -> torch.Tensor:
+    """``(C, Y, X)`` -> ``(C, 1, Y, X)``, the meta data's 2-axis spacing given a z entry (the in-plane y)."""
+    out = x.unsqueeze(1)
+    meta = getattr(x, "meta", None)
+    if meta is not None:
+        meta = dict(meta)
+        sp = meta.get("spacing")
+        if sp is not None and len(np.asarray(sp).reshape(-1)) == 2:
+            sp = np.asarray(sp, dtype=np.float64).reshape(-1)
+            meta["spacing"] = np.concatenate([sp[:1], sp])
+        meta["single_plane_2d"] = True
+        out = MetaTensor(out.as_tensor() if isinstance(out, MetaTensor) else out, meta=meta)
+    return out
 
 
 class ValidateSameShaped(MapTransform):

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from cseg_monai.common.errors import exception_chain, innermost_exception
 from cseg_monai.data.writers import atomic_path
 
-__all__ = ["FileReport", "FolderRunError", "SUMMARY_NAME", "run_each_file"]
+__all__ = ["FileReport", "FolderRunError", "SCALE_KEYS", "SUMMARY_NAME", "run_each_file"]
 
 #: The summary a folder run writes into its output folder.
 SUMMARY_NAME = "run_summary.json"
@@ -86,17 +86,21 @@ class FileReport:
         self._bar = tqdm(total=total, desc=desc, unit="file", disable=not progress)
 
     @contextlib.contextmanager
-    def item(self, name: str | os.PathLike) -> Iterator[None]:
-        """Run the block for one file; an exception in it is recorded (not raised) and the run goes on."""
+    def item(self, name: str | os.PathLike) -> Iterator[dict[str, Any]]:
+        """Run the block for one file; an exception in it is recorded (not raised) and the run goes on.
+
+        The block may fill the dict it is given; its entries join the file's record.
+        """
         start = time.perf_counter()
+        extra: dict[str, Any] = {}
         try:
-            yield
+            yield extra
         except Exception as err:  # noqa: BLE001 - one bad file never costs the others
             reason = _reason(err, str(name))
             logger.error("%s failed, skipped: %s", name, reason)
             self.failed.append({"file": str(name), "error": reason})
         else:
-            self.succeeded.append({"file": str(name), "seconds": round(time.perf_counter() - start, 3)})
+            self.succeeded.append({"file": str(name), "seconds": round(time.perf_counter() - start, 3), **extra})
         finally:
             self._bar.update(1)
             self._bar.set_postfix_str(f"{len(self.failed)} failed" if self.failed else "")
@@ -129,6 +133,28 @@ class FileReport:
             )
         logger.info("%d file(s) written; summary in %s", summary["n_files"], path)
         return summary
+
+
+#: Meta-data entries of the rescaling (cseg_monai.transforms.RescaleToSpacingd) a file's record keeps.
+SCALE_KEYS = ("spacing_source", "input_spacing", "object_size_source", "object_chord", "object_zoom")
+
+
+def _scale_record(output: Any) -> dict[str, Any]:
+    """How the first output of a run was rescaled (voxel-size source, object zoom), JSON-ready."""
+    first = output[0] if isinstance(output, list) and output else output
+    if not isinstance(first, dict):
+        return {}
+    for value in first.values():
+        meta = getattr(value, "meta", None)
+        if meta and "spacing_source" in meta:
+            out = {}
+            for key in SCALE_KEYS:
+                if meta.get(key) is not None:
+                    v = meta[key]
+                    v = v.tolist() if hasattr(v, "tolist") else v
+                    out[key] = [round(float(x), 4) for x in v] if isinstance(v, list) else (round(float(v), 4) if isinstance(v, float) else v)
+            return out
+    return {}
 
 
 def _item_name(item: Any, index: int) -> str:
@@ -170,7 +196,7 @@ def run_each_file(evaluator: Any, output_dir: str | os.PathLike, progress: bool 
     num_workers = getattr(loader, "num_workers", 0)
     for index, item in enumerate(items):
         name = _item_name(item, index)
-        with report.item(name):
+        with report.item(name) as record:
             one = DataLoader(Dataset([item], transform=dataset.transform), batch_size=1, shuffle=False, num_workers=num_workers)
             evaluator.data_loader = one
             evaluator.state.epoch_length = len(one)  # MONAI's evaluator keeps the length it was built with
@@ -180,5 +206,6 @@ def run_each_file(evaluator: Any, output_dir: str | os.PathLike, progress: bool 
             evaluator.run()
             if evaluator.state.iteration != len(one):
                 raise RuntimeError(f"{name}: the evaluator ran {evaluator.state.iteration} iterations for one file")
+            record.update(_scale_record(evaluator.state.output))
     evaluator.data_loader = loader
     return report.finish()

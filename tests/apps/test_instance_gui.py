@@ -139,11 +139,11 @@ def test_upload_run_browse_download(page, server, tmp_path):
 def test_choosing_a_model_loads_its_defaults(page):
     bundle = "cell_instance_boundary_segmentation_3d"
     patch = page.locator("#patch textarea, #patch input").first
-    assert patch.input_value() == "32, 64, 64"
+    assert patch.input_value() == "8, 96, 96"
     masked = page.locator("#masked input[type=checkbox]")
     assert masked.is_checked()  # nuclei: watershed inside the foreground
     for variant, expected, mask in (("cells (membrane stain)", "16, 64, 64", False), ("nuclei, thin stacks (CTC)", "5, 96, 96", True),
-                                    ("nuclei", "32, 64, 64", True)):  # fmt: skip
+                                    ("nuclei, PlantSeg confocal (specialist)", "32, 64, 64", True), ("nuclei (generalist)", "8, 96, 96", True)):  # fmt: skip
         page.click("#model input")
         page.get_by_role("option", name=f"{bundle}: {variant}", exact=True).click()
         page.wait_for_function(
@@ -157,7 +157,7 @@ def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):
     tifffile.imwrite(tmp_path / "small.tif", image, photometric="minisblack")
     page.locator("#volumes input[type=file]").set_input_files([str(tmp_path / "small.tif")])
     page.wait_for_function("document.querySelector('#volumes').innerText.includes('small')")
-    page.fill("#patch textarea, #patch input", "30, 64, 64")
+    page.fill("#patch textarea, #patch input", "8, 60, 64")
     page.click("#run")
     page.wait_for_selector("text=does not fit the network")
     page.fill("#patch textarea, #patch input", "16, 48, 48")

@@ -17,7 +17,7 @@ from cseg_monai.metrics.instances import instance_scores
 
 @pytest.fixture(scope="module")
 def nuclei_model():
-    models = [m for m in find_models() if m.name.endswith(": nuclei")]
+    models = [m for m in find_models() if m.name.endswith(": nuclei (generalist)")]
     if not models:
         pytest.skip("the instance bundle's nuclei weights (models/model.pt) are absent")
     return models[0]
@@ -46,9 +46,15 @@ def test_job_segments_good_volumes_and_reports_bad_ones(nuclei_model, tmp_path):
     assert sorted(result.files) == sorted(str(p) for v in (ok, again) for p in (v.labels_path, v.prob_path))
     assert seen[-1] == (1.0, "done") and all(b >= a for (a, _), (b, _) in zip(seen, seen[1:]))
     assert "2 of 4 volume(s) done" in result.summary() and "**failed**" in result.summary()
+    assert ok.scale["spacing_source"] == "unknown" and "voxel size unknown" in result.summary()  # the GUI says what it assumed
 
 
-def test_parameters_reach_the_bundle(nuclei_model, tmp_path):
+def test_parameters_reach_the_bundle(tmp_path):
+    # the specialist: no object zoom, so sizes count the input's voxels (the generalist filters
+    # sizes on its own grid, after zooming; documented)
+    nuclei_model = next((m for m in find_models() if m.name.endswith(": nuclei, PlantSeg confocal (specialist)")), None)
+    if nuclei_model is None:
+        pytest.skip("the PlantSeg nuclei weights (models/model_nuclei_plantseg.pt) are absent")
     image, _ = make_nuclei_phantom((16, 64, 64), n_nuclei=8, seed=3)
     tifffile.imwrite(tmp_path / "v.tif", image)
 
@@ -66,7 +72,7 @@ def test_parameters_reach_the_bundle(nuclei_model, tmp_path):
 
 def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
     for params, message in [
-        (JobParams(patch_size=(30, 64, 64)), r"patch size \(30, 64, 64\) does not fit .* 30 \(axis 0: a multiple of 8\)"),
+        (JobParams(patch_size=(8, 60, 64)), r"patch size \(8, 60, 64\) does not fit .* 60 \(axis 1: a multiple of 8\)"),
         (JobParams(overlap=1.0), r"overlap must be in \[0, 1\)"),
         (JobParams(blend_mode="max"), "blending must be one of"),
         (JobParams(boundary_threshold=0), r"boundary threshold must be a number in \(0, 1\), got 0"),

@@ -12,12 +12,14 @@ INSTANCE = "cell_instance_boundary_segmentation_3d"
 
 def test_the_shipped_instance_models_are_offered_and_2d_bundles_are_not():
     models = {m.name: m for m in find_models()}
-    nuclei, cells = models[f"{INSTANCE}: nuclei"], models[f"{INSTANCE}: cells (membrane stain)"]
+    nuclei, cells = models[f"{INSTANCE}: nuclei (generalist)"], models[f"{INSTANCE}: cells (membrane stain)"]
     assert nuclei.configs == ("inference.json",) and nuclei.ckpt_path.name == "model.pt"
     assert cells.configs == ("inference.json", "inference_cells.json") and cells.ckpt_path.name == "model_cells.pt"
-    assert cells.defaults["patch_size"] == [16, 64, 64] and nuclei.defaults["patch_size"] == [32, 64, 64]
+    assert cells.defaults["patch_size"] == [16, 64, 64] and nuclei.defaults["patch_size"] == [8, 96, 96]
     assert nuclei.instance_params.mask_watershed is True and cells.instance_params.mask_watershed is False
-    assert nuclei.downsampling == (8, 8, 8) and nuclei.in_channels == 1
+    assert nuclei.downsampling == (1, 8, 8) and nuclei.in_channels == 1
+    plantseg = models[f"{INSTANCE}: nuclei, PlantSeg confocal (specialist)"]
+    assert plantseg.ckpt_path.name == "model_nuclei_plantseg.pt" and plantseg.downsampling == (8, 8, 8)
     ctc = models[f"{INSTANCE}: nuclei, thin stacks (CTC)"]
     assert ctc.configs[-1] == "inference_nuclei_ctc.json" and ctc.downsampling == (1, 8, 8)  # z is never pooled
     assert not any(name.startswith("isbi2012") for name in models)  # 2D inputs, although it ships weights

@@ -92,6 +92,7 @@ def _parsed(*files: str) -> InstanceParams:
 # a training data override and the inference override that ships the weights trained with it
 PAIRS = [
     (("train.json",), ("inference.json",)),
+    (("train.json", "data_plantseg_nuclei.json"), ("inference.json", "inference_nuclei_plantseg.json")),
     (("train.json", "data_ovule.json"), ("inference.json", "inference_cells.json")),
     (("train.json", "data_ctc.json"), ("inference.json", "inference_nuclei_ctc.json")),
 ]

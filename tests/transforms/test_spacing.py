@@ -79,3 +79,48 @@ def test_a_file_with_a_bad_voxel_size_is_named():
         t({"image": _image(spacing=[1.0, 0.1])})
     with pytest.raises(ValueError, match=r"modes must be 'linear' or 'nearest'"):
         RescaleToInputd(["pred", "instances"], modes=["linear"])
+
+
+def _nuclei(radius, seed=0, shape=(12, 96, 96)):
+    from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
+
+    image, labels = make_nuclei_phantom(shape, n_nuclei=10, radius_range=(radius, radius * 1.1), spacing=(2.0, 1.0, 1.0), seed=seed)
+    return MetaTensor(torch.from_numpy(image[None].astype(np.float32)), meta={"filename_or_obj": "nuclei.tif"}), labels
+
+
+def test_object_size_brings_small_and_large_nuclei_to_one_size():
+    """Nuclei of radius 5 and of radius 10: after the zoom both are measured near the model's size."""
+    from cseg_monai.transforms.object_size import estimate_object_size
+
+    t = RescaleToSpacingd("image", model_spacing=None, object_size=12.0, tolerance=0.05)
+    sizes = []
+    for radius in (5.0, 10.0):
+        out = t({"image": _nuclei(radius)[0]})["image"]
+        assert out.meta["object_size_source"] == "estimated" and out.shape[1] == 12  # no voxel size: z left alone
+        sizes.append(estimate_object_size(out[0].numpy()).chord_yx)
+    assert all(abs(s / 12.0 - 1) < 0.25 for s in sizes), sizes
+
+
+def test_object_size_with_a_voxel_size_zooms_every_axis_and_labels_follow():
+    image, labels = _nuclei(10.0)
+    image.meta["spacing"] = np.asarray([2.0, 1.0, 1.0])
+    d = RescaleToSpacingd("image", model_spacing=[2.0, 1.0, 1.0], object_size=6.0, nearest_keys=["label"])(
+        {"image": image, "label": torch.from_numpy(labels[None].astype(np.int64))}
+    )
+    zoom = d["image"].meta["object_zoom"]
+    assert 0.3 < zoom < 0.8
+    assert d["image"].shape[1:] == d["label"].shape[1:] and d["image"].shape[1] == round(12 * zoom)
+    assert d["label"].dtype == torch.int64 and set(d["label"].unique().tolist()) <= set(np.unique(labels).tolist())
+    assert np.allclose(d["image"].meta["spacing"][1:], 1.0)  # the model frame's unit: its in-plane voxel
+    assert list(d["image"].meta["input_shape"]) == [12, 96, 96]
+
+
+def test_zoom_key_scales_on_top_and_constant_images_are_named():
+    image, _ = _nuclei(8.0)
+    t = RescaleToSpacingd("image", model_spacing=None, zoom_key="zoom")
+    assert t({"image": image, "zoom": 2.0})["image"].shape[2] == 192
+    flat = MetaTensor(torch.full((1, 4, 20, 20), 3.0), meta={"filename_or_obj": "flat.tif"})
+    with pytest.raises(ValueError, match="flat.tif: the image is constant"):
+        RescaleToSpacingd("image", model_spacing=None, object_size=10.0)({"image": flat})
+    with pytest.raises(ValueError, match="object_size must be a finite number"):
+        RescaleToSpacingd("image", model_spacing=None, object_size=0.0)

@@ -36,3 +36,11 @@ def test_validate_same_shape():
         ValidateSameShaped(["image", "label"])(
             {"image": _meta(np.zeros((1, 4, 4)), "i.png"), "label": _meta(np.zeros((1, 4, 5)), "l.png")}
         )
+
+
+def test_a_2d_image_becomes_a_single_plane_volume_when_asked():
+    image = MetaTensor(torch.rand(1, 6, 8), meta={"filename_or_obj": "dsb.tif", "spacing": np.asarray([0.3, 0.3])})
+    out = ValidateImaged("image", spatial_dims=3, single_plane_2d=True)({"image": image})["image"]
+    assert tuple(out.shape) == (1, 1, 6, 8) and list(out.meta["spacing"]) == [0.3, 0.3, 0.3]
+    with pytest.raises(ValueError, match="dsb.tif: expected 3 spatial axes, got 2"):
+        ValidateImaged("image", spatial_dims=3)({"image": image})

@@ -72,3 +72,29 @@ def test_folder_layout_and_bad_input(tmp_path):
         instances.datalist("ctc", tmp_path)
     with pytest.raises(FileNotFoundError, match="sample_ovule.h5 is missing"):
         instances.datalist("plantseg_ovule", tmp_path)
+
+
+def test_dsb_rows_split_and_phantoms_from_seeds():
+    require_data("dsb2018_nuclei_2d")
+    (train,), (val,) = instances.datalist("dsb_nuclei", data_root(), "train"), instances.datalist("dsb_nuclei", data_root(), "val")
+    (img_t, _, sp), (_, lab_v, _) = instances.load_item(train), instances.load_item(val)
+    assert img_t.shape == (1, 1, 384, 512) and lab_v.shape == (1, 128, 512) and sp is None
+    phantoms = instances.datalist("nuclei_phantoms", data_root(), "train")
+    assert len(phantoms) == 24 and {p["seed"] for p in phantoms}.isdisjoint(
+        p["seed"] for p in instances.datalist("nuclei_phantoms", data_root(), "val")
+    )
+    a, b = instances.load_item(phantoms[0]), instances.load_item(phantoms[0])
+    assert np.array_equal(a[0], b[0]) and a[1].max() > 0 and a[2][1] == 1.0  # the same seed, the same phantom
+
+
+def test_union_of_kinds_repeats_and_scales():
+    require_data("plantseg")
+    require_data("ctc_fluo_n3dh_cho")
+    items = instances.datalist(["plantseg_nuclei", "ctc_cho"], data_root(), "train")
+    assert [i["kind"] for i in items].count("ctc_cho") == 12 and items[0]["kind"] == "plantseg_nuclei"
+    more = instances.with_scales(instances.repeat_kinds(items, {"plantseg_nuclei": 3}), [0.7, 1.4])
+    assert len(more) == 2 * (12 + 3) and {i["zoom"] for i in more} == {0.7, 1.4}
+    with pytest.raises(ValueError, match="repeats must be whole numbers"):
+        instances.repeat_kinds(items, {"ctc_cho": 0})
+    with pytest.raises(ValueError, match="empty list"):
+        instances.datalist([], data_root())

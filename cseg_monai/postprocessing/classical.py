@@ -1,0 +1,77 @@
+"""The classical nuclei baseline: Otsu threshold + distance-transform watershed, no learning.
+
+What an analyst does in Fiji before reaching for a network, and what a learned model has to
+beat: smooth the image, threshold it with Otsu's method, fill holes, take the (anisotropic)
+Euclidean distance transform of the mask (per plane in a stack of fewer than 8 planes, whose
+faces would otherwise bound every distance), seed one object per distance maximum and flood
+``-distance`` inside the mask. The only scale it needs, the minimum distance between two
+seeds, comes from the image itself (the object-size estimate of
+:func:`~cseg_monai.transforms.object_size.estimate_object_size`: a third of the mean in-plane
+chord), so the same call runs on every data set with no tuning.
+
+Example:
+    >>> from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
+    >>> image, truth = make_nuclei_phantom((16, 80, 80), n_nuclei=8, radius_range=(7, 9), seed=2)
+    >>> labels = otsu_watershed(image, spacing=(2.0, 1.0, 1.0))
+    >>> labels.shape == image.shape, 3 <= labels.max() <= 16
+    (True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_otsu
+from skimage.morphology import remove_small_objects
+from skimage.segmentation import relabel_sequential, watershed
+
+from cseg_monai.common.checks import check_spacing
+from cseg_monai.transforms.object_size import estimate_object_size
+
+__all__ = ["otsu_watershed"]
+
+
+def otsu_watershed(image: np.ndarray, spacing: Sequence[float] | None = None, name: str = "the image") -> np.ndarray:
+    """Instance labels (uint32, 0 = background) of bright objects in ``image`` ``(Z, Y, X)`` or ``(Y, X)``.
+
+    Args:
+        image: one channel, any dtype.
+        spacing: voxel size (the distance transform and the seed distance respect it); None:
+            isotropic voxels.
+        name: how errors name the input.
+
+    Raises:
+        ValueError: not 2D/3D, non-finite values, a constant image, or a bad spacing.
+    """
+    x = np.asarray(image)
+    squeeze = x.ndim == 2
+    if squeeze:
+        x = x[None]
+    size = estimate_object_size(x, name=name)  # validates shape, finiteness, contrast
+    sp = [1.0, 1.0, 1.0] if spacing is None else check_spacing(spacing, 3, f"{name}: spacing", max_anisotropy=None)
+    if x.shape[0] == 1:
+        sp = [1.0, *sp[1:]]
+    xf = x.astype(np.float32)
+    lo, hi = np.percentile(xf, (1.0, 99.8))
+    xf = np.clip((xf - lo) / max(hi - lo, 1e-12), 0, 1)
+    xf = ndimage.gaussian_filter(xf, [0.0 if x.shape[0] < 8 else 1.0 * sp[1] / sp[0], 1.0, 1.0])
+    mask = xf > threshold_otsu(xf)
+    mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
+    thin = 1 < x.shape[0] < 8  # a thin stack: its faces, not the objects, would bound a 3D distance
+    dist = np.stack([ndimage.distance_transform_edt(m, sampling=sp[1:]) for m in mask]) if thin else ndimage.distance_transform_edt(mask, sampling=sp)
+    dist = ndimage.gaussian_filter(dist, [0.0 if x.shape[0] < 8 else 1.0 * sp[1] / sp[0], 1.0, 1.0])
+    min_distance = max(2, int(round(size.chord_yx / 3)))
+    footprint = np.ones([max(1, int(round(2 * min_distance * sp[1] / s)) | 1) if n > 1 else 1 for s, n in zip(sp, x.shape)], bool)
+    if thin:
+        footprint = np.ones((2 * x.shape[0] - 1, *footprint.shape[1:]), bool)  # one seed per column of planes
+    peaks = peak_local_max(dist, footprint=footprint, labels=mask.astype(np.int32), exclude_border=False)
+    markers = np.zeros(x.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    labels = watershed(-dist, markers, mask=mask)
+    min_voxels = max(4, int((size.chord_yx / 4) ** 2 * (1 if x.shape[0] == 1 else max(1.0, size.chord_yx / 4 * sp[1] / sp[0]))))
+    labels = remove_small_objects(labels, max_size=min_voxels - 1)
+    labels = relabel_sequential(labels)[0].astype(np.uint32)
+    return labels[0] if squeeze else labels
