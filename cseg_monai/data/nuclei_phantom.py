@@ -99,7 +99,7 @@ def draw_nuclei_phantom(seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float,
 
     Example:
         >>> image, labels, spacing = draw_nuclei_phantom(3)
-        >>> image.shape == labels.shape, labels.max() > 0, spacing[1] == 1.0
+        >>> image.shape == labels.shape, bool(labels.max() > 0), spacing[1] == 1.0
         (True, True, True)
     """
     rng = np.random.default_rng(10_000 + int(seed))

@@ -13,7 +13,7 @@ Example:
     >>> from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
     >>> image, truth = make_nuclei_phantom((16, 80, 80), n_nuclei=8, radius_range=(7, 9), seed=2)
     >>> labels = otsu_watershed(image, spacing=(2.0, 1.0, 1.0))
-    >>> labels.shape == image.shape, 3 <= labels.max() <= 16
+    >>> labels.shape == image.shape, bool(3 <= labels.max() <= 16)
     (True, True)
 """
 
