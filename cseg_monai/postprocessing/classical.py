@@ -24,12 +24,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
 from cseg_monai.common.checks import check_spacing
-from cseg_monai.transforms.object_size import estimate_object_size
+from cseg_monai.transforms.object_size import estimate_object_size, otsu_foreground
 
 __all__ = ["otsu_watershed"]
 
@@ -54,11 +53,7 @@ def otsu_watershed(image: np.ndarray, spacing: Sequence[float] | None = None, na
     sp = [1.0, 1.0, 1.0] if spacing is None else check_spacing(spacing, 3, f"{name}: spacing", max_anisotropy=None)
     if x.shape[0] == 1:
         sp = [1.0, *sp[1:]]
-    xf = x.astype(np.float32)
-    lo, hi = np.percentile(xf, (1.0, 99.8))
-    xf = np.clip((xf - lo) / max(hi - lo, 1e-12), 0, 1)
-    xf = ndimage.gaussian_filter(xf, [0.0 if x.shape[0] < 8 else 1.0 * sp[1] / sp[0], 1.0, 1.0])
-    mask = xf > threshold_otsu(xf)
+    mask = otsu_foreground(x, z_sigma=0.0 if x.shape[0] < 8 else 1.0 * sp[1] / sp[0])
     mask = np.stack([ndimage.binary_fill_holes(m) for m in mask])
     thin = 1 < x.shape[0] < 8  # a thin stack: its faces, not the objects, would bound a 3D distance
     dist = np.stack([ndimage.distance_transform_edt(m, sampling=sp[1:]) for m in mask]) if thin else ndimage.distance_transform_edt(mask, sampling=sp)
