@@ -54,7 +54,8 @@ def parse_patch_size(text: str) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=6)
 def _load(path: str) -> np.ndarray:
-    return tifffile.imread(path)
+    array = tifffile.imread(path)
+    return array[None] if array.ndim == 2 else array  # a 2D upload and its labels: one plane
 
 
 @functools.lru_cache(maxsize=6)
@@ -143,8 +144,9 @@ def build_app(
         return d["patch"], d["overlap"], d["blend"], d["threshold"], d["method"], d["min_size"], d["max_size"], d["masked"]
 
     def on_run(
-        files, dataset, channel, name, patch, overlap, blend, threshold, method, min_size, max_size, masked, progress=gr.Progress()
-    ):
+        files, dataset, channel, name, patch, overlap, blend, threshold, method, min_size, max_size, masked,
+        progress=gr.Progress(track_tqdm=True),  # the bundle's sliding-window bar moves within one volume
+    ):  # fmt: skip
         if not files:
             raise gr.Error("Upload at least one volume first.")
         if name not in by_name:
@@ -170,7 +172,7 @@ def build_app(
         try:
             result = run_job(
                 paths, by_name[name], params, output_dir, limits=limits,
-                progress=lambda fraction, text: progress(fraction, desc=text),
+                progress=lambda fraction, text: progress(fraction, desc=text), tqdm_bars=True,
             )  # fmt: skip
         except Exception as err:  # noqa: BLE001 - the app must survive any job
             raise gr.Error(f"The job failed: {err}") from None

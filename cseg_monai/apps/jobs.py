@@ -227,10 +227,10 @@ def _unique_stem(stem: str, taken: set[str]) -> str:
     return out
 
 
-def _run_bundle(model: GuiModel, image: Path, out_dir: Path, overrides: dict) -> None:
+def _run_bundle(model: GuiModel, image: Path, out_dir: Path, overrides: dict, progress_bar: bool) -> None:
     configs = [str(p) for p in model.config_paths]
     run_bundle(model.bundle_dir, configs, "infer", datalist=[{"image": str(image)}], output_dir=str(out_dir),
-               progress_bar=False, **{**model.overrides, **overrides})  # fmt: skip
+               progress_bar=progress_bar, **{**model.overrides, **overrides})  # fmt: skip
 
 
 def run_job(
@@ -241,6 +241,7 @@ def run_job(
     limits: UploadLimits | None = None,
     names: Sequence[str] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    tqdm_bars: bool = False,
 ) -> JobResult:
     """Segment each of ``files`` with ``model``; a volume that fails does not stop the others.
 
@@ -251,7 +252,9 @@ def run_job(
         output_root: folder that receives the job folder.
         limits: upload limits.
         names: the files' names as uploaded (default their own names).
-        progress: called with ``(fraction done, what is happening)``.
+        progress: called with ``(fraction done, what is happening)``, between the steps of each volume.
+        tqdm_bars: let the bundle show its tqdm bars, the sliding window's among them, which
+            move within one volume (the GUI follows them with ``gradio.Progress(track_tqdm=True)``).
 
     Returns:
         The :class:`JobResult`.
@@ -274,14 +277,15 @@ def run_job(
         result.volumes.append(item)
         try:
             progress(i / n, f"{name}: checking ({i + 1}/{n})")
-            volume = check_volume(path, model.in_channels, dataset=params.dataset, limits=limits, name=name, channel=params.channel)
+            volume = check_volume(path, model.in_channels, dataset=params.dataset, limits=limits, name=name, channel=params.channel,
+                                  allow_2d=model.single_plane_2d)  # fmt: skip
             item.stem = volume.stem = _unique_stem(volume.stem, taken)
             item.input_path = write_job_input(volume, job / "inputs")
             overrides = params.overrides(model)
             if volume.spacing is not None and "spacing" in model.defaults:
                 overrides["spacing"] = list(volume.spacing)
             progress((i + 0.1) / n, f"{name}: segmenting ({i + 1}/{n})")
-            _run_bundle(model, item.input_path, job / "outputs", overrides)
+            _run_bundle(model, item.input_path, job / "outputs", overrides, tqdm_bars)
             labels = job / "outputs" / f"{item.stem}_labels.tif"
             prob = job / "outputs" / f"{item.stem}_prob.tif"
             if not labels.is_file():

@@ -55,6 +55,8 @@ class GuiModel:
             made by hand can carry its own weights this way.
         instance_params: the configuration's post-processing settings (its ``instance_params``),
             None for a model without instance post-processing.
+        single_plane_2d: the configuration takes a 2D image as a volume of one plane (its
+            ``single_plane_2d``), so the GUI accepts 2D uploads for it.
     """
 
     name: str
@@ -66,6 +68,7 @@ class GuiModel:
     downsampling: tuple[int, int, int] = (1, 1, 1)
     overrides: dict = field(default_factory=dict)
     instance_params: InstanceParams | None = None
+    single_plane_2d: bool = False
 
     @property
     def config_paths(self) -> list[str]:
@@ -103,6 +106,7 @@ def _load_model(bundle_dir: Path, configs: tuple[str, ...], meta: dict) -> GuiMo
         pool = [pool] * 3 if isinstance(pool, int) else list(pool)
         levels = int(parser.get_parsed_content("levels"))
         down = tuple(int(math.pow(int(p), levels - 1)) for p in pool)
+    single_plane = bool(parser.get_parsed_content("single_plane_2d")) if "single_plane_2d" in parser.get() else False
     variants = _variant_names(meta)
     key = configs[-1]
     variant = variants.get(key) or (Path(key).stem.removeprefix("inference_") if len(configs) > 1 else "default")
@@ -115,6 +119,7 @@ def _load_model(bundle_dir: Path, configs: tuple[str, ...], meta: dict) -> GuiMo
         defaults=defaults,
         downsampling=down,  # type: ignore[arg-type]
         instance_params=params,
+        single_plane_2d=single_plane,
     )
 
 

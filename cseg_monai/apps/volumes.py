@@ -90,12 +90,14 @@ def check_volume(
     limits: UploadLimits | None = None,
     name: str | None = None,
     channel: int | None = None,
+    allow_2d: bool = False,
 ) -> Volume:
     """Read and check one uploaded volume; return it channel-first.
 
     Accepted: TIFF, HDF5 (one dataset, named by ``dataset`` when the file holds several) and
     NIfTI holding ``(Z, Y, X)``, ``(C, Z, Y, X)`` with C <= ``limits.max_channels`` or an ImageJ
-    TIFF with a C axis; integer or float values, finite, not all equal.
+    TIFF with a C axis; with ``allow_2d`` also a grey 2D image ``(Y, X)``, as a volume of one
+    plane; integer or float values, finite, not all equal.
 
     Args:
         path: the uploaded file.
@@ -105,6 +107,8 @@ def check_volume(
         name: the name to report (default the file's name; uploads live under temporary names).
         channel: for a volume with more channels than the model takes, the first channel to keep
             (a 2-channel nuclei + membrane stack segmented by a 1-channel nuclei model: 0).
+        allow_2d: accept a grey 2D image as ``(1, 1, Y, X)`` (for a model that takes single
+            planes, :attr:`~cseg_monai.apps.models.GuiModel.single_plane_2d`).
 
     Returns:
         The :class:`Volume`.
@@ -142,12 +146,12 @@ def check_volume(
     if array.dtype.kind not in "uifb":
         raise VolumeCheckError(f"{label}: values of type {array.dtype} are not an image; expected integers or floats")
     channel_last = meta.get("original_channel_dim") == -1
+    if array.ndim == 2 and allow_2d:
+        array = array[None]  # one plane; the check below adds the channel axis
     if array.ndim == 2 or (array.ndim == 3 and channel_last):
         colour = " (colour samples last)" if channel_last else ""
-        raise VolumeCheckError(
-            f"{label}: a 2D image of shape {array.shape}{colour}; the 3D models need a volume (Z, Y, X), "
-            "e.g. a multi-page TIFF"
-        )
+        needs = "this model needs a grey image" if allow_2d else "the 3D models need a volume (Z, Y, X), e.g. a multi-page TIFF"
+        raise VolumeCheckError(f"{label}: a 2D image of shape {array.shape}{colour}; {needs}")
     if array.ndim == 3:
         array = array[None]
     elif array.ndim == 4 and channel_last:

@@ -25,6 +25,10 @@ class ValidateImaged(MapTransform):
         spatial_dims: expected number of spatial axes (2 or 3); ``None`` skips the check.
         single_plane_2d: with ``spatial_dims=3``, take a 2D image as a volume of one plane
             ``(C, 1, Y, X)`` (a 2D nuclei image for a 3D model whose z is never pooled).
+        channel: for an image with more channels than ``num_channels``, the first channel to
+            keep (channels ``channel .. channel + num_channels - 1``), e.g. the nuclei channel
+            of a 2-channel nuclei + membrane stack; ``None`` keeps them all (and the channel
+            check then refuses a surplus).
         allow_constant: accept an image with a single grey value (off by default: an
             all-black or all-white slice is usually a broken file).
         allow_missing_keys: do not raise when a key is absent.
@@ -35,6 +39,8 @@ class ValidateImaged(MapTransform):
         Traceback (most recent call last):
         ...
         ValueError: <'image' (no file name)>: expected a grey image with 1 channel, got 3 channels (shape (3, 8, 8)); convert colour images to grey first
+        >>> ValidateImaged("image", num_channels=1, channel=1)({"image": torch.rand(2, 8, 8)})["image"].shape
+        torch.Size([1, 8, 8])
     """
 
     def __init__(
@@ -44,9 +50,15 @@ class ValidateImaged(MapTransform):
         spatial_dims: int | None = None,
         allow_constant: bool = False,
         single_plane_2d: bool = False,
+        channel: int | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or channel < 0):
+            raise ValueError(f"channel must be a channel index >= 0 or None, got {channel!r}")
+        if channel is not None and num_channels is None:
+            raise ValueError("channel needs num_channels: the number of channels to keep from it")
+        self.channel = None if channel is None else int(channel)
         self.num_channels = num_channels
         self.spatial_dims = spatial_dims
         self.allow_constant = allow_constant
@@ -59,6 +71,14 @@ class ValidateImaged(MapTransform):
             name = source_name(d, key)
             if self.single_plane_2d and self.spatial_dims == 3 and img.ndim == 3:
                 img = _as_single_plane(d[key])
+                d[key] = img
+            if self.channel is not None and self.num_channels is not None and img.shape[0] > self.num_channels:
+                if self.channel + self.num_channels > img.shape[0]:
+                    raise ValueError(
+                        f"{name}: channel {self.channel} does not exist or leaves fewer than {self.num_channels} channel(s); "
+                        f"the image has channels 0-{img.shape[0] - 1} (shape {tuple(img.shape)})"
+                    )
+                img = d[key][self.channel : self.channel + self.num_channels]
                 d[key] = img
             shape = tuple(img.shape)
             if img.numel() == 0:

@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""Do the nuclei models hold up on data they never saw? A leave-one-dataset-out study.
+"""Do the nuclei and cells models hold up on data they never saw? A leave-one-dataset-out study.
+
+``--family nuclei`` (the default) or ``--family cells``; what follows says it for nuclei, the
+cells family is at the end.
 
 Nuclei sets (``cseg_monai.data.datasets.instances.NUCLEI_KINDS``): PlantSeg nuclei (confocal,
 3D, 0.28 x 0.13 x 0.13 um), CTC Fluo-N3DH-CHO (5 planes, 1 x 0.2 x 0.2 um) and the DSB 2018
@@ -24,7 +27,7 @@ part): F1 at IoU 0.5-0.9, precision and recall at 0.5, mean ARAND.
 
 Post-processing is tuned per run on the validation parts of the sets that run trained on (never
 on a left-out set): the network runs once per file in-process, then a small grid of
-``instance_params`` (``TUNING_GRID``) is scored there, and the best by mean F1 at IoU 0.5 over
+``instance_params`` (the family's ``grid`` in ``FAMILIES``) is scored there, and the best by mean F1 at IoU 0.5 over
 those sets is passed to the scored inference as ``--instance_params#KEY VALUE`` overrides.
 
 ``--init NAME=PATH`` starts a run from earlier weights. The runs of the committed results
@@ -37,16 +40,30 @@ Training is resumable: a run whose ``checkpoint_final.pt`` exists is not trained
 a newer checkpoint resumes from it; results are written after every run (``--json``), and a
 run already in the results is not scored again unless ``--rescore``.
 
+``--model NAME=PATH`` scores the weights PATH as run NAME with no training (an earlier
+specialist that never saw the run's left-out set).
+
+Cells (``--family cells``): the dense membrane-stain sets, PlantSeg ovule cells (confocal, 0.235
+x 0.15 x 0.15 um, membranes bright) and gala neurons (FIB-SEM, no voxel size, membranes dark),
+trained with ``train.json`` + ``data_cells.json`` and scored through ``inference.json`` +
+``inference_cells.json``, no phantoms; ``all`` is the default cells model (``models/model_cells.pt``),
+``no_ovule`` trains on gala alone, ``no_gala`` is the ovule specialist. The baseline is the
+seeded membrane watershed (:func:`cseg_monai.postprocessing.classical.membrane_watershed`).
+
 Usage::
 
     .venv/bin/python scripts/experiments/instance_generalisation.py --minutes 25 \\
         --json scripts/experiments/results/instance_generalisation.json \\
         --picture bundles/cell_instance_boundary_segmentation_3d/docs/images/instance_generalisation.png
+    .venv/bin/python scripts/experiments/instance_generalisation.py --family cells --minutes 20 \\
+        --json scripts/experiments/results/cell_generalisation.json \\
+        --picture bundles/cell_instance_boundary_segmentation_3d/docs/images/cell_generalisation.png
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -58,26 +75,41 @@ import tifffile
 from skimage.segmentation import relabel_sequential
 
 from cseg_monai.common import data_root
-from cseg_monai.data.datasets.instances import NUCLEI_KINDS, datalist, load_item
+from cseg_monai.data.datasets.instances import CELL_KINDS, NUCLEI_KINDS, datalist, load_item
 from cseg_monai.metrics.instances import instance_scores
-from cseg_monai.postprocessing.classical import otsu_watershed
+from cseg_monai.postprocessing.classical import membrane_watershed, otsu_watershed
 from cseg_monai.workflows import bundle_command
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "cell_instance_boundary_segmentation_3d"
-TRAIN_CONFIGS = ["train.json"]  # the default recipe is the generalist's
-INFER_CONFIGS = ["inference.json"]
 THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
-SHORT = {"plantseg_nuclei": "plantseg", "ctc_cho": "ctc", "dsb_nuclei": "dsb"}
-#: instance_params settings tried on the validation parts (every combination).
-TUNING_GRID = {"sigma_seeds": [1.0, 2.0, 3.0, 4.0], "min_size": [30, 150], "foreground_threshold": [0.4, 0.5]}
+SHORT = {"plantseg_nuclei": "plantseg", "ctc_cho": "ctc", "dsb_nuclei": "dsb", "plantseg_ovule": "ovule", "gala": "gala"}
+#: Per family: the sets, what always joins training, the bundle configs, the instance_params
+#: settings tried on the validation parts (every combination), the baseline.
+FAMILIES = {
+    "nuclei": {
+        "kinds": NUCLEI_KINDS, "extra_kinds": ["nuclei_phantoms"],
+        "train_configs": ["train.json"], "infer_configs": ["inference.json"],  # the default recipe is the nuclei generalist's
+        "grid": {"sigma_seeds": [1.0, 2.0, 3.0, 4.0], "min_size": [30, 150], "foreground_threshold": [0.4, 0.5]},
+        "baseline": "Otsu + watershed",
+    },
+    "cells": {
+        "kinds": CELL_KINDS, "extra_kinds": [],
+        "train_configs": ["train.json", "data_cells.json"], "infer_configs": ["inference.json", "inference_cells.json"],
+        "grid": {"sigma_seeds": [0.5, 1.0, 2.0], "threshold": [0.4, 0.5, 0.6], "min_size": [50, 100]},
+        "baseline": "membrane watershed",
+    },
+}  # fmt: skip
+#: the membrane polarity of each cells set (a fact of the modality, for the baseline)
+BRIGHT_MEMBRANES = {"plantseg_ovule": True, "gala": False}
 
 
-def runs() -> dict[str, list[str]]:
-    """Run name -> the nuclei sets it trains on (the phantoms always join)."""
-    out = {"all": list(NUCLEI_KINDS)}
-    for kind in NUCLEI_KINDS:
-        out[f"no_{SHORT[kind]}"] = [k for k in NUCLEI_KINDS if k != kind]
+def runs(family: str = "nuclei") -> dict[str, list[str]]:
+    """Run name -> the sets of ``family`` it trains on (the family's ``extra_kinds`` always join)."""
+    kinds = FAMILIES[family]["kinds"]
+    out = {"all": list(kinds)}
+    for kind in kinds:
+        out[f"no_{SHORT[kind]}"] = [k for k in kinds if k != kind]
     return out
 
 
@@ -130,12 +162,13 @@ def _pooled(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     }  # fmt: skip
 
 
-def _train(name: str, kinds: list[str], out: Path, minutes: float, max_epochs: int | None, init: str | None = None) -> float:
+def _train(family: str, name: str, kinds: list[str], out: Path, minutes: float, max_epochs: int | None, init: str | None = None) -> float:
     models = out / "models"
     if (models / "checkpoint_final.pt").is_file():
         return 0.0
-    extra = ["--output_dir", str(out), "--dataset_kind", repr([*kinds, "nuclei_phantoms"]), "--progress_bar", "False",
-             "--time_limit_s", str(minutes * 60), "--mlflow_experiment_name", "instance_generalisation",
+    fam = FAMILIES[family]
+    extra = ["--output_dir", str(out), "--dataset_kind", repr([*kinds, *fam["extra_kinds"]]), "--progress_bar", "False",
+             "--time_limit_s", str(minutes * 60), "--mlflow_experiment_name", f"{'instance' if family == 'nuclei' else 'cell'}_generalisation",
              "--mlflow_run_name", name]  # fmt: skip
     if max_epochs:
         extra += ["--max_epochs", str(max_epochs)]
@@ -146,14 +179,12 @@ def _train(name: str, kinds: list[str], out: Path, minutes: float, max_epochs: i
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     with open(out / "train.log", "a") as log:
-        subprocess.run(bundle_command(BUNDLE, TRAIN_CONFIGS, "training", extra_args=extra), check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        subprocess.run(bundle_command(BUNDLE, fam["train_configs"], "training", extra_args=extra), check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return time.perf_counter() - began
 
 
-def _tune(model: Path, work: Path, kinds: list[str]) -> tuple[dict, list]:
-    """The TUNING_GRID setting with the best mean F1@0.5 over the validation parts of ``kinds``."""
-    import itertools
-
+def _tune(family: str, model: Path, work: Path, kinds: list[str]) -> tuple[dict, list]:
+    """The family's ``grid`` setting with the best mean F1@0.5 over the validation parts of ``kinds``."""
     import torch
     from monai.bundle import ConfigParser
     from monai.data import MetaTensor
@@ -162,7 +193,7 @@ def _tune(model: Path, work: Path, kinds: list[str]) -> tuple[dict, list]:
     from cseg_monai.transforms import RescaleToInputd
 
     parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / c) for c in INFER_CONFIGS])
+    parser.read_config([str(BUNDLE / "configs" / c) for c in FAMILIES[family]["infer_configs"]])
     parser["device"] = "$torch.device('cpu')"
     pre, net, inferer = (parser.get_parsed_content(k) for k in ("preprocessing", "network", "inferer"))
     state = torch.load(model, map_location="cpu", weights_only=True)
@@ -178,8 +209,9 @@ def _tune(model: Path, work: Path, kinds: list[str]) -> tuple[dict, list]:
                 prob = torch.sigmoid(inferer(d["image"][None], net))[0]
             preds.setdefault(kind, []).append((truth, MetaTensor(prob, meta=dict(d["image"].meta))))
     table = []
-    names = list(TUNING_GRID)
-    for values in itertools.product(*TUNING_GRID.values()):
+    grid = FAMILIES[family]["grid"]
+    names = list(grid)
+    for values in itertools.product(*grid.values()):
         params = InstanceParams.from_dict({**base, **dict(zip(names, values))})
         post = [
             BoundaryToInstancesd("pred", params, output_key="instances", boundary_channel=0, foreground_channel=1),
@@ -200,9 +232,9 @@ def _tune(model: Path, work: Path, kinds: list[str]) -> tuple[dict, list]:
     return {k: best[k] for k in names}, table
 
 
-def _infer(model: Path, folder: Path, out: Path, params: dict | None = None) -> dict[str, np.ndarray]:
+def _infer(family: str, model: Path, folder: Path, out: Path, params: dict | None = None) -> dict[str, np.ndarray]:
     extra = [w for k, v in (params or {}).items() for w in (f"--instance_params#{k}", str(v))]
-    cmd = bundle_command(BUNDLE, INFER_CONFIGS, "run", extra_args=["--ckpt_path", str(model), "--dataset_dir", str(folder),
+    cmd = bundle_command(BUNDLE, FAMILIES[family]["infer_configs"], "run", extra_args=["--ckpt_path", str(model), "--dataset_dir", str(folder),
                                                                   "--output_dir", str(out), "--progress_bar", "False", *extra])  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
@@ -210,10 +242,12 @@ def _infer(model: Path, folder: Path, out: Path, params: dict | None = None) -> 
     return {p.name[: -len("_labels.tif")]: tifffile.imread(p) for p in out.glob("*_labels.tif")}
 
 
-def _score_network(model: Path, work: Path, tag: str, kind: str, split: str, keep_spacing: bool = True, params: dict | None = None) -> dict:
+def _score_network(
+    family: str, model: Path, work: Path, tag: str, kind: str, split: str, keep_spacing: bool = True, params: dict | None = None
+) -> dict:
     folder, truths = _write_inputs(work, kind, split, keep_spacing)
     began = time.perf_counter()
-    preds = _infer(model, folder, work / "out" / tag / folder.name, params)
+    preds = _infer(family, model, folder, work / "out" / tag / folder.name, params)
     missing = sorted(set(truths) - set(preds))
     if missing:
         raise RuntimeError(f"{tag}: no labels written for {missing}")
@@ -224,24 +258,29 @@ def _score_baseline(kind: str, split: str) -> dict:
     pairs = []
     for item in datalist(kind, data_root(), split):
         image, labels, spacing = load_item(item)
-        pairs.append((labels, otsu_watershed(image[0], spacing)))
+        if kind in BRIGHT_MEMBRANES:
+            pairs.append((labels, membrane_watershed(image[0], spacing, bright_membranes=BRIGHT_MEMBRANES[kind])))
+        else:
+            pairs.append((labels, otsu_watershed(image[0], spacing)))
     return _pooled(pairs)
 
 
-def _picture(results: dict, path: Path) -> None:
+def _picture(family: str, results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(NUCLEI_KINDS), figsize=(4.2 * len(NUCLEI_KINDS), 3.6), sharey=True)
-    for ax, kind in zip(axes, NUCLEI_KINDS):
+    kinds = FAMILIES[family]["kinds"]
+    baseline = FAMILIES[family]["baseline"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), sharey=True)
+    for ax, kind in zip(axes, kinds):
         short = SHORT[kind]
         curves = [
             (f"generalist (val {short})", results["runs"].get("all", {}).get(f"{short}_val"), "C0", "-"),
             (f"left out (val {short})", results["runs"].get(f"no_{short}", {}).get(f"{short}_val"), "C1", "-"),
             (f"left out (all {short})", results["runs"].get(f"no_{short}", {}).get(f"{short}_all"), "C1", "--"),
-            (f"Otsu + watershed (val {short})", results["baseline"].get(f"{short}_val"), "C7", ":"),
+            (f"{baseline} (val {short})", results["baseline"].get(f"{short}_val"), "C7", ":"),
         ]
         for label, row, colour, style in curves:
             if row:
@@ -263,19 +302,24 @@ def _picture(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="results file (rewritten after every run)")
-    parser.add_argument("--runs", nargs="*", default=None, help=f"only these runs (of {', '.join(runs())})")
+    parser.add_argument("--family", choices=list(FAMILIES), default="nuclei", help="nuclei (default) or cells")
+    parser.add_argument("--runs", nargs="*", default=None, help=f"only these runs (nuclei: {', '.join(runs())}; cells: {', '.join(runs('cells'))})")
     parser.add_argument("--minutes", type=float, default=25.0, help="training time budget per run")
     parser.add_argument("--max_epochs", type=int, default=None, help="override the recipe's max_epochs")
     parser.add_argument("--init", action="append", default=[], metavar="NAME=PATH",
                         help="start run NAME from the weights PATH (which must never have seen its left-out set)")  # fmt: skip
-    parser.add_argument("--work", default=str(ROOT / "runs" / "instance_generalisation"))
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                        help="score the weights PATH as run NAME, no training (they must never have seen its left-out set)")  # fmt: skip
+    parser.add_argument("--work", default=None, help="runs folder (default runs/instance_generalisation, cells: runs/cell_generalisation)")
     parser.add_argument("--picture", default=None, help="F1-vs-IoU PNG")
     parser.add_argument("--rescore", action="store_true", help="score runs already in the results again")
     args = parser.parse_args(argv)
-    work = Path(args.work)
+    family = args.family
+    kinds_all = FAMILIES[family]["kinds"]
+    work = Path(args.work or ROOT / "runs" / ("instance_generalisation" if family == "nuclei" else "cell_generalisation"))
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.is_file() else {}
-    results.update(command=" ".join(["scripts/experiments/instance_generalisation.py", *sys.argv[1:]]), thresholds=list(THRESHOLDS))
+    results.update(command=" ".join(["scripts/experiments/instance_generalisation.py", *sys.argv[1:]]), thresholds=list(THRESHOLDS), family=family)
     results.setdefault("runs", {})
     results.setdefault("baseline", {})
 
@@ -286,37 +330,44 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(path)
 
     if not results["baseline"] or args.rescore:
-        for kind in NUCLEI_KINDS:
+        for kind in kinds_all:
             for split in ("val", "all"):
                 results["baseline"][f"{SHORT[kind]}_{split}"] = row = _score_baseline(kind, split)
                 print(f"baseline {kind:16s} {split:4s} F1@0.5 {row['f1_iou50']:.3f} F1@0.75 {row['f1_iou75']:.3f} recall {row['recall_iou50']:.3f}", flush=True)
         save()
-    for name, kinds in runs().items():
+    given = dict(item.split("=", 1) for item in args.model)
+    for name, kinds in runs(family).items():
         if args.runs and name not in args.runs:
             continue
         if name in results["runs"] and not args.rescore:
             continue
         out = work / name
         init = dict(item.split("=", 1) for item in args.init).get(name)
-        seconds = _train(name, kinds, out, args.minutes, args.max_epochs, init)
-        model = out / "models" / "model.pt"
-        row: dict = {"trained_on": [*kinds, "nuclei_phantoms"], "train_seconds_this_call": round(seconds, 1)}
-        row["model"] = str(model.relative_to(ROOT))
+        if name in given:
+            seconds, model = 0.0, Path(given[name]).resolve()
+        else:
+            seconds = _train(family, name, kinds, out, args.minutes, args.max_epochs, init)
+            model = out / "models" / "model.pt"
+        row: dict = {"trained_on": [*kinds, *FAMILIES[family]["extra_kinds"]], "train_seconds_this_call": round(seconds, 1)}
+        row["model"] = str(model.relative_to(ROOT)) if model.is_relative_to(ROOT) else str(model)
         row["init"] = init
-        params, row["tuning"] = _tune(model, work, kinds)
+        row["given"] = name in given
+        params, row["tuning"] = _tune(family, model, work, kinds)
         row["instance_params"] = params
         print(f"{name:12s} tuned on the validation parts of {kinds}: {params}", flush=True)
-        tests = [(k, "val") for k in NUCLEI_KINDS] if name == "all" else [(k, s) for k in NUCLEI_KINDS if k not in kinds for s in ("val", "all")]
+        tests = [(k, "val") for k in kinds_all] if name == "all" else [(k, s) for k in kinds_all if k not in kinds for s in ("val", "all")]
+        if name != "all":
+            tests += [(k, "val") for k in kinds]  # on its own sets too (the specialist's own score)
         for kind, split in tests:
-            row[f"{SHORT[kind]}_{split}"] = r = _score_network(model, work, name, kind, split, params=params)
+            row[f"{SHORT[kind]}_{split}"] = r = _score_network(family, model, work, name, kind, split, params=params)
             print(f"{name:12s} {kind:16s} {split:4s} F1@0.5 {r['f1_iou50']:.3f} F1@0.75 {r['f1_iou75']:.3f} recall {r['recall_iou50']:.3f}", flush=True)
-        if name == "all":
-            row["ctc_no_spacing_val"] = r = _score_network(model, work, name, "ctc_cho", "val", keep_spacing=False, params=params)
+        if name == "all" and family == "nuclei":
+            row["ctc_no_spacing_val"] = r = _score_network(family, model, work, name, "ctc_cho", "val", keep_spacing=False, params=params)
             print(f"{name:12s} ctc_cho, no spacing val F1@0.5 {r['f1_iou50']:.3f} recall {r['recall_iou50']:.3f}", flush=True)
         results["runs"][name] = row
         save()
     if args.picture:
-        _picture(results, Path(args.picture))
+        _picture(family, results, Path(args.picture))
         print(f"wrote {args.picture}")
     print(f"wrote {path}")
     return 0

@@ -1,14 +1,17 @@
 """End to end: the real ``cseg gui`` server driven by headless Chromium (Debian's, via Playwright).
 
 Uploads a nuclei phantom with a 2D image and a corrupt file, runs, checks the messages, browses
-z-slices, downloads the labels and scores them against the phantom's own instances. A bad
-parameter gets an error and the app goes on serving. The screenshot is kept as a test artifact
-(``$CSEG_TEST_ARTIFACTS``, default ``test-artifacts/``): ``gui_instances.png``.
+z-slices, downloads the labels and scores them against the phantom's own instances. A 2-channel
+uint16 stack above the old 5 MB limit runs with its nuclei channel chosen, and the progress bar
+moves within that one volume. A bad parameter gets an error and the app goes on serving. The
+screenshot is kept as a test artifact (``$CSEG_TEST_ARTIFACTS``, default ``test-artifacts/``):
+``gui_instances.png``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,6 +35,7 @@ FLAGS = [
 ]  # fmt: skip
 
 pytestmark = pytest.mark.slow
+UPLOAD_MB = 12  # the test server's upload limit: above the old fixed 5 MB, small enough to test the refusal
 
 
 def _free_port() -> int:
@@ -49,7 +53,7 @@ def server(tmp_path_factory):
     cmd = [str(cseg)] if cseg.exists() else [sys.executable, "-c", "from cseg_monai.cli import main; main()"]
     log = open(out / "server.log", "w")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([*cmd, "gui", "--port", str(port), "--output_dir", str(out), "--max_upload_mb", "5"],
+    proc = subprocess.Popen([*cmd, "gui", "--port", str(port), "--output_dir", str(out), "--max_upload_mb", str(UPLOAD_MB)],
                             stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -100,8 +104,8 @@ def test_upload_run_browse_download(page, server, tmp_path):
     page.click("#run")
     page.wait_for_selector("#status >> text=volume(s) done")
     status = _status(page)
-    assert "1 of 3 volume(s) done" in status, status
-    assert "flat.tif: a 2D image of shape (80, 80)" in status and "broken.tif: corrupt or not a TIFF" in status
+    assert "2 of 3 volume(s) done" in status, status  # the generalist takes a 2D image as one plane
+    assert "broken.tif: corrupt or not a TIFF" in status and re.search(r"flat.tif: \d+ instances", status), status
 
     # browse: another z-slice gives another picture
     view = page.locator("#view img")
@@ -167,9 +171,41 @@ def test_bad_parameter_is_reported_and_the_app_goes_on(page, tmp_path):
     assert "small.tif: " in status and "instances" in status.split("small.tif: ")[1].splitlines()[0], status
 
 
+def test_two_channel_stack_above_5_mb_runs_with_a_moving_progress_bar(page, server, tmp_path):
+    nuclei, truth = make_nuclei_phantom((12, 384, 384), n_nuclei=45, radius_range=(8, 12), seed=21)
+    other = np.random.default_rng(3).integers(0, 4000, nuclei.shape, dtype=np.uint16)
+    stack = np.stack([other, nuclei.astype(np.uint16) * 200 + 300], axis=1)  # ZCYX: channel 1 holds the nuclei
+    path = tmp_path / "two_channel.tif"
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZCYX"})
+    assert 5 * 2**20 < path.stat().st_size < UPLOAD_MB * 2**20  # above the old limit
+    page.reload()  # a fresh form: the uploads of the earlier tests would run again
+    page.wait_for_selector("#run")
+    page.locator("#volumes input[type=file]").set_input_files([str(path)])
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('two_channel')")
+    page.fill("#channel input", "1")
+    page.click("#run")
+    seen: set[str] = set()  # the fractions the progress display showed while the volume ran
+    for _ in range(1200):
+        text = page.locator("body").inner_text()
+        if re.search(r"\d+ of \d+ volume\(s\) done", _status(page)):
+            break
+        seen.update(re.findall(r"\b\d+/\d+\b", text))
+        page.wait_for_timeout(200)
+    status = _status(page)
+    assert "1 of 1 volume(s) done" in status, status
+    assert re.search(r"two_channel.tif: \d+ instances", status), status
+    windows = {f for f in seen if int(f.split("/")[1]) > 4}  # the sliding window's bar, not the 1/1 of files
+    assert len(windows) >= 2, f"the progress bar did not move within the volume: {sorted(seen)}"
+    labels = tifffile.imread(next(Path(server[1]).glob("job-*/outputs/two_channel_labels.tif")))
+    assert labels.shape == truth.shape
+    f1 = instance_scores(truth.astype(np.int64), labels.astype(np.int64), thresholds=(0.5,))["f1"][0]
+    assert f1 >= 0.35, f1  # the nuclei channel was segmented (the other channel is noise: 0 there)
+
+
 def test_oversized_upload_is_refused_by_name(page, tmp_path):
-    big = tmp_path / "huge_stack.tif"  # the server runs with --max_upload_mb 5
-    tifffile.imwrite(big, np.random.default_rng(0).integers(0, 255, (48, 384, 384), dtype=np.uint8), photometric="minisblack")
+    big = tmp_path / "huge_stack.tif"  # above the server's --max_upload_mb
+    tifffile.imwrite(big, np.random.default_rng(0).integers(0, 255, (52, 512, 512), dtype=np.uint8), photometric="minisblack")
+    assert big.stat().st_size > UPLOAD_MB * 2**20
     page.locator("#volumes input[type=file]").set_input_files([str(big)])
     page.wait_for_selector("text=exceed the maximum allowed size")
     assert "huge_stack.tif" in page.inner_text("body")

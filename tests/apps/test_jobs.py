@@ -34,7 +34,8 @@ def test_job_segments_good_volumes_and_reports_bad_ones(nuclei_model, tmp_path):
         nuclei_model, JobParams(min_size=20), tmp_path / "jobs", progress=lambda f, text: seen.append((f, text)),
     )  # fmt: skip
     ok, flat, broken, again = result.volumes
-    assert flat.error.startswith("flat.tif: a 2D image") and broken.error.startswith("broken.tif: corrupt")
+    assert broken.error.startswith("broken.tif: corrupt")
+    assert flat.error is None and tifffile.imread(flat.labels_path).shape[-2:] == truth.shape[1:]  # the generalist takes 2D images
     assert ok.error is None and again.error is None and again.stem == "cells_2"  # same name twice: no overwrite
     labels = tifffile.imread(ok.labels_path)
     assert labels.shape == truth.shape and labels.dtype == np.uint32 and ok.n_instances == labels.max() > 0
@@ -43,9 +44,9 @@ def test_job_segments_good_volumes_and_reports_bad_ones(nuclei_model, tmp_path):
     # a model trained on real nuclei, on a phantom, a sanity floor: its masked watershed keeps
     # some phantom background that the model takes for nuclei (0.42 measured; 0 for a broken run)
     assert f1 >= 0.35, f1
-    assert sorted(result.files) == sorted(str(p) for v in (ok, again) for p in (v.labels_path, v.prob_path))
+    assert sorted(result.files) == sorted(str(p) for v in (ok, flat, again) for p in (v.labels_path, v.prob_path))
     assert seen[-1] == (1.0, "done") and all(b >= a for (a, _), (b, _) in zip(seen, seen[1:]))
-    assert "2 of 4 volume(s) done" in result.summary() and "**failed**" in result.summary()
+    assert "3 of 4 volume(s) done" in result.summary() and "**failed**" in result.summary()
     assert ok.scale["spacing_source"] == "unknown" and "voxel size unknown" in result.summary()  # the GUI says what it assumed
 
 
@@ -110,3 +111,13 @@ def test_two_channel_volumes_run_end_to_end(nuclei_model, tmp_path):
     assert tifffile.imread(vol.prob_path).shape == (2, 8, 32, 32)
     one_channel = run_job([tmp_path / "two.tif"], nuclei_model, JobParams(), tmp_path / "jobs").volumes[0]
     assert "2 channel(s), but the chosen model takes 1" in one_channel.error
+
+
+def test_2d_uploads_only_for_models_that_take_planes(tmp_path):
+    cells = next((m for m in find_models() if m.name.endswith(": cells (membrane stain)")), None)
+    if cells is None:
+        pytest.skip("the cells weights (models/model_cells.pt) are absent")
+    assert not cells.single_plane_2d
+    tifffile.imwrite(tmp_path / "flat.tif", np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    flat = run_job([tmp_path / "flat.tif"], cells, JobParams(), tmp_path / "jobs").volumes[0]
+    assert flat.error.startswith("flat.tif: a 2D image of shape (64, 64); the 3D models need a volume")

@@ -18,6 +18,7 @@ def test_the_shipped_instance_models_are_offered_and_2d_bundles_are_not():
     assert cells.defaults["patch_size"] == [16, 64, 64] and nuclei.defaults["patch_size"] == [8, 96, 96]
     assert nuclei.instance_params.mask_watershed is True and cells.instance_params.mask_watershed is False
     assert nuclei.downsampling == (1, 8, 8) and nuclei.in_channels == 1
+    assert nuclei.single_plane_2d and not cells.single_plane_2d  # the generalist takes 2D images, the cells model does not
     plantseg = models[f"{INSTANCE}: nuclei, PlantSeg confocal (specialist)"]
     assert plantseg.ckpt_path.name == "model_nuclei_plantseg.pt" and plantseg.downsampling == (8, 8, 8)
     ctc = models[f"{INSTANCE}: nuclei, thin stacks (CTC)"]

@@ -24,6 +24,16 @@ def test_grey_tiff_becomes_one_channel(tmp_path):
     assert vol.array.shape == (1, 6, 20, 24) and vol.array.dtype == np.uint8 and vol.stem == "stack"
 
 
+def test_2d_image_is_one_plane_for_models_that_take_planes(tmp_path):
+    flat = _vol((20, 24), np.uint16)
+    tifffile.imwrite(tmp_path / "flat.tif", flat)
+    vol = check_volume(tmp_path / "flat.tif", in_channels=1, allow_2d=True)
+    assert vol.array.shape == (1, 1, 20, 24) and np.array_equal(vol.array[0, 0], flat) and vol.spacing is None
+    tifffile.imwrite(tmp_path / "rgb.tif", _vol((20, 24, 3)), photometric="rgb")
+    with pytest.raises(VolumeCheckError, match=r"rgb.tif: a 2D image of shape \(20, 24, 3\) \(colour samples last\); this model needs a grey image"):
+        check_volume(tmp_path / "rgb.tif", in_channels=1, allow_2d=True)
+
+
 def test_two_channel_imagej_tiff_hdf5_and_nifti(tmp_path):
     two = _vol((2, 6, 20, 24), np.uint16)
     tifffile.imwrite(tmp_path / "hyper.tif", np.moveaxis(two, 0, 1), imagej=True, metadata={"axes": "ZCYX"})

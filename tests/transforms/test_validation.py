@@ -44,3 +44,15 @@ def test_a_2d_image_becomes_a_single_plane_volume_when_asked():
     assert tuple(out.shape) == (1, 1, 6, 8) and list(out.meta["spacing"]) == [0.3, 0.3, 0.3]
     with pytest.raises(ValueError, match="dsb.tif: expected 3 spatial axes, got 2"):
         ValidateImaged("image", spatial_dims=3)({"image": image})
+
+
+def test_one_channel_of_a_two_channel_stack_is_chosen():
+    stack = _meta(np.stack([np.zeros((3, 4, 4)), np.arange(48.0).reshape(3, 4, 4)]), "two.tif")
+    out = ValidateImaged("image", num_channels=1, spatial_dims=3, channel=1)({"image": stack})["image"]
+    assert tuple(out.shape) == (1, 3, 4, 4) and torch.equal(out[0], stack[1]) and out.meta["filename_or_obj"] == "two.tif"
+    with pytest.raises(ValueError, match="two.tif: expected a grey image with 1 channel, got 2"):  # not chosen: refused
+        ValidateImaged("image", num_channels=1, spatial_dims=3)({"image": stack})
+    with pytest.raises(ValueError, match=r"two.tif: channel 2 does not exist .* channels 0-1"):
+        ValidateImaged("image", num_channels=1, channel=2)({"image": stack})
+    with pytest.raises(ValueError, match="channel must be a channel index"):
+        ValidateImaged("image", channel=-1)

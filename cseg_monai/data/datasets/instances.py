@@ -49,11 +49,13 @@ from cseg_monai.data.nuclei_phantom import draw_nuclei_phantom
 from cseg_monai.data.readers import list_images, load_image
 from cseg_monai.data.writers import output_stem
 
-__all__ = ["CTC_SPACING", "KINDS", "NUCLEI_KINDS", "SPLITS", "datalist", "load_item", "repeat_kinds", "with_scales"]
+__all__ = ["CELL_KINDS", "CTC_SPACING", "KINDS", "NUCLEI_KINDS", "SPLITS", "datalist", "load_item", "repeat_kinds", "with_scales"]
 
 KINDS = ("plantseg_ovule", "plantseg_nuclei", "ctc_cho", "gala", "dsb_nuclei", "nuclei_phantoms", "folder")
 #: The nuclei sets of ``../shared/data`` (a generalist nuclei model trains on all of them).
 NUCLEI_KINDS = ("plantseg_nuclei", "ctc_cho", "dsb_nuclei")
+#: The dense cell sets (membrane signal: confocal ovule cells, FIB-SEM neurons); the cells model trains on both.
+CELL_KINDS = ("plantseg_ovule", "gala")
 CTC_SPACING = (1.0, 0.202, 0.202)
 _FILES = {
     "plantseg_ovule": ("plantseg/sample_ovule.h5::raw", "plantseg/sample_ovule.h5::label"),
