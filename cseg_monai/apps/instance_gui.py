@@ -144,7 +144,7 @@ def build_app(
         return d["patch"], d["overlap"], d["blend"], d["threshold"], d["method"], d["min_size"], d["max_size"], d["masked"]
 
     def on_run(
-        files, dataset, channel, name, patch, overlap, blend, threshold, method, min_size, max_size, masked,
+        files, dataset, channel, diameter, name, patch, overlap, blend, threshold, method, min_size, max_size, masked,
         progress=gr.Progress(track_tqdm=True),  # the bundle's sliding-window bar moves within one volume
     ):  # fmt: skip
         if not files:
@@ -163,6 +163,7 @@ def build_app(
                 mask_watershed=bool(masked),
                 dataset=(dataset or "").strip() or None,
                 channel=None if channel in (None, "") or float(channel) < 0 else int(channel),
+                object_diameter=None if diameter in (None, "") or float(diameter) <= 0 else float(diameter),
             )
             params.check(by_name[name])
         except ValueError as err:
@@ -227,6 +228,10 @@ def build_app(
                     value=-1, precision=0, minimum=-1, elem_id="channel",
                     label="Channel to segment, for uploads with more channels than the model takes (-1: none)",
                 )  # fmt: skip
+                diameter = gr.Number(
+                    value=0, minimum=0, elem_id="diameter",
+                    label="Object diameter, pixels (0: measured in the image; models that rescale by object size)",
+                )  # fmt: skip
                 model = gr.Dropdown(choices=list(by_name), value=models[0].name, label="Model", elem_id="model")
                 with gr.Accordion("Parameters", open=True):
                     patch = gr.Textbox(value=first["patch"], label="Patch size z, y, x", elem_id="patch")
@@ -250,7 +255,7 @@ def build_app(
         model.change(on_model, inputs=model, outputs=[patch, overlap, blend, threshold, method, min_size, max_size, masked])
         run.click(
             on_run,
-            inputs=[files, dataset, channel, model, patch, overlap, blend, threshold, method, min_size, max_size, masked],
+            inputs=[files, dataset, channel, diameter, model, patch, overlap, blend, threshold, method, min_size, max_size, masked],
             outputs=[status, downloads, volume, z, view, done_state],
             concurrency_limit=1,
         )

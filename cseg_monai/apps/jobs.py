@@ -57,6 +57,8 @@ class JobParams:
             such as nuclei; off for dense cells).
         dataset: the array to read from HDF5 uploads.
         channel: for uploads with more channels than the model takes, the channel to segment.
+        object_diameter: the objects' typical diameter in the upload's pixels, for a model that
+            measures objects (``None``: measured in the image).
     """
 
     patch_size: Sequence[int] | None = None
@@ -69,6 +71,7 @@ class JobParams:
     mask_watershed: bool | None = None
     dataset: str | None = None
     channel: int | None = None
+    object_diameter: float | None = None
 
     def instance_changes(self) -> dict:
         """The post-processing fields this form sets, by their :class:`InstanceParams` names."""
@@ -113,6 +116,11 @@ class JobParams:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.blend_mode is not None and self.blend_mode not in BLEND_MODES:
             raise ValueError(f"blending must be one of {BLEND_MODES}, got {self.blend_mode!r}")
+        if self.object_diameter is not None:
+            if not (np.isfinite(float(self.object_diameter)) and float(self.object_diameter) > 0):
+                raise ValueError(f"object diameter must be a number of pixels > 0 (0 in the form: measure it), got {self.object_diameter}")
+            if model.defaults.get("object_size") is None:
+                raise ValueError(f"{model.name} does not rescale by object size; leave the object diameter at 0 (it uses the voxel size)")
         self.instance_params(model)
 
     def overrides(self, model: GuiModel) -> dict:
@@ -121,6 +129,7 @@ class JobParams:
             "patch_size": None if self.patch_size is None else [int(p) for p in self.patch_size],
             "overlap": self.overlap,
             "blend_mode": self.blend_mode,
+            "object_diameter": None if self.object_diameter is None else float(self.object_diameter),
         }
         out = {k: v for k, v in values.items() if v is not None and k in model.defaults}
         if model.instance_params is not None:
@@ -177,6 +186,8 @@ class VolumeResult:
                  + (f" {spacing}" if spacing else "")]  # fmt: skip
         if self.scale.get("object_size_source") == "estimated":
             parts.append(f"objects measured in the image ({self.scale.get('object_chord', 0):.1f} px), zoom {self.scale.get('object_zoom', 1):.2f}")
+        elif self.scale.get("object_size_source") == "user":
+            parts.append(f"object diameter from you, zoom {self.scale.get('object_zoom', 1):.2f}")
         return "; ".join(parts)
 
 

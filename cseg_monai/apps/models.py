@@ -33,6 +33,8 @@ PARAMETER_KEYS = {
     "overlap": "overlap",
     "blend_mode": "blend_mode",
     "spacing": "spacing",
+    "object_diameter": "object_diameter",
+    "object_size": "object_size",  # read only: whether the model measures objects (object_diameter needs it)
 }
 
 

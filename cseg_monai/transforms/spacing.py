@@ -86,6 +86,10 @@ class RescaleToSpacingd(MapTransform):
             (resampling by a few percent only blurs).
         object_size: the model's mean in-plane object chord in voxels (None: objects are not
             measured, only the voxel size counts).
+        object_diameter: the input's typical object diameter in its own in-plane voxels, when
+            the user knows it (as Cellpose's ``diameter``); replaces the estimate. It is taken
+            as a ball's (mean chord ``2/3`` of it), or a disc's in a single plane (``pi/4``).
+            Needs ``object_size``.
         max_object_zoom: the in-plane zoom (voxel size and objects together) is clipped to
             ``[1 / max, max]``.
         nearest_keys: keys resampled by nearest neighbour to the first key's new grid (labels,
@@ -115,6 +119,7 @@ class RescaleToSpacingd(MapTransform):
         default_spacing: Sequence[float] | None = None,
         tolerance: float = 0.1,
         object_size: float | None = None,
+        object_diameter: float | None = None,
         max_object_zoom: float = 8.0,
         nearest_keys: Sequence[str] = (),
         zoom_key: str | None = None,
@@ -125,6 +130,14 @@ class RescaleToSpacingd(MapTransform):
             raise ValueError(f"object_size must be a finite number of voxels > 0, got {object_size!r}")
         if not (np.isfinite(float(max_object_zoom)) and float(max_object_zoom) >= 1.0):
             raise ValueError(f"max_object_zoom must be >= 1, got {max_object_zoom!r}")
+        if object_diameter is not None:
+            if isinstance(object_diameter, bool) or not isinstance(object_diameter, (int, float, np.number)) or not (
+                np.isfinite(float(object_diameter)) and float(object_diameter) > 0
+            ):
+                raise ValueError(f"object_diameter must be a finite number of voxels > 0 (or None: measure the objects), got {object_diameter!r}")
+            if object_size is None:
+                raise ValueError("object_diameter needs a model that knows its object size (object_size); this one rescales by voxel size only")
+        self.object_diameter = None if object_diameter is None else float(object_diameter)
         self.object_size = None if object_size is None else float(object_size)
         self.max_object_zoom = float(max_object_zoom)
         self.nearest_keys = [nearest_keys] if isinstance(nearest_keys, str) else list(nearest_keys)
@@ -161,16 +174,21 @@ class RescaleToSpacingd(MapTransform):
                 model = check_spacing(self.model_spacing, ndim, "model_spacing")
                 zoom = [s / m for s, m in zip(spacing, model)]
             if self.object_size is not None:
-                size = estimate_object_size(np.asarray(img[0].detach().cpu()), name=name)
+                if self.object_diameter is not None:
+                    single_plane = ndim == 2 or shape[0] == 1
+                    chord, object_source = self.object_diameter * (np.pi / 4 if single_plane else 2.0 / 3.0), "user"
+                else:
+                    chord, object_source = estimate_object_size(np.asarray(img[0].detach().cpu()), name=name).chord_yx, "estimated"
                 in_plane = float(np.mean(zoom[-2:]))
-                total = np.clip(self.object_size / max(size.chord_yx, 1e-6), 1.0 / self.max_object_zoom, self.max_object_zoom)
+                total = np.clip(self.object_size / max(chord, 1e-6), 1.0 / self.max_object_zoom, self.max_object_zoom)
                 g = float(total / in_plane)  # in-plane, voxel size and objects together: the clipped total
                 axes = range(ndim) if spacing is not None else range(max(ndim - 2, 0), ndim)
                 zoom = [z * g if a in axes else z for a, z in enumerate(zoom)]
-                meta.update(object_size_source="estimated", object_chord=size.chord_yx, object_zoom=float(total))
+                meta.update(object_size_source=object_source, object_chord=float(chord), object_zoom=float(total))
                 logger.info(
-                    "%s: objects %.1f voxels across (mean in-plane chord), the model's %.1f: in-plane zoom %.2f", name, size.chord_yx, self.object_size, total
-                )
+                    "%s: objects %.1f voxels across (mean in-plane chord, %s), the model's %.1f: in-plane zoom %.2f",
+                    name, chord, object_source, self.object_size, total,
+                )  # fmt: skip
             if self.zoom_key is not None and d.get(self.zoom_key) is not None:
                 zoom = [z * float(d[self.zoom_key]) for z in zoom]
             zoom = [1.0 if abs(z - 1.0) <= self.tolerance or n == 1 else z for z, n in zip(zoom, shape)]

@@ -81,6 +81,7 @@ def test_bad_parameters_stop_before_anything_runs(nuclei_model, tmp_path):
         (JobParams(min_size=2.5), r"^min object size must be a whole number >= 0, got 2.5$"),
         (JobParams(instance_method="threshold"), r"^instance method must be one of .*, got 'threshold'$"),
         (JobParams(instance_method="magic"), "instance method must be one of"),
+        (JobParams(object_diameter=-2.0), r"object diameter must be a number of pixels > 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             run_job([tmp_path / "never.tif"], nuclei_model, params, tmp_path / "jobs")
@@ -121,3 +122,17 @@ def test_2d_uploads_only_for_models_that_take_planes(tmp_path):
     tifffile.imwrite(tmp_path / "flat.tif", np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
     flat = run_job([tmp_path / "flat.tif"], cells, JobParams(), tmp_path / "jobs").volumes[0]
     assert flat.error.startswith("flat.tif: a 2D image of shape (64, 64); the 3D models need a volume")
+
+
+def test_a_user_given_object_diameter_replaces_the_estimate(nuclei_model, tmp_path):
+    image, _ = make_nuclei_phantom((12, 64, 64), n_nuclei=6, radius_range=(7, 9), seed=4)
+    tifffile.imwrite(tmp_path / "v.tif", image)
+    result = run_job([tmp_path / "v.tif"], nuclei_model, JobParams(object_diameter=45.0), tmp_path / "jobs")
+    vol = result.volumes[0]
+    assert vol.error is None, vol.error
+    assert vol.scale["object_size_source"] == "user" and vol.scale["object_zoom"] == 0.5  # chord 15 / (2/3 * 45)
+    assert "object diameter from you, zoom 0.50" in result.summary()
+    assert tifffile.imread(vol.labels_path).shape == image.shape  # back on the input grid
+    cells = next(m for m in find_models() if m.name.endswith(": cells (membrane stain)"))
+    with pytest.raises(ValueError, match="does not rescale by object size; leave the object diameter at 0"):
+        run_job([tmp_path / "v.tif"], cells, JobParams(object_diameter=20.0), tmp_path / "jobs")

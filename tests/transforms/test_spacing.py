@@ -124,3 +124,19 @@ def test_zoom_key_scales_on_top_and_constant_images_are_named():
         RescaleToSpacingd("image", model_spacing=None, object_size=10.0)({"image": flat})
     with pytest.raises(ValueError, match="object_size must be a finite number"):
         RescaleToSpacingd("image", model_spacing=None, object_size=0.0)
+
+
+def test_a_user_given_object_diameter_replaces_the_estimate():
+    """Diameter 20 voxels (balls: mean chord 13.3) for a model of chord 10: zoom 0.75, whatever the image shows."""
+    image, _ = _nuclei(5.0)  # objects of diameter about 10 voxels: the estimate alone would zoom up
+    d = RescaleToSpacingd("image", model_spacing=None, object_size=10.0, object_diameter=20.0)({"image": image})["image"]
+    assert d.meta["object_size_source"] == "user" and d.meta["object_zoom"] == pytest.approx(0.75)
+    assert d.shape[2:] == (72, 72)
+    plane = MetaTensor(image[:, :1].clone(), meta=dict(image.meta))  # one plane: a disc, chord pi/4 of the diameter
+    d = RescaleToSpacingd("image", model_spacing=None, object_size=10.0, object_diameter=20.0)({"image": plane})["image"]
+    assert d.meta["object_zoom"] == pytest.approx(10.0 / (20.0 * np.pi / 4))
+    for bad in (0.0, -3.0, float("nan"), True):
+        with pytest.raises(ValueError, match="object_diameter must be a finite number of voxels"):
+            RescaleToSpacingd("image", model_spacing=None, object_size=10.0, object_diameter=bad)
+    with pytest.raises(ValueError, match="object_diameter needs a model that knows its object size"):
+        RescaleToSpacingd("image", model_spacing=[1.0, 1.0, 1.0], object_diameter=20.0)
