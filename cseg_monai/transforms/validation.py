@@ -78,7 +78,7 @@ class ValidateImaged(MapTransform):
                         f"{name}: channel {self.channel} does not exist or leaves fewer than {self.num_channels} channel(s); "
                         f"the image has channels 0-{img.shape[0] - 1} (shape {tuple(img.shape)})"
                     )
-                img = d[key][self.channel : self.channel + self.num_channels]
+                img = d[key][self.channel : self.channel + self.num_channels].clone()  # a copy: the other channels' memory is freed
                 d[key] = img
             shape = tuple(img.shape)
             if img.numel() == 0:
