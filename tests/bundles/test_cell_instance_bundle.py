@@ -193,6 +193,32 @@ def test_bad_volumes_and_bad_voxel_sizes(tmp_path):
         assert not target.exists() or not any(target.iterdir()), spacing
 
 
+def test_a_channel_axis_the_file_does_not_name_can_be_given(tmp_path):
+    """A plain TIFF of (C, Z, Y, X) = (2, 12, 64, 64), nuclei in channel 1: refused as it is (the
+    extra axis could be time), segmented with --channel_dim 0 --channel 1."""
+    if not (BUNDLE / "models" / "model.pt").is_file():
+        pytest.skip("no shipped model")
+    nuclei, truth = make_nuclei_phantom((12, 64, 64), n_nuclei=6, radius_range=(7, 9), seed=8)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "two.tif", np.stack([np.full_like(nuclei, 9) + nuclei[::-1], nuclei]))
+    runs = {"plain": {}, "given": {"channel_dim": 0, "channel": 1}}
+    for name, extra in runs.items():
+        wf = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / name),
+                             progress_bar=False, **extra)  # fmt: skip
+        wf.initialize()
+        if name == "plain":
+            with pytest.raises(Exception) as err:
+                wf.run()
+            assert "time or channel axis the file does not name" in error_chain(err)
+        else:
+            wf.run()
+    labels = tifffile.imread(tmp_path / "given" / "two_labels.tif").astype(np.int64)
+    assert labels.shape == truth.shape
+    from cseg_monai.metrics.instances import instance_scores
+
+    assert instance_scores(truth.astype(np.int64), labels, thresholds=(0.5,))["f1"][0] >= 0.5  # channel 1, the nuclei
+
+
 def test_metadata_net_and_bad_keys(tmp_path):
     from monai.bundle import verify_metadata, verify_net_in_out
 
