@@ -47,7 +47,9 @@ Cells (``--family cells``): the dense membrane-stain sets, PlantSeg ovule cells 
 x 0.15 x 0.15 um, membranes bright) and gala neurons (FIB-SEM, no voxel size, membranes dark),
 trained with ``train.json`` + ``data_cells.json`` and scored through ``inference.json`` +
 ``inference_cells.json``, no phantoms; ``all`` is the default cells model (``models/model_cells.pt``),
-``no_ovule`` trains on gala alone, ``no_gala`` is the ovule specialist. The baseline is the
+``no_ovule`` trains on gala alone, ``no_gala`` on ovule alone (the committed results score
+the ovule-only ``model_cells.pt`` of bundle version 0.5.0 instead, with ``--model``: ``git show
+2e59438:bundles/cell_instance_boundary_segmentation_3d/models/model_cells.pt > /tmp/ovule.pt``). The baseline is the
 seeded membrane watershed (:func:`cseg_monai.postprocessing.classical.membrane_watershed`).
 
 Usage::
