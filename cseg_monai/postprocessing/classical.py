@@ -39,6 +39,14 @@ from cseg_monai.transforms.object_size import estimate_object_size, otsu_foregro
 __all__ = ["membrane_watershed", "otsu_watershed"]
 
 
+def _seed_footprint(chord_yx: float, spacing: Sequence[float], shape: Sequence[int]) -> np.ndarray:
+    """The neighbourhood within which two seeds may not both be maxima: a third of the objects'
+    mean in-plane chord each way (at least 2 voxels), scaled per axis by the voxel size; one
+    voxel along an axis of length 1."""
+    min_distance = max(2, int(round(chord_yx / 3)))
+    return np.ones([max(1, int(round(2 * min_distance * spacing[1] / s)) | 1) if n > 1 else 1 for s, n in zip(spacing, shape)], bool)
+
+
 def otsu_watershed(image: np.ndarray, spacing: Sequence[float] | None = None, name: str = "the image") -> np.ndarray:
     """Instance labels (uint32, 0 = background) of bright objects in ``image`` ``(Z, Y, X)`` or ``(Y, X)``.
 
@@ -64,8 +72,7 @@ def otsu_watershed(image: np.ndarray, spacing: Sequence[float] | None = None, na
     thin = 1 < x.shape[0] < 8  # a thin stack: its faces, not the objects, would bound a 3D distance
     dist = np.stack([ndimage.distance_transform_edt(m, sampling=sp[1:]) for m in mask]) if thin else ndimage.distance_transform_edt(mask, sampling=sp)
     dist = ndimage.gaussian_filter(dist, [0.0 if x.shape[0] < 8 else 1.0 * sp[1] / sp[0], 1.0, 1.0])
-    min_distance = max(2, int(round(size.chord_yx / 3)))
-    footprint = np.ones([max(1, int(round(2 * min_distance * sp[1] / s)) | 1) if n > 1 else 1 for s, n in zip(sp, x.shape)], bool)
+    footprint = _seed_footprint(size.chord_yx, sp, x.shape)
     if thin:
         footprint = np.ones((2 * x.shape[0] - 1, *footprint.shape[1:]), bool)  # one seed per column of planes
     peaks = peak_local_max(dist, footprint=footprint, labels=mask.astype(np.int32), exclude_border=False)
@@ -114,9 +121,7 @@ def membrane_watershed(
     smooth = ndimage.gaussian_filter(membrane, [z_sigma, 1.0, 1.0])
     interior = otsu_foreground(-smooth, z_sigma=0.0)
     dist = ndimage.distance_transform_edt(interior, sampling=sp)
-    min_distance = max(2, int(round(size.chord_yx / 3)))
-    footprint = np.ones([max(1, int(round(2 * min_distance * sp[1] / s)) | 1) for s in sp], bool)
-    peaks = peak_local_max(dist, footprint=footprint, labels=interior.astype(np.int32), exclude_border=False)
+    peaks = peak_local_max(dist, footprint=_seed_footprint(size.chord_yx, sp, x.shape), labels=interior.astype(np.int32), exclude_border=False)
     seeds = np.zeros(x.shape, bool)
     seeds[tuple(peaks.T)] = True
     markers = ndimage.label(seeds, structure=np.ones((3, 3, 3), bool))[0]  # a plateau's maxima: one seed

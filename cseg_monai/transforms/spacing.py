@@ -169,10 +169,8 @@ class RescaleToSpacingd(MapTransform):
             shape = tuple(int(s) for s in img.shape[1:])
             meta.update(spacing_source=source, input_shape=np.asarray(shape), object_size_source="off")
             zoom = [1.0] * ndim
-            model = None
             if self.model_spacing is not None and spacing is not None:
-                model = check_spacing(self.model_spacing, ndim, "model_spacing")
-                zoom = [s / m for s, m in zip(spacing, model)]
+                zoom = [s / m for s, m in zip(spacing, check_spacing(self.model_spacing, ndim, "model_spacing"))]
             if self.object_size is not None:
                 if self.object_diameter is not None:
                     single_plane = ndim == 2 or shape[0] == 1

@@ -72,7 +72,7 @@ class ValidateImaged(MapTransform):
             if self.single_plane_2d and self.spatial_dims == 3 and img.ndim == 3:
                 img = _as_single_plane(d[key])
                 d[key] = img
-            if self.channel is not None and self.num_channels is not None and img.shape[0] > self.num_channels:
+            if self.channel is not None and img.shape[0] > self.num_channels:  # channel implies num_channels (checked above)
                 if self.channel + self.num_channels > img.shape[0]:
                     raise ValueError(
                         f"{name}: channel {self.channel} does not exist or leaves fewer than {self.num_channels} channel(s); "
