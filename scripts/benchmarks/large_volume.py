@@ -36,6 +36,7 @@ import tifffile
 from scipy import ndimage
 
 from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
+from cseg_monai.data.writers import atomic_path
 from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.workflows import bundle_command
 
@@ -102,11 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         "labels_shape": list(labels.shape),
     }  # fmt: skip
     print(json.dumps(result, indent=2))
-    target = Path(args.json)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(target)
+    with atomic_path(args.json) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -78,6 +78,7 @@ from skimage.segmentation import relabel_sequential
 
 from cseg_monai.common import data_root
 from cseg_monai.data.datasets.instances import CELL_KINDS, NUCLEI_KINDS, datalist, load_item
+from cseg_monai.data.writers import atomic_path
 from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.postprocessing.classical import membrane_watershed, otsu_watershed
 from cseg_monai.workflows import bundle_command
@@ -294,11 +295,9 @@ def _picture(family: str, results: dict, path: Path) -> None:
         ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("F1")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,10 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     results.setdefault("baseline", {})
 
     def save() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
 
     if not results["baseline"] or args.rescore:
         for kind in kinds_all:
