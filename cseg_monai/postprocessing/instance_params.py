@@ -78,6 +78,10 @@ class InstanceParams:
         min_size, max_size: objects with fewer / more voxels are removed (``max_size`` None: no limit).
         min_major_axis, max_major_axis: objects whose major axis is shorter / longer are removed,
             in the units of the voxel size (``max_major_axis`` None: no limit).
+        edge_min_fraction: objects cut by the Y or X edge of the image that have fewer voxels
+            than this fraction of the median object not touching those edges are removed, in
+            [0, 1); 0 keeps them all. Slivers of objects that lie mostly outside the field of
+            view, which references such as the Cell Tracking Challenge's leave unlabelled.
 
     Example:
         >>> InstanceParams().method
@@ -100,6 +104,7 @@ class InstanceParams:
     max_size: int | None = None
     min_major_axis: float = 0.0
     max_major_axis: float | None = None
+    edge_min_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -111,6 +116,8 @@ class InstanceParams:
         value = self.agglomeration_threshold
         if not _number(value) or not 0.0 <= value <= 1.0:
             raise ValueError(f"InstanceParams.agglomeration_threshold must be a number in [0, 1], got {value!r}")
+        if not _number(self.edge_min_fraction) or not 0.0 <= self.edge_min_fraction < 1.0:
+            raise ValueError(f"InstanceParams.edge_min_fraction must be a number in [0, 1), got {self.edge_min_fraction!r}")
         if not _number(self.sigma_seeds) or self.sigma_seeds < 0:
             raise ValueError(f"InstanceParams.sigma_seeds must be a number >= 0, got {self.sigma_seeds!r}")
         if self.max_size is not None and _number(self.max_size) and self.max_size == 0:
@@ -129,7 +136,8 @@ class InstanceParams:
             check_filter_limits(self.min_size, self.max_size, self.min_major_axis, self.max_major_axis)
         except ValueError as err:
             raise ValueError(f"InstanceParams: {err}") from None
-        for name in ("threshold", "sigma_seeds", "beta", "agglomeration_threshold", "foreground_threshold", "min_major_axis", "max_major_axis"):
+        for name in ("threshold", "sigma_seeds", "beta", "agglomeration_threshold", "foreground_threshold", "min_major_axis", "max_major_axis",
+                     "edge_min_fraction"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, float(value))  # plain floats (JSON, MLflow), also from numpy or int

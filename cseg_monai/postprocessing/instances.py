@@ -50,6 +50,7 @@ __all__ = [
     "METHODS",
     "InstanceParams",
     "edge_costs",
+    "edge_slivers",
     "check_filter_limits",
     "check_instance_ids",
     "filter_instances",
@@ -369,11 +370,13 @@ def filter_instances(
     min_major_axis: float = 0.0,
     max_major_axis: float | None = None,
     spacing: Sequence[float] | None = None,
+    edge_min_fraction: float = 0.0,
 ) -> np.ndarray:
     """Remove objects with fewer than ``min_size`` or more than ``max_size`` voxels, those
-    lying mostly in ``background`` and those whose major axis (:func:`major_axis_lengths`, in
+    lying mostly in ``background``, those whose major axis (:func:`major_axis_lengths`, in
     the units of ``spacing``) is shorter than ``min_major_axis`` or longer than
-    ``max_major_axis``; then relabel 1..N consecutively (0 = background).
+    ``max_major_axis``, and edge slivers (:func:`edge_slivers`, ``edge_min_fraction``); then
+    relabel 1..N consecutively (0 = background).
 
     The major-axis filter removes elongated debris (a long thin membrane fragment can have a
     nucleus's volume) and merged objects (two touching nuclei are twice as long as one).
@@ -413,7 +416,52 @@ def filter_instances(
         if bad.any():
             out = np.where(bad[out], 0, out)
             out, _, _ = relabel_sequential(out)
+    if edge_min_fraction > 0:
+        slivers = edge_slivers(out, edge_min_fraction)
+        if len(slivers):
+            out = np.where(np.isin(out, slivers), 0, out)
+            out, _, _ = relabel_sequential(out)
     return out
+
+
+def edge_slivers(labels: np.ndarray, fraction: float) -> np.ndarray:
+    """Ids of the objects cut by the Y or X edge of ``labels`` with fewer voxels than
+    ``fraction`` times the median size of the objects that touch neither.
+
+    A nucleus mostly outside the field of view leaves a sliver at the image edge; references
+    such as the Cell Tracking Challenge's leave it unlabelled, and a user counting nuclei
+    wants it gone. Only the last two axes count as edges: the Z ends of a thin stack cut
+    every object. With no object clear of the edges there is no typical size and nothing is
+    removed.
+
+    Args:
+        labels: ``([Z,] Y, X)`` non-negative integer ids, 0 = background.
+        fraction: in [0, 1).
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), labels neither 2D nor 3D.
+
+    Example:
+        >>> lab = np.zeros((12, 12), np.int64)
+        >>> lab[3:7, 3:7] = 1; lab[0:2, 8:12] = 2; lab[8:12, 0:4] = 3  # interior 16, sliver 8, cut 16
+        >>> edge_slivers(lab, 0.6).tolist()
+        [2]
+    """
+    if not isinstance(fraction, (int, float, np.floating)) or isinstance(fraction, bool) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"edge fraction must be a number in [0, 1), got {fraction!r}")
+    lab = check_instance_ids(labels)
+    counts = np.bincount(lab.reshape(-1).astype(np.intp))
+    edges = [lab[..., 0, :], lab[..., -1, :], lab[..., :, 0], lab[..., :, -1]]
+    on_edge = np.zeros(len(counts), bool)
+    on_edge[np.unique(np.concatenate([e.reshape(-1) for e in edges]))] = True
+    on_edge[0] = False
+    present = counts > 0
+    present[0] = False
+    interior = present & ~on_edge
+    if fraction == 0 or not interior.any():
+        return np.zeros(0, np.int64)
+    limit = fraction * float(np.median(counts[interior]))
+    return np.flatnonzero(on_edge & (counts < limit)).astype(np.int64)
 
 
 def segment_instances(
@@ -433,7 +481,7 @@ def segment_instances(
             ``"watershed"`` (the supervoxels themselves); ``threshold``, ``sigma_seeds``,
             ``min_supervoxel_size`` of :func:`watershed_supervoxels`; ``beta`` of the multicut
             costs; ``agglomeration_threshold``; the object filters ``min_size``, ``max_size``,
-            ``min_major_axis``, ``max_major_axis`` (:func:`filter_instances`); and
+            ``min_major_axis``, ``max_major_axis``, ``edge_min_fraction`` (:func:`filter_instances`); and
             ``mask_watershed``: restrict the watershed to ``foreground`` (background voxels get
             id 0 and take no part in the graph partition), so objects end exactly at the
             foreground's edge and need no boundary against the background. For sparse objects
@@ -482,4 +530,5 @@ def segment_instances(
     return filter_instances(
         seg, min_size=p.min_size, max_size=p.max_size, background=background,
         min_major_axis=p.min_major_axis, max_major_axis=p.max_major_axis, spacing=spacing,
+        edge_min_fraction=p.edge_min_fraction,
     ).astype(np.uint32)  # fmt: skip

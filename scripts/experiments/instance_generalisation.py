@@ -27,7 +27,7 @@ part): F1 at IoU 0.5-0.9, precision and recall at 0.5, mean ARAND.
 
 Post-processing is tuned per run on the validation parts of the sets that run trained on (never
 on a left-out set): the network runs once per file in-process, then a small grid of
-``instance_params`` (the family's ``grid`` in ``FAMILIES``) is scored there, and the best by mean F1 at IoU 0.5 over
+``instance_params`` (the family's ``grid`` in ``FAMILIES``, or ``--grid KEY=V1,V2``) is scored there, and the best by mean F1 at IoU 0.5 over
 those sets is passed to the scored inference as ``--instance_params#KEY VALUE`` overrides.
 
 ``--init NAME=PATH`` starts a run from earlier weights. The runs of the committed results
@@ -300,6 +300,20 @@ def _picture(family: str, results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _parse_grid(items: list[str]) -> dict[str, list]:
+    """``["edge_min_fraction=0,0.2"]`` -> ``{"edge_min_fraction": [0.0, 0.2]}``, names checked against InstanceParams."""
+    from cseg_monai.postprocessing import InstanceParams
+
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise SystemExit(f"--grid {item!r}: expected KEY=V1,V2,...")
+        InstanceParams.check_names([key], "--grid")
+        grid[key] = [json.loads(v) for v in values.split(",")]
+    return grid
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="results file (rewritten after every run)")
@@ -314,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=None, help="runs folder (default runs/instance_generalisation, cells: runs/cell_generalisation)")
     parser.add_argument("--picture", default=None, help="F1-vs-IoU PNG")
     parser.add_argument("--rescore", action="store_true", help="score runs already in the results again")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="tune these instance_params values instead of the family's grid (repeatable; other keys keep the config's value)")  # fmt: skip
     args = parser.parse_args(argv)
     family = args.family
+    if args.grid:
+        FAMILIES[family]["grid"] = _parse_grid(args.grid)
     kinds_all = FAMILIES[family]["kinds"]
     work = Path(args.work or ROOT / "runs" / ("instance_generalisation" if family == "nuclei" else "cell_generalisation"))
     path = Path(args.json)

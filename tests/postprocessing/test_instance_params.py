@@ -32,6 +32,8 @@ CONFIGS = BUNDLES / "cell_instance_boundary_segmentation_3d" / "configs"
         ({"max_size": 0}, r"InstanceParams.max_size must be > 0 \(it would remove every object\), or None for no limit"),
         ({"max_major_axis": None, "min_major_axis": None}, r"min_major_axis must be a number >= 0, got None"),
         ({"min_major_axis": 5.0, "max_major_axis": 1.0}, r"max_major_axis \(1.0\) must be >= min_major_axis \(5.0\)"),
+        ({"edge_min_fraction": 1.0}, r"InstanceParams.edge_min_fraction must be a number in \[0, 1\), got 1.0"),
+        ({"edge_min_fraction": None}, r"InstanceParams.edge_min_fraction must be a number in \[0, 1\), got None"),
         ({"sigma_seed": 4.0}, r"unknown instance parameter\(s\) \['sigma_seed'\]"),
     ],
 )

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from cseg_monai.common import data_root
 from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.postprocessing import (
     check_filter_limits,
     edge_costs,
+    edge_slivers,
     filter_instances,
     major_axis_lengths,
     mean_boundary_agglomeration,
@@ -309,3 +311,42 @@ def test_bad_inputs():
         multicut(2, np.array([[0, 2]]), np.array([1.0]))
     with pytest.raises(ValueError, match="unknown multicut solver"):
         multicut(2, np.array([[0, 1]]), np.array([1.0]), solver="ilp")
+
+
+def test_edge_slivers_on_a_cropped_real_reference():
+    """Crop the CTC reference (time point 0) off-centre: the nuclei the crop cuts to less than
+    the fraction of the median uncut nucleus are exactly the ones removed; uncut ones and cut
+    ones still large stay, and 0 removes nothing."""
+    from cseg_monai.data.datasets.instances import datalist, load_item
+
+    require_data("ctc_fluo_n3dh_cho", "labels_TZYX.tif")
+    item = [i for i in datalist("ctc_cho", data_root(), "all") if i["t"] == 0][0]
+    _, truth, _ = load_item(item)
+    lab = np.asarray(truth).reshape(np.asarray(truth).shape[-3:])[:, 60:400, 60:450].astype(np.int64)
+    ids, counts = np.unique(lab, return_counts=True)
+    counts, ids = counts[ids > 0], ids[ids > 0]
+    edge = set(np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))) - {0}
+    inner = np.array([c for i, c in zip(ids, counts) if i not in edge])
+    assert len(edge) >= 3 and len(inner) >= 3, "the crop must cut some nuclei and keep some whole"
+    for fraction in (0.3, 0.8):
+        expected = sorted(int(i) for i, c in zip(ids, counts) if i in edge and c < fraction * np.median(inner))
+        assert edge_slivers(lab, fraction).tolist() == expected
+    assert 0 < len(edge_slivers(lab, 0.8)) < len(edge), "0.8 must remove some cut nuclei and keep others"
+    out = filter_instances(lab, edge_min_fraction=0.8)
+    assert out.max() == len(ids) - len(edge_slivers(lab, 0.8))
+    assert (out[np.isin(lab, edge_slivers(lab, 0.8))] == 0).all()
+    assert filter_instances(lab, edge_min_fraction=0.0).max() == len(ids)
+
+
+def test_edge_slivers_small_cases_and_bad_fraction():
+    lab = np.zeros((12, 12), np.int64)
+    lab[3:7, 3:7] = 1
+    lab[0:2, 8:12] = 2  # 8 voxels on the top edge
+    lab[8:12, 0:4] = 3  # 16 voxels, cut by two edges
+    assert edge_slivers(lab, 0.6).tolist() == [2]
+    assert edge_slivers(lab, 0.0).tolist() == []
+    assert edge_slivers(np.where(lab == 1, 0, lab), 0.9).tolist() == [], "no uncut object: no typical size, nothing removed"
+    assert segment_instances(np.zeros((12, 12)), foreground=lab > 0, mask_watershed=True, edge_min_fraction=0.6).max() == 2
+    for bad in (1.0, -0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="edge fraction must be a number in \\[0, 1\\)"):
+            edge_slivers(lab, bad)
