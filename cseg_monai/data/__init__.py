@@ -57,7 +57,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Import the heavier sub-modules (``datasets``, ``phantom``, ``writers``) on first use."""
-    if name in ("datasets", "phantom", "writers"):
+    """Import the heavier sub-modules (``datasets``, ``phantom``, ``writers``, ``patch_sampling``) on first use."""
+    if name in ("datasets", "phantom", "writers", "patch_sampling", "nuclei_phantom"):
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("CoveringPatchDataset", "grid_starts"):
+        return getattr(importlib.import_module(f"{__name__}.patch_sampling"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

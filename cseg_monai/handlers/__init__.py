@@ -1,5 +1,6 @@
 """Ignite handlers used by the bundles (MLflow extras, checkpoints, progress, scores)."""
 
+from cseg_monai.handlers.backbone_export import BackboneExportHandler
 from cseg_monai.handlers.checkpoints import TimeLimitHandler, latest_checkpoint
 from cseg_monai.handlers.class_scores import ClassScoresSaver
 from cseg_monai.handlers.instance_curves import InstanceCurveLogger
@@ -8,6 +9,7 @@ from cseg_monai.handlers.progress import ProgressBarHandler, RunProgressHandler
 from cseg_monai.handlers.validation import FinalValidationHandler
 
 __all__ = [
+    "BackboneExportHandler",
     "ClassScoresSaver",
     "FinalValidationHandler",
     "InstanceCurveLogger",

@@ -27,6 +27,7 @@ from cseg_monai.visualisation import (
     instance_overlay_picture,
     learning_curve_plot,
     overlay_picture,
+    reconstruction_picture,
     save_png,
 )
 
@@ -71,6 +72,10 @@ class MLflowConfigLogger:
             logger.warning("could not log the config to MLflow run %s: %s", run_id, err)
 
 
+#: The pictures :class:`MLflowValidationLogger` draws.
+PICTURES = ("membrane", "classes", "instances", "reconstruction")
+
+
 class MLflowValidationLogger:
     """After each validation: overlay PNG, learning curve PNG and improved best checkpoint to MLflow.
 
@@ -86,8 +91,10 @@ class MLflowValidationLogger:
         loss_name: name of the per-iteration training loss in MLflow.
         image_key, pred_key, label_key: keys of the evaluator's output items.
         picture: ``"membrane"`` (:func:`overlay_picture`, binary foreground), ``"classes"``
-            (:func:`class_overlay_picture`, multi-class argmax) or ``"instances"``
-            (:func:`instance_overlay_picture`; ``pred_key`` then names instance ids).
+            (:func:`class_overlay_picture`, multi-class argmax), ``"instances"``
+            (:func:`instance_overlay_picture`; ``pred_key`` then names instance ids) or
+            ``"reconstruction"`` (:func:`reconstruction_picture` of a pretext: masked input,
+            reconstruction, original, for the first 4 items).
         picture_grid: ``(patch_size, strides)`` for ``"classes"`` pictures of centre-voxel
             grid outputs (see :func:`class_overlay_picture`).
 
@@ -114,8 +121,8 @@ class MLflowValidationLogger:
         picture: str = "membrane",
         picture_grid: tuple[Sequence[int], Sequence[int]] | None = None,
     ) -> None:
-        if picture not in ("membrane", "classes", "instances"):
-            raise ValueError(f"picture must be 'membrane', 'classes' or 'instances', got {picture!r}")
+        if picture not in PICTURES:
+            raise ValueError(f"picture must be one of {list(PICTURES)}, got {picture!r}")
         self.picture = picture
         self.picture_grid = picture_grid
         self.lookup = RunLookup(tracking_uri, experiment_name, run_name)
@@ -125,6 +132,7 @@ class MLflowValidationLogger:
         self.loss_name = loss_name
         self.keys = (image_key, pred_key, label_key)
         self._sample: tuple | None = None
+        self._samples: list[tuple] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
@@ -133,14 +141,18 @@ class MLflowValidationLogger:
 
     def _reset(self, engine: Engine) -> None:
         self._sample = None
+        self._samples = []
 
     def _keep_first(self, engine: Engine) -> None:
-        if self._sample is not None:
+        wanted = 4 if self.picture == "reconstruction" else 1
+        if len(self._samples) >= wanted:
             return
         output = engine.state.output
-        item = output[0] if isinstance(output, (list, tuple)) else output
-        if isinstance(item, dict) and self.keys[0] in item and self.keys[1] in item:
-            self._sample = tuple(item.get(k) for k in self.keys)
+        items = list(output) if isinstance(output, (list, tuple)) else [output]
+        keep = [tuple(it.get(k) for k in self.keys) for it in items if isinstance(it, dict) and self.keys[0] in it and self.keys[1] in it]
+        self._samples += keep[: wanted - len(self._samples)]
+        if self._samples:
+            self._sample = self._samples[0]
 
     def validation_completed(self, engine: Engine) -> None:
         run_id = self.lookup.run_id()
@@ -149,6 +161,8 @@ class MLflowValidationLogger:
         if self._sample is not None:
             if self.picture == "classes":
                 pic = class_overlay_picture(*self._sample, grid=self.picture_grid)
+            elif self.picture == "reconstruction":
+                pic = reconstruction_picture(self._samples)
             elif self.picture == "instances":
                 pic = instance_overlay_picture(*self._sample)
             else:

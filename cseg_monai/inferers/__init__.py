@@ -7,7 +7,9 @@ from cseg_monai.inferers.centre_voxel import (
     dense_rewrite,
     reflect_indices,
 )
+from cseg_monai.inferers.output_select import OutputIndexInferer
 from cseg_monai.inferers.tta import DihedralTTAInferer, dihedral_tta
 
 __all__ = ["DihedralTTAInferer", "dihedral_tta"]
 __all__ += ["CentreVoxelInferer", "DenseCentreVoxelNet", "centre_voxel_per_patch", "dense_rewrite", "reflect_indices"]
+__all__ += ["OutputIndexInferer"]

@@ -12,6 +12,7 @@ from cseg_monai.visualisation.pictures import (
     learning_curve_plot,
     middle_plane,
     overlay_picture,
+    reconstruction_picture,
     save_png,
     side_by_side,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "learning_curve_plot",
     "middle_plane",
     "overlay_picture",
+    "reconstruction_picture",
     "save_png",
     "side_by_side",
 ]

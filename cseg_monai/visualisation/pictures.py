@@ -34,6 +34,7 @@ from skimage.segmentation import find_boundaries  # noqa: E402
 
 from cseg_monai.common.constants import IGNORE_INDEX  # noqa: E402
 from cseg_monai.data.writers import atomic_path  # noqa: E402
+from cseg_monai.transforms.pretext import paste_centre_region  # noqa: E402
 
 __all__ = [
     "CLASS_COLOURS",
@@ -47,6 +48,7 @@ __all__ = [
     "learning_curve_plot",
     "middle_plane",
     "overlay_picture",
+    "reconstruction_picture",
     "save_png",
     "side_by_side",
 ]
@@ -126,6 +128,44 @@ def side_by_side(panels: Sequence[np.ndarray], gap: int = _GAP, min_height: int 
         scale = -(-min_height // pic.shape[0])
         pic = pic.repeat(scale, axis=0).repeat(scale, axis=1)
     return (np.clip(pic, 0, 1) * 255).round().astype(np.uint8)
+
+
+def reconstruction_picture(samples: Sequence[tuple[Any, Any, Any]], lo: float = 0.0, hi: float = 1.0, window: int = 24) -> np.ndarray:
+    """Rows of ``masked input | reconstruction | original``, one row per ``(image, pred, label)`` sample.
+
+    A pretext's prediction is either a whole patch (the VAE: ``pred`` and ``label`` have the
+    image's shape) or the values of the masked centre region (centre-region regression:
+    ``K = C (2r+1)^n`` values), which are pasted into the masked input, as is the true region
+    (``label``), so both panels show the patch around what was predicted; the panels then show
+    the ``window`` voxels around the centre, so that a small region can be seen. The middle plane of
+    3D patches; grey from ``lo`` to ``hi`` on every panel (the patches are scaled to [0, 1]).
+
+    Example:
+        >>> patch = np.random.rand(1, 9, 9).astype(np.float32)
+        >>> reconstruction_picture([(patch, np.ones(9), np.zeros(9))] * 2).shape  # 2 rows of 3 panels, enlarged 17x
+        (374, 595, 3)
+    """
+    if not samples:
+        raise ValueError("reconstruction_picture needs at least one (image, pred, label) sample")
+    rows = []
+    for image, pred, label in samples:
+        image = _to_numpy(image)
+        pred, label = _to_numpy(pred), _to_numpy(label)
+        if pred.shape != image.shape:
+            channels, dims = image.shape[0], image.ndim - 1
+            side = round((pred.size / channels) ** (1.0 / dims))
+            if side % 2 == 0 or channels * side**dims != pred.size or label.size != pred.size:
+                raise ValueError(f"a prediction of {pred.size} values is neither a patch {image.shape} nor a centre region of it")
+            pred = paste_centre_region(image, pred, (side - 1) // 2)
+            label = paste_centre_region(image, label, (side - 1) // 2)
+            # a window of at most `window` voxels around the centre, so a small region shows
+            crop = (slice(None), *(slice(max(0, n // 2 - window // 2), n // 2 - window // 2 + window) for n in image.shape[1:]))
+            image, pred, label = image[crop], pred[crop], label[crop]
+        panels = [grey_rgb(middle_plane(x), lo, hi) for x in (image, pred, label)]
+        rows.append(side_by_side(panels).astype(np.float32) / 255.0)
+    white = np.ones((_GAP, rows[0].shape[1], 3), np.float32)
+    stacked = np.concatenate([x for row in rows for x in (row, white)][:-1], axis=0)
+    return side_by_side([stacked], min_height=360)
 
 
 def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:

@@ -6,6 +6,8 @@
   ``python -m monai.bundle run`` command line);
 - :mod:`~cseg_monai.workflows.folder_run`: inference over a folder where a failing file is
   reported and skipped (``run_each_file``, ``run_summary.json``, ``FolderRunError``);
+- :mod:`~cseg_monai.workflows.pretext`: the pretraining bundle's inference, the pretext's
+  error per file against a no-network baseline (``pretext_report``);
 - :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops;
 - :mod:`~cseg_monai.workflows.bundle_export`: share a bundle as one self-contained zip
   (``export_bundle``, ``import_bundle``);
@@ -27,9 +29,12 @@ from cseg_monai.workflows.bundle_support import (
 from cseg_monai.workflows.crf import CRFEvaluation, CRFInference, crf_datalist, load_probabilities, organelle_crf_datalist
 from cseg_monai.workflows.folder_run import FileReport, FolderRunError, run_each_file
 from cseg_monai.workflows.launch import bundle_command, bundle_workflow, config_files, resolve_bundle, run_bundle
+from cseg_monai.workflows.pretext import baseline_prediction, pretext_report
 from cseg_monai.workflows.shared_config import load_shared_config, shared_config_drift, sync_shared_config
 
 __all__ = [
+    "baseline_prediction",
+    "pretext_report",
     "CRFEvaluation",
     "CRFInference",
     "bundle_command",

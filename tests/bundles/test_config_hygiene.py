@@ -63,8 +63,10 @@ def test_no_path_leaves_the_bundle(path):
     assert "shared/data" not in text and "'shared'" not in text, f"{path}: use cseg_monai.common.data_root() for the data"
 
 
-# ids an inference.json sets for its own run (inputs, outputs, what runs), not the model's definition
-RUN_SPECIFIC = {"dataset_dir", "imports", "initialize", "output_dir", "run", "tta_transforms"}
+# ids an inference.json sets for its own run (inputs, outputs, what runs), not the model's definition;
+# "network": train.json wraps network_def in load_pretrained_backbone (how a training starts), inference
+# loads trained weights into network_def itself (network_def, the definition, is still compared)
+RUN_SPECIFIC = {"dataset_dir", "imports", "initialize", "network", "output_dir", "run", "tta_transforms"}
 PAIRED = sorted(p.parent for p in BUNDLES.glob("*/configs/inference.json") if (p.parent / "train.json").is_file())
 
 

@@ -18,6 +18,7 @@ from cseg_monai.visualisation import (
     learning_curve_plot,
     middle_plane,
     overlay_picture,
+    reconstruction_picture,
     save_png,
     side_by_side,
 )
@@ -113,3 +114,19 @@ def test_curves_write_pngs(tmp_path):
     f1 = f1_iou_plot({"a": {"thresholds": [0.5, 0.75], "f1": [0.8, 0.4]}}, tmp_path / "f1.png")
     with Image.open(f1) as im:
         assert im.format == "PNG"
+
+
+def test_reconstruction_picture_pastes_centre_regions_and_shows_whole_patches():
+    patch = np.zeros((1, 31, 31), np.float32)
+    pic = reconstruction_picture([(patch, np.ones(9), np.full(9, 0.5))], window=24)
+    scale = pic.shape[0] // 24
+    assert pic.shape[0] % 24 == 0 and scale >= 8
+    row = pic[12 * scale + scale // 2]
+    # panels: masked input (black), prediction pasted (white centre), truth pasted (grey centre)
+    width = 24 * scale
+    gap = (pic.shape[1] - 3 * width) // 2
+    assert row[12 * scale, 0] == 0 and row[width + gap + 12 * scale, 0] == 255 and row[2 * (width + gap) + 12 * scale, 0] in (127, 128)
+    vae = reconstruction_picture([(np.zeros((1, 4, 16, 16)), np.ones((1, 4, 16, 16)), np.zeros((1, 4, 16, 16)))] * 3)
+    assert vae.shape[0] > vae.shape[1] / 3, "three rows"
+    with pytest.raises(ValueError, match="neither a patch"):
+        reconstruction_picture([(patch, np.ones(8), np.ones(8))])
