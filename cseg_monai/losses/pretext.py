@@ -47,7 +47,7 @@ class VAELoss(nn.Module):
     standard evidence lower bound up to the noise variance.
     """
 
-    def __init__(self, kl_weight: float = 1e-3, reconstruction: str = "mse") -> None:
+    def __init__(self, kl_weight: float = 1e-4, reconstruction: str = "mse") -> None:
         super().__init__()
         if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float)) or not kl_weight >= 0 or kl_weight == float("inf"):
             raise ValueError(f"kl_weight must be a finite number >= 0, got {kl_weight!r}")

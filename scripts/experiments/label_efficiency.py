@@ -92,6 +92,23 @@ def summarise(runs: list[dict], key: str) -> dict:
     return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4), "runs": runs}
 
 
+def table(results: dict, task: str = "epfl") -> str:
+    """A Markdown table: mean +- spread of the main score (kappa alongside) per label count and start."""
+    rows = ["| labelled slices | " + " | ".join(INITS) + " |", "|---" * (len(INITS) + 1) + "|"]
+    for n in sorted(results.get(task, {}), key=int):
+        cells = []
+        for init in INITS:
+            s = results[task][n].get(init)
+            if s is None:
+                cells.append("-")
+                continue
+            kappa = np.mean([r.get("val_kappa", float("nan")) for r in s["runs"]])
+            spread = f" +- {s['std']:.3f}" if len(s["runs"]) > 1 else ""
+            cells.append(f"{s['mean']:.3f}{spread} (kappa {kappa:.3f}, {len(s['runs'])} run{'s' if len(s['runs']) > 1 else ''})")
+        rows.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def picture(results: dict, path: Path) -> Path:
     """Macro F1 against the number of labelled slices, one line per start, error bars = spread."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -168,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             client.set_terminated(run_id)
         except Exception as err:  # noqa: BLE001 - the study's files are written; tracking is extra
             print(f"could not log to MLflow: {err}", file=sys.stderr)
+    print(table(results, args.task))
     print(f"wrote {path}")
     return 0
 

@@ -9,6 +9,8 @@ frozen or tuned; a backbone that does not fit is refused by key before anything 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -21,7 +23,7 @@ from cseg_monai.common.errors import exception_chain
 from cseg_monai.data.phantom import make_phantom, write_organelle_dataset
 from cseg_monai.workflows import FolderRunError
 
-from conftest import BUNDLES, bundle_workflow, error_chain
+from conftest import BUNDLES, bundle_workflow, error_chain, require_data
 
 BUNDLE = BUNDLES / "em_selfsupervised_pretraining"
 CONFIGS = BUNDLE / "configs"
@@ -86,6 +88,13 @@ def test_masked_vae_override_trains_and_exports(pool, tmp_path):
     wf.finalize()
     assert np.isfinite(metrics["val_psnr"])
     assert torch.load(tmp_path / "models" / "backbone.pt", weights_only=True)["meta"]["pretext"] == "masked_vae"
+    # inference_vae.json scores the VAE's reconstructions against the patch-mean baseline
+    wf = bundle_workflow(CONFIGS, ["inference.json", "inference_vae.json"], "infer", dataset_dir=str(pool), output_dir=str(tmp_path / "infer"),
+                         backbone="4_conv", latent_dim=8, decoder_hidden=32, ckpt_path=str(tmp_path / "models" / "model.pt"), progress_bar=False)  # fmt: skip
+    wf.initialize()
+    wf.run()
+    scores = json.loads((tmp_path / "infer" / "pretext_scores.json").read_text())
+    assert len(scores) == 3 and all(row["n_patches"] == 9 and np.isfinite(row["baseline_mse"]) for row in scores.values())
 
 
 def test_evaluate_scores_the_checkpoint(trained, pool, tmp_path):
@@ -144,3 +153,21 @@ def test_a_backbone_that_does_not_fit_is_refused_before_training(trained, tmp_pa
     message = error_chain(excinfo)
     assert "does not fit the configured network" in message and "backbone." in message and "'net': '4_conv'" in message
     assert not (out / "models").exists()
+
+
+@pytest.mark.slow
+def test_label_efficiency_quick_runs_one_point_end_to_end(tmp_path):
+    """``--quick``: 1 EPFL slice, scratch and tuned from the shipped backbone, a few steps; the JSON and the picture."""
+    require_data("epfl_ca1_multiclass", "epfl_train", "slices")
+    script = BUNDLES.parent / "scripts" / "experiments" / "label_efficiency.py"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--json", str(tmp_path / "le.json"), "--work", str(tmp_path / "work"),
+                             "--picture", str(tmp_path / "le.png")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "le.json").read_text())
+    point = results["epfl"]["1"]
+    assert set(point) == {"scratch", "tuned"} and all(len(point[k]["runs"]) == 1 for k in point)
+    for init in point.values():
+        run = init["runs"][0]
+        assert run["iterations"] == 4 and len(run["slices"]) == 1 and 0 <= run["val_macro_f1"] <= 1
+        assert init["mean"] == pytest.approx(run["val_macro_f1"], abs=1e-4)
+    assert (tmp_path / "le.png").stat().st_size > 1000

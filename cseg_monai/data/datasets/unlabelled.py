@@ -73,7 +73,7 @@ def robust_scale(image: np.ndarray, source: str = "<image>", lower: float = 1.0,
 
 
 def datalist(pool: str, root: str | os.PathLike, spatial_dims: int | None = None) -> list[dict[str, Any]]:
-    """Items ``{"image", "pool", "spatial_dims"[, instance-set keys]}`` of ``pool``.
+    """Items ``{"image", "pool", "spatial_dims"[, "instance_item"]}`` of ``pool``.
 
     Args:
         pool: one of :data:`POOLS`.
