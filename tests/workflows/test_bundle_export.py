@@ -23,6 +23,7 @@ import pytest
 import tifffile
 from monai.bundle import ConfigParser
 from monai.bundle import download as monai_download
+from PIL import Image
 
 from cseg_monai.cli import CLI
 from cseg_monai.workflows import bundle_workflow, export_bundle, import_bundle, list_bundles
@@ -285,7 +286,14 @@ def exported(tmp_path_factory) -> dict[str, Path]:
 
 
 def _outputs(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: tifffile.imread(p) for p in sorted(folder.glob("*.tif"))}
+    """Every TIFF a run wrote, and for the pretraining bundle (no TIFF) its per-file pretext scores and pictures."""
+    out = {p.name: tifffile.imread(p) for p in sorted(folder.glob("*.tif"))}
+    scores = folder / "pretext_scores.json"
+    if scores.is_file():
+        rows = json.loads(scores.read_text())  # keyed by input path: the same sample file name in both bundles
+        out.update({f"{Path(k).name}:{m}": np.float64(v[m]) for k, v in rows.items() for m in ("mse", "baseline_mse")})
+        out.update({p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))})
+    return out
 
 
 @pytest.mark.slow
@@ -303,11 +311,14 @@ def test_round_trip_inference_gives_the_original_outputs(bundle, exported, tmp_p
         results[label] = _outputs(out)
     original, copy = results["original"], results["exported"]
     assert original and sorted(original) == sorted(copy)
-    assert any(n.endswith("_prob.tif") for n in original) and any(n.endswith("_labels.tif") for n in original)
+    if bundle == "em_selfsupervised_pretraining":  # scores its pretext per file: pretext_scores.json and a picture
+        assert any(n.endswith(":mse") for n in original) and any(n.endswith("_reconstruction.png") for n in original)
+    else:
+        assert any(n.endswith("_prob.tif") for n in original) and any(n.endswith("_labels.tif") for n in original)
     for name, expected in original.items():
         got = copy[name]
         assert got.dtype == expected.dtype and got.shape == expected.shape, name
-        if name.endswith("_prob.tif"):
+        if name.endswith("_prob.tif") or name.endswith("mse"):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=name)
         else:
             np.testing.assert_array_equal(got, expected, err_msg=name)
