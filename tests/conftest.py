@@ -41,3 +41,11 @@ def bundle_workflow(configs_dir: Path, configs: list[str], workflow_type: str, *
     """A MONAI ``ConfigWorkflow`` over ``configs`` (file names in ``configs_dir``, merged in order),
     built as the CLI and the GUI build theirs (:func:`cseg_monai.workflows.bundle_workflow`)."""
     return _bundle_workflow(Path(configs_dir).parent, configs, workflow_type, **override)
+
+
+def run_workflow(wf):
+    """Initialise ``wf``, check that it has MONAI's required properties, run it; return it."""
+    wf.initialize()
+    assert wf.check_properties() in (None, [])
+    wf.run()
+    return wf

@@ -20,7 +20,7 @@ import torch
 
 from cseg_monai.data.phantom import write_organelle_dataset
 
-from conftest import BUNDLES, ROOT, bundle_workflow, error_chain
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, run_workflow
 
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -42,13 +42,6 @@ def _workflow(configs, workflow_type, **override):
     return bundle_workflow(CONFIGS, configs, workflow_type, **override)
 
 
-def _run(wf):
-    wf.initialize()
-    assert wf.check_properties() in (None, [])
-    wf.run()
-    return wf
-
-
 @pytest.fixture(scope="module")
 def phantom_organelles(tmp_path_factory):
     return write_organelle_dataset(tmp_path_factory.mktemp("organelles"), n_slices=4, shape=(128, 128), seed=3)
@@ -57,7 +50,7 @@ def phantom_organelles(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(phantom_organelles, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    wf = _run(_workflow(["train.json"], "train", dataset_dir=phantom_organelles, output_dir=str(out),
+    wf = run_workflow(_workflow(["train.json"], "train", dataset_dir=phantom_organelles, output_dir=str(out),
                         max_epochs=2, val_interval=1, **TINY))
     evaluator = wf.parser.get_parsed_content("validate#evaluator")
     trainer = wf.parser.get_parsed_content("train#trainer")
@@ -97,7 +90,7 @@ def test_training_on_tiles_writes_metrics_checkpoints_and_class_pictures(trained
 
 def test_evaluate_runs_densely_and_writes_probabilities_labels_and_class_scores(trained, phantom_organelles):
     out = trained["out"]
-    ev = _run(_workflow(["train.json", "evaluate.json"], "eval", dataset_dir=phantom_organelles,
+    ev = run_workflow(_workflow(["train.json", "evaluate.json"], "eval", dataset_dir=phantom_organelles,
                         output_dir=str(out), ckpt_path=str(out / "models" / "model.pt"), block_size=48, **TINY))
     metrics = dict(ev.parser.get_parsed_content("validate#evaluator").state.metrics)
     prob = tifffile.imread(out / "eval" / "3_prob.tif")
@@ -125,7 +118,7 @@ def test_inference_on_a_folder_matches_evaluation(trained, phantom_organelles, t
     images = tmp_path / "in"
     images.mkdir()
     (images / "3.tif").write_bytes((Path(phantom_organelles) / "images" / "3.tif").read_bytes())
-    wf = _run(_workflow(["inference.json"], "infer", dataset_dir=str(images), output_dir=str(tmp_path / "pred"),
+    wf = run_workflow(_workflow(["inference.json"], "infer", dataset_dir=str(images), output_dir=str(tmp_path / "pred"),
                         ckpt_path=str(out / "models" / "model.pt"), progress_bar=False))
     prob = tifffile.imread(tmp_path / "pred" / "3_prob.tif")
     assert prob.shape == (6, 128, 128)
@@ -139,7 +132,7 @@ def test_inference_on_a_folder_matches_evaluation(trained, phantom_organelles, t
     ref = torch.softmax(CentreVoxelInferer(net.eval())(image), dim=1)[0].numpy()
     assert np.abs(prob - ref).max() < 1e-5
     wf.finalize()
-    tta = _run(_workflow(["inference.json"], "infer", dataset_dir=str(images), output_dir=str(tmp_path / "tta"),
+    tta = run_workflow(_workflow(["inference.json"], "infer", dataset_dir=str(images), output_dir=str(tmp_path / "tta"),
                          ckpt_path=str(out / "models" / "model.pt"), progress_bar=False, tta_transforms=8))
     averaged = tifffile.imread(tmp_path / "tta" / "3_prob.tif")
     assert np.allclose(averaged.sum(0), 1, atol=1e-5)  # the mean of 8 softmaxes
@@ -160,13 +153,13 @@ def test_shipped_weights_load_and_are_small():
 def test_dense_alternatives_train_on_sparse_labels_and_evaluate(variant, net_name, tmp_path):
     sparse = write_organelle_dataset(tmp_path / "sparse", n_slices=4, shape=(128, 128), seed=3, labelled_fraction=0.2)
     tiny = {**TINY, "crop_size": [64, 64], "num_samples": 1}
-    wf = _run(_workflow(["train.json", f"{variant}.json"], "train", dataset_dir=sparse, output_dir=str(tmp_path / "o"),
+    wf = run_workflow(_workflow(["train.json", f"{variant}.json"], "train", dataset_dir=sparse, output_dir=str(tmp_path / "o"),
                         max_epochs=1, val_interval=1, mlflow_enabled=False, **tiny))
     assert type(wf.parser.get_parsed_content("network_def")).__name__ == net_name
     metrics = dict(wf.parser.get_parsed_content("validate#evaluator").state.metrics)
     assert {"val_macro_ap", "val_macro_f1"} <= set(metrics)
     wf.finalize()
-    ev = _run(_workflow(["train.json", "evaluate.json", f"{variant}.json"], "eval", dataset_dir=sparse,
+    ev = run_workflow(_workflow(["train.json", "evaluate.json", f"{variant}.json"], "eval", dataset_dir=sparse,
                         output_dir=str(tmp_path / "o"), ckpt_path=str(tmp_path / "o" / "models" / "model.pt"),
                         mlflow_enabled=False, **tiny))
     prob = tifffile.imread(tmp_path / "o" / "eval" / "3_prob.tif")
@@ -179,7 +172,7 @@ def test_3d_anisotropic_patches_train_and_infer(tmp_path):
                                    spacing=(5.0, 1.0, 1.0))
     over = {**TINY, "spatial_dims": 3, "backbone": "4_conv", "patch_size": [5, 32, 32], "grid_size": [1, 2, 2],
             "train_indices": [0], "val_indices": [1], "val_shifts": [[0, 0, 0]], "mlflow_enabled": False}
-    wf = _run(_workflow(["train.json", "focal_loss.json"], "train", dataset_dir=vols, output_dir=str(tmp_path / "o"),
+    wf = run_workflow(_workflow(["train.json", "focal_loss.json"], "train", dataset_dir=vols, output_dir=str(tmp_path / "o"),
                         max_epochs=1, val_interval=1, **over))
     net = wf.parser.get_parsed_content("network_def")
     assert net.patch_size == (5, 32, 32)
@@ -192,7 +185,7 @@ def test_3d_anisotropic_patches_train_and_infer(tmp_path):
     iso.initialize()
     steps = iso.parser.get_parsed_content("train#preprocessing").transforms
     assert {tuple(t.spatial_axes) for t in steps if type(t).__name__ == "RandRotate90d"} == {(1, 2), (0, 1), (0, 2)}
-    inf = _run(_workflow(["inference.json"], "infer", dataset_dir=str(Path(vols) / "images"),
+    inf = run_workflow(_workflow(["inference.json"], "infer", dataset_dir=str(Path(vols) / "images"),
                          output_dir=str(tmp_path / "pred"), ckpt_path=str(tmp_path / "o" / "models" / "model.pt"),
                          spatial_dims=3, backbone="4_conv", patch_size=[5, 32, 32], progress_bar=False))
     assert tifffile.imread(tmp_path / "pred" / "0_prob.tif").shape == (6, 12, 48, 48)

@@ -23,19 +23,12 @@ from cseg_monai.common.errors import exception_chain
 from cseg_monai.data.phantom import make_phantom, write_organelle_dataset
 from cseg_monai.workflows import FolderRunError
 
-from conftest import BUNDLES, bundle_workflow, error_chain, require_data
+from conftest import BUNDLES, bundle_workflow, error_chain, require_data, run_workflow
 
 BUNDLE = BUNDLES / "em_selfsupervised_pretraining"
 CONFIGS = BUNDLE / "configs"
 ORGANELLE_CONFIGS = BUNDLES / "fibsem_organelle_centervoxel_segmentation" / "configs"
 TINY = {"pool": "folder", "backbone": "4_conv", "batch_size": 16, "progress_bar": False, "mlflow_experiment_name": "tests", "val_interval": 1}
-
-
-def _run(wf):
-    wf.initialize()
-    assert wf.check_properties() in (None, [])
-    wf.run()
-    return wf
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def pool(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(pool, tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain")
-    wf = _run(bundle_workflow(CONFIGS, ["train.json"], "train", dataset_dir=str(pool), output_dir=str(out), max_epochs=2, **TINY))
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json"], "train", dataset_dir=str(pool), output_dir=str(out), max_epochs=2, **TINY))
     trainer = wf.parser.get_parsed_content("train#trainer")
     evaluator = wf.parser.get_parsed_content("validate#evaluator")
     result = {"out": out, "iterations": int(trainer.state.iteration), "metrics": dict(evaluator.state.metrics),
@@ -74,7 +67,7 @@ def test_training_covers_the_pool_and_exports_the_backbone_to_mlflow(trained):
 
 
 def test_resume_continues_from_the_last_checkpoint(trained, pool):
-    wf = _run(bundle_workflow(CONFIGS, ["train.json"], "train", dataset_dir=str(pool), output_dir=str(trained["out"]),
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json"], "train", dataset_dir=str(pool), output_dir=str(trained["out"]),
                               max_epochs=3, resume=True, **TINY))  # fmt: skip
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 3 and trainer.state.iteration == 3 * -(-50 // 16), "epochs 1-2 must not run again"
@@ -82,7 +75,7 @@ def test_resume_continues_from_the_last_checkpoint(trained, pool):
 
 
 def test_masked_vae_override_trains_and_exports(pool, tmp_path):
-    wf = _run(bundle_workflow(CONFIGS, ["train.json", "vae.json"], "train", dataset_dir=str(pool), output_dir=str(tmp_path),
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "vae.json"], "train", dataset_dir=str(pool), output_dir=str(tmp_path),
                               max_epochs=1, latent_dim=8, decoder_hidden=32, **TINY))  # fmt: skip
     metrics = dict(wf.parser.get_parsed_content("validate#evaluator").state.metrics)
     wf.finalize()
@@ -98,7 +91,7 @@ def test_masked_vae_override_trains_and_exports(pool, tmp_path):
 
 
 def test_evaluate_scores_the_checkpoint(trained, pool, tmp_path):
-    wf = _run(bundle_workflow(CONFIGS, ["train.json", "evaluate.json"], "eval", dataset_dir=str(pool), output_dir=str(tmp_path),
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "evaluate.json"], "eval", dataset_dir=str(pool), output_dir=str(tmp_path),
                               ckpt_path=str(trained["out"] / "models" / "model.pt"), **TINY))  # fmt: skip
     wf.finalize()
     metrics = dict(line.split(",") for line in (tmp_path / "eval" / "metrics.csv").read_text().splitlines())
@@ -133,7 +126,7 @@ def test_organelle_bundle_starts_from_the_pretrained_backbone(trained, tmp_path,
                          backbone="4_conv", train_indices=[0, 1], val_indices=[2], grid_size=2, num_samples=2, batch_size=2,
                          val_shifts=[[0, 0]], max_epochs=1, progress_bar=False, mlflow_experiment_name="tests",
                          pretrained_backbone=str(backbone), freeze_backbone=freeze)  # fmt: skip
-    _run(wf)
+    run_workflow(wf)
     net = wf.parser.get_parsed_content("network")
     pretrained = torch.load(backbone, weights_only=True)["backbone"]
     same = all(torch.equal(net.backbone.state_dict()[k].cpu(), v) for k, v in pretrained.items())

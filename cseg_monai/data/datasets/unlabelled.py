@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from monai.transforms import ScaleIntensityRangePercentiles
 
 from cseg_monai.data.datasets import epfl_ca1, instances, isbi2012, organelles
 from cseg_monai.data.readers import list_images, load_image
@@ -52,7 +53,8 @@ _ROOTS = {"epfl_train": "epfl_ca1_multiclass", "isbi_test": "isbi2012"}
 
 
 def robust_scale(image: np.ndarray, source: str = "<image>", lower: float = 1.0, upper: float = 99.5) -> np.ndarray:
-    """``image`` as float32 with its ``lower`` / ``upper`` percentiles at 0 / 1, clipped to [0, 1].
+    """``image`` as float32 with its ``lower`` / ``upper`` percentiles at 0 / 1, clipped to [0, 1]
+    (MONAI's ``ScaleIntensityRangePercentiles``, after checks that name ``source``).
 
     Raises:
         ValueError: empty, NaN or infinite (``source`` named); a constant image scales to zeros.
@@ -69,7 +71,8 @@ def robust_scale(image: np.ndarray, source: str = "<image>", lower: float = 1.0,
     lo, hi = np.percentile(arr, [lower, upper])
     if hi <= lo:
         return np.zeros_like(arr)
-    return np.clip((arr - lo) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
+    scaled = ScaleIntensityRangePercentiles(lower, upper, b_min=0.0, b_max=1.0, clip=True, dtype=np.float32)(arr)
+    return np.asarray(scaled, dtype=np.float32)
 
 
 def datalist(pool: str, root: str | os.PathLike, spatial_dims: int | None = None) -> list[dict[str, Any]]:
