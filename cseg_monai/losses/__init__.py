@@ -1,7 +1,7 @@
-"""Losses: voxel-wise classification with sparse labels (ignore index); weighted BCE + Dice for boundaries; the pretexts' VAE loss."""
+"""Losses: voxel-wise classification with sparse labels (ignore index); weighted BCE + Dice for boundaries; the pretexts' VAE and masked losses."""
 
 from cseg_monai.losses.boundary import WeightedBCEDiceLoss
 from cseg_monai.losses.classification import FocalLoss, MaskedCrossEntropyLoss
-from cseg_monai.losses.pretext import VAELoss, kl_divergence
+from cseg_monai.losses.pretext import MaskedReconstructionLoss, VAELoss, kl_divergence, masked_error
 
-__all__ = ["MaskedCrossEntropyLoss", "FocalLoss", "WeightedBCEDiceLoss", "VAELoss", "kl_divergence"]
+__all__ = ["MaskedCrossEntropyLoss", "FocalLoss", "WeightedBCEDiceLoss", "VAELoss", "kl_divergence", "MaskedReconstructionLoss", "masked_error"]

@@ -1,4 +1,4 @@
-"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers."""
+"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances; the masked-reconstruction error."""
 
 from cseg_monai.metrics.ignite_metrics import MembraneDiceMetric, PixelErrorMetric, VInfoMetric, VRandMetric
 from cseg_monai.metrics.membrane import (
@@ -64,3 +64,7 @@ __all__ += [
     "match_at",
     "pooled_curve",
 ]
+
+from cseg_monai.metrics.reconstruction import MaskedErrorMetric, MaskedGainMetric  # noqa: E402
+
+__all__ += ["MaskedErrorMetric", "MaskedGainMetric"]

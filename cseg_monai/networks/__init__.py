@@ -34,7 +34,7 @@ from cseg_monai.networks.centre_voxel import (
     ThreeLayerNet,
 )
 from cseg_monai.networks.convnext3d import ConvNeXtBlock, ConvNeXtCentreVoxelNet
-from cseg_monai.networks.pretrained import backbone_meta, backbone_of, export_backbone, load_pretrained_backbone
+from cseg_monai.networks.pretrained import backbone_meta, backbone_of, export_backbone, load_pretrained_backbone, unet_encoder
 from cseg_monai.networks.pretraining import (
     CentreVoxelVAE,
     build_centre_region_regressor,
@@ -70,6 +70,7 @@ __all__ = [
     "reparameterise",
     "backbone_meta",
     "backbone_of",
+    "unet_encoder",
     "export_backbone",
     "load_pretrained_backbone",
 ]

@@ -1,13 +1,20 @@
 """Pretrained backbones: export one from a pretext network, load it into a downstream network.
 
 A backbone file (``torch.save``) holds ``{"backbone": state_dict, "meta": {...}}``: the weights of
-the network's ``backbone`` module and what they were trained for (``net``, ``spatial_dims``,
-``in_channels``, ``patch_size``, ``pretext``, the pool). The bundles take one with
+the network's backbone (:func:`backbone_of`) and what they were trained for (``net``,
+``spatial_dims``, ``in_channels``, ``patch_size``, ``pretext``, the pool). The bundles take one with
 ``--pretrained_backbone PATH`` (and ``--freeze_backbone true`` to train only the head): their
 ``network`` is ``load_pretrained_backbone(@network_def, @pretrained_backbone, freeze=@freeze_backbone)``.
 
-Only networks with a ``backbone`` attribute (the centre-voxel classifiers and their pretext
-networks) take one today; any other network is refused by name.
+The backbone of a network is
+
+* its ``backbone`` module (the centre-voxel classifiers and their pretext networks);
+* the encoder of a MONAI ``UNet`` (the membrane bundle): its down-sampling layers and the
+  bottom layer, named ``down0``, ``down1``, ..., ``bottom``;
+* the encoder of a MONAI ``SwinUNETR``: ``swinViT`` and the ``encoder1``-``encoder4``, ``encoder10`` blocks;
+* the ``encoders`` of :class:`cseg_monai.networks.UNet3D` (the instance bundle).
+
+The decoders are trained downstream. Any other network is refused by name.
 
 Example:
     >>> import tempfile, torch
@@ -26,34 +33,82 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.networks.layers import SkipConnection
+from monai.networks.nets import UNet as MonaiUNet
+from monai.networks.nets.swin_unetr import SwinUNETR
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from cseg_monai.data.writers import atomic_path
 
-__all__ = ["backbone_of", "backbone_meta", "export_backbone", "load_pretrained_backbone"]
+__all__ = ["backbone_of", "backbone_meta", "export_backbone", "load_pretrained_backbone", "unet_encoder"]
+
+_SWIN_ENCODER = ("swinViT", "encoder1", "encoder2", "encoder3", "encoder4", "encoder10")
+
+
+def unet_encoder(unet: MonaiUNet) -> nn.ModuleDict:
+    """The encoder of a MONAI ``UNet``: ``down0``, ``down1``, ..., ``bottom`` (the network's own modules).
+
+    Running them in order gives the features of every level, the last one at the stride of the
+    product of the ``strides``.
+
+    Example:
+        >>> net = MonaiUNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2))
+        >>> list(unet_encoder(net))
+        ['down0', 'down1', 'bottom']
+    """
+    if not isinstance(unet, MonaiUNet):
+        raise ValueError(f"unet_encoder takes a MONAI UNet, got {type(unet).__name__}")
+    layers: dict[str, nn.Module] = {}
+    block: nn.Module = unet.model
+    while isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], SkipConnection):
+        layers[f"down{len(layers)}"] = block[0]
+        block = block[1].submodule
+    layers["bottom"] = block
+    return nn.ModuleDict(layers)
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
 
 
 def backbone_of(network: nn.Module) -> nn.Module:
-    """The ``backbone`` module of ``network`` (unwrapping DDP / DataParallel).
+    """The backbone of ``network`` (unwrapping DDP / DataParallel): see the module docs for which.
 
     Raises:
         ValueError: the network has none (its class is named).
     """
-    net = getattr(network, "module", network) if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
+    net = _unwrap(network)
     backbone = getattr(net, "backbone", None)
-    if not isinstance(backbone, nn.Module):
-        raise ValueError(
-            f"{type(net).__name__} has no 'backbone' module: pretrained backbones fit the centre-voxel nets "
-            "(cseg_monai.networks.build_centre_voxel_net) and their pretext networks only"
-        )
-    return backbone
+    if isinstance(backbone, nn.Module):
+        return backbone
+    if isinstance(net, MonaiUNet):
+        return unet_encoder(net)
+    if isinstance(net, SwinUNETR):
+        return nn.ModuleDict({name: getattr(net, name) for name in _SWIN_ENCODER})
+    encoders = getattr(net, "encoders", None)
+    if isinstance(encoders, nn.ModuleList):
+        return encoders
+    raise ValueError(
+        f"{type(net).__name__} has no backbone: pretrained backbones fit the centre-voxel nets "
+        "(cseg_monai.networks.build_centre_voxel_net) and their pretext networks, the encoders of MONAI UNet and SwinUNETR, "
+        "and the encoders of cseg_monai.networks.UNet3D"
+    )
 
 
 def backbone_meta(network: nn.Module, **extra: Any) -> dict[str, Any]:
     """What a backbone was built for: ``net``, ``spatial_dims``, ``in_channels``, ``patch_size`` (+ ``extra``)."""
-    net = getattr(network, "module", network)
-    meta = {k: getattr(net, a, None) for k, a in (("net", "name"), ("spatial_dims", "spatial_dims"), ("in_channels", "in_channels"))}
-    meta["patch_size"] = list(getattr(net, "patch_size", ()) or ()) or None
+    net = _unwrap(network)
+    first = next((m for m in net.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    meta: dict[str, Any] = {
+        "net": getattr(net, "name", None) or type(net).__name__,
+        "spatial_dims": getattr(net, "spatial_dims", None) or getattr(net, "dimensions", None) or (len(first.kernel_size) if first is not None else None),
+        "in_channels": getattr(net, "in_channels", None) or (first.in_channels if first is not None else None),
+    }
+    if isinstance(net, MonaiUNet):
+        meta.update(channels=list(net.channels), strides=[list(s) if isinstance(s, (list, tuple)) else s for s in net.strides])
+    size = getattr(net, "patch_size", None)  # a centre-voxel net's context patch (SwinUNETR's patch_size is its token size)
+    meta["patch_size"] = list(size) if isinstance(size, (list, tuple)) and size else None
     return {**meta, **extra}
 
 
@@ -95,7 +150,10 @@ def _freeze(backbone: nn.Module) -> None:
     def keep_eval(module: nn.Module, _inputs: Any) -> None:  # batch norm keeps the pretrained statistics
         module.train(False)
 
-    backbone.register_forward_pre_hook(keep_eval)
+    # on every batch-norm layer itself: an encoder made of several modules (a UNet's) has no single forward
+    for module in backbone.modules():
+        if isinstance(module, _BatchNorm):
+            module.register_forward_pre_hook(keep_eval)
     backbone.eval()
 
 
@@ -103,7 +161,7 @@ def load_pretrained_backbone(network: nn.Module, path: str | os.PathLike | None,
     """Load the backbone file ``path`` into ``network.backbone``; None returns ``network`` unchanged.
 
     Args:
-        network: a network with a ``backbone`` module.
+        network: a network with a backbone (:func:`backbone_of`).
         path: a file from :func:`export_backbone`, or None.
         freeze: no gradients for the backbone, and its batch-norm layers keep their pretrained
             statistics (eval mode at every forward); only the rest (the head) trains.
@@ -135,8 +193,9 @@ def load_pretrained_backbone(network: nn.Module, path: str | os.PathLike | None,
         if shapes:
             shown = [f"backbone.{k}: file {tuple(state[k].shape)} vs network {tuple(own[k].shape)}" for k in shapes[:4]]
             parts.append(f"{len(shapes)} key(s) of another shape [{'; '.join(shown)}{' ...' if len(shapes) > 4 else ''}]")
-        trained = {k: meta.get(k) for k in ("net", "spatial_dims", "in_channels", "patch_size") if k in meta}
-        wanted = backbone_meta(network)
+        fields = ("net", "spatial_dims", "in_channels", "patch_size", "channels", "strides")
+        trained = {k: meta.get(k) for k in fields if k in meta}
+        wanted = {k: v for k, v in backbone_meta(network).items() if k in fields}
         raise ValueError(
             f"pretrained backbone {path} does not fit the configured network: {', '.join(parts)}; "
             f"the file was trained for {trained}, the network is {wanted}"

@@ -1,10 +1,15 @@
-"""Targets of the self-supervised pretexts: mask a patch's centre region, keep what to predict.
+"""Targets of the self-supervised pretexts: mask part of a patch, keep what to predict.
 
 :class:`MaskCentreRegiond` blanks the ``(2r+1)^n`` centre region of a context patch and stores
 the target: the region's original intensities as a ``(K, 1[, 1][, 1])`` column (centre-region
 regression: the centre-voxel net's head predicts ``K = (2r+1)^n`` values for the region) or the
 whole original patch (masked VAE: reconstruct everything). ``radius`` None masks nothing (a
 plain VAE).
+
+:class:`MaskCubesd` is the masked-image-modelling mask for U-Net / SwinUNETR encoders: random
+cubes dropped (MONAI's ``RandCoarseDropoutd``) or shuffled (``RandCoarseShuffled``), the target
+being the original patch with the mask as one more channel, so that the loss
+(:class:`cseg_monai.losses.MaskedReconstructionLoss`) scores the masked voxels only.
 
 The centre of a patch of even extent ``n`` is voxel ``n // 2``, the voxel a centre-voxel
 classifier labels (:mod:`cseg_monai.transforms.centre_voxel_tiles`).
@@ -24,12 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, RandCoarseDropoutd, RandCoarseShuffled, Randomizable
 
-__all__ = ["MaskCentreRegiond", "TARGETS", "centre_region_slices", "paste_centre_region"]
+__all__ = ["CUBE_METHODS", "MaskCentreRegiond", "MaskCubesd", "TARGETS", "centre_region_slices", "paste_centre_region"]
 
 #: What :class:`MaskCentreRegiond` stores as the target.
 TARGETS = ("centre", "patch")
+
+#: How :class:`MaskCubesd` hides its cubes.
+CUBE_METHODS = ("dropout", "shuffle")
 
 
 def centre_region_slices(spatial_shape: tuple[int, ...], radius: int) -> tuple[slice, ...]:
@@ -125,4 +133,116 @@ class MaskCentreRegiond(MapTransform):
             else:
                 d[self.target_key] = original
             d[key] = arr
+        return d
+
+
+def _positive_sizes(name: str, value: Any, required: bool) -> None:
+    if value is None and not required:
+        return
+    values = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise ValueError(f"{name} must be a whole number >= 1 or a list of them (one per spatial axis), got {value!r}")
+
+
+class MaskCubesd(Randomizable, MapTransform):
+    """Hide random cubes of ``image`` (masked image modelling); the target is the original plus the mask.
+
+    The cubes are drawn and hidden by MONAI's own transforms: ``method="dropout"``
+    (``RandCoarseDropoutd``: the cubes are filled with ``fill_value``, 0 being the mean of a
+    z-scored image) or ``"shuffle"`` (``RandCoarseShuffled``: the voxels inside each cube are
+    permuted, so the intensity histogram stays and only the structure is lost). The mask is read
+    from the cubes MONAI drew. ``target_key`` receives ``(C + 1, *spatial)``: the ``C`` original
+    channels, then the mask (1 = hidden), which is what
+    :class:`cseg_monai.losses.MaskedReconstructionLoss` and
+    :class:`cseg_monai.metrics.MaskedErrorMetric` expect.
+
+    Args:
+        keys: the patch key (``(C, *spatial)``; one key).
+        method: one of :data:`CUBE_METHODS`.
+        holes: the number of cubes (the least, with ``max_holes``).
+        spatial_size: a cube's side (the least, with ``max_spatial_size``); an int or one per axis.
+        max_holes: draw the number of cubes from ``holes..max_holes``.
+        max_spatial_size: draw each cube's sides up to this.
+        fill_value: what fills a dropped cube (``"dropout"`` only).
+        target_key: where the target goes.
+        seed: None (training: new cubes at every call) or a seed that every call starts from, so
+            that every patch gets the same cubes (validation: a score that moves only with the network).
+
+    Raises:
+        ValueError: an unknown method, sizes that are not whole numbers >= 1, more than one key.
+
+    Example:
+        >>> import numpy as np
+        >>> t = MaskCubesd("image", holes=2, spatial_size=4)
+        >>> _ = t.set_random_state(0)
+        >>> d = t({"image": np.ones((1, 16, 16), np.float32)})
+        >>> tuple(d["label"].shape), bool((d["image"][0] == 0).equal(d["label"][1] == 1))
+        ((2, 16, 16), True)
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        method: str = "dropout",
+        holes: int = 8,
+        spatial_size: int | list[int] = 16,
+        max_holes: int | None = None,
+        max_spatial_size: int | list[int] | None = None,
+        fill_value: float = 0.0,
+        target_key: str = "label",
+        seed: int | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"MaskCubesd takes one patch key, got {list(self.keys)}")
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+            raise ValueError(f"seed must be None or a whole number >= 0, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        if method not in CUBE_METHODS:
+            raise ValueError(f"method must be one of {list(CUBE_METHODS)}, got {method!r}")
+        _positive_sizes("holes", holes, True)
+        _positive_sizes("spatial_size", spatial_size, True)
+        _positive_sizes("max_holes", max_holes, False)
+        _positive_sizes("max_spatial_size", max_spatial_size, False)
+        if not isinstance(holes, (int, np.integer)) or (max_holes is not None and (not isinstance(max_holes, (int, np.integer)) or max_holes < holes)):
+            raise ValueError(f"holes must be a whole number and max_holes None or >= holes, got {holes!r} and {max_holes!r}")
+        if not isinstance(fill_value, (int, float)) or isinstance(fill_value, bool) or not np.isfinite(fill_value):
+            raise ValueError(f"fill_value must be a finite number, got {fill_value!r}")
+        self.method, self.target_key = method, target_key
+        size = list(spatial_size) if isinstance(spatial_size, (list, tuple)) else spatial_size
+        max_size = list(max_spatial_size) if isinstance(max_spatial_size, (list, tuple)) else max_spatial_size
+        if method == "dropout":
+            self.hider: MapTransform = RandCoarseDropoutd(self.keys, holes=int(holes), spatial_size=size, fill_value=float(fill_value),
+                                                          max_holes=max_holes, max_spatial_size=max_size, prob=1.0)  # fmt: skip
+        else:
+            self.hider = RandCoarseShuffled(self.keys, holes=int(holes), spatial_size=size, max_holes=max_holes, max_spatial_size=max_size, prob=1.0)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> MaskCubesd:
+        super().set_random_state(seed, state)
+        self.hider.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:  # the cubes are drawn by the MONAI transform
+        return None
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        key = self.keys[0]
+        if key not in d:
+            if self.allow_missing_keys:
+                return d
+            raise KeyError(f"MaskCubesd: the item has no {key!r} (keys {sorted(map(str, d))})")
+        original = torch.as_tensor(d[key], dtype=torch.float32).detach().clone()
+        if original.ndim < 3:
+            raise ValueError(f"MaskCubesd: expected a channel-first 2D or 3D patch, got shape {tuple(original.shape)}")
+        d[key] = original.clone()
+        if self.seed is not None:
+            self.set_random_state(self.seed)
+        d = dict(self.hider(d))
+        inner = self.hider.dropper if self.method == "dropout" else self.hider.shuffle
+        mask = torch.zeros((1, *original.shape[1:]), dtype=original.dtype)
+        for coords in inner.hole_coords:
+            mask[(slice(None), *coords[1:])] = 1.0
+        d[self.target_key] = torch.cat([torch.as_tensor(original), mask.to(original.device)], dim=0)
         return d

@@ -130,15 +130,18 @@ def side_by_side(panels: Sequence[np.ndarray], gap: int = _GAP, min_height: int 
     return (np.clip(pic, 0, 1) * 255).round().astype(np.uint8)
 
 
-def reconstruction_picture(samples: Sequence[tuple[Any, Any, Any]], lo: float = 0.0, hi: float = 1.0, window: int = 24) -> np.ndarray:
+def reconstruction_picture(samples: Sequence[tuple[Any, Any, Any]], lo: float | None = None, hi: float | None = None, window: int = 24) -> np.ndarray:
     """Rows of ``masked input | reconstruction | original``, one row per ``(image, pred, label)`` sample.
 
     A pretext's prediction is either a whole patch (the VAE: ``pred`` and ``label`` have the
     image's shape) or the values of the masked centre region (centre-region regression:
     ``K = C (2r+1)^n`` values), which are pasted into the masked input, as is the true region
     (``label``), so both panels show the patch around what was predicted; the panels then show
-    the ``window`` voxels around the centre, so that a small region can be seen. The middle plane of
-    3D patches; grey from ``lo`` to ``hi`` on every panel (the patches are scaled to [0, 1]).
+    the ``window`` voxels around the centre, so that a small region can be seen. Masked image
+    modelling's ``label`` holds one channel more than ``pred``, the mask
+    (:class:`cseg_monai.transforms.MaskCubesd`): the reconstruction panel shows the prediction in the
+    hidden cubes and the input elsewhere. The middle plane of 3D patches; grey from ``lo`` to
+    ``hi`` on every panel (None: the 1st and 99th percentiles of the originals).
 
     Example:
         >>> patch = np.random.rand(1, 9, 9).astype(np.float32)
@@ -147,11 +150,15 @@ def reconstruction_picture(samples: Sequence[tuple[Any, Any, Any]], lo: float = 
     """
     if not samples:
         raise ValueError("reconstruction_picture needs at least one (image, pred, label) sample")
-    rows = []
+    rows, triples = [], []
     for image, pred, label in samples:
         image = _to_numpy(image)
         pred, label = _to_numpy(pred), _to_numpy(label)
-        if pred.shape != image.shape:
+        if pred.shape == image.shape and label.shape == (image.shape[0] + 1, *image.shape[1:]):  # masked image modelling
+            mask = label[-1:] > 0.5
+            label = label[:-1]
+            pred = np.where(mask, pred, image)
+        elif pred.shape != image.shape:
             channels, dims = image.shape[0], image.ndim - 1
             side = round((pred.size / channels) ** (1.0 / dims))
             if side % 2 == 0 or channels * side**dims != pred.size or label.size != pred.size:
@@ -161,7 +168,13 @@ def reconstruction_picture(samples: Sequence[tuple[Any, Any, Any]], lo: float = 
             # a window of at most `window` voxels around the centre, so a small region shows
             crop = (slice(None), *(slice(max(0, n // 2 - window // 2), n // 2 - window // 2 + window) for n in image.shape[1:]))
             image, pred, label = image[crop], pred[crop], label[crop]
-        panels = [grey_rgb(middle_plane(x), lo, hi) for x in (image, pred, label)]
+        triples.append((image, pred, label))
+    originals = np.concatenate([t[2].ravel() for t in triples])
+    lo = float(np.percentile(originals, 1)) if lo is None else lo
+    hi = float(np.percentile(originals, 99)) if hi is None else hi
+    hi = hi if hi > lo else lo + 1.0
+    for triple in triples:
+        panels = [grey_rgb(middle_plane(x), lo, hi) for x in triple]
         rows.append(side_by_side(panels).astype(np.float32) / 255.0)
     white = np.ones((_GAP, rows[0].shape[1], 3), np.float32)
     stacked = np.concatenate([x for row in rows for x in (row, white)][:-1], axis=0)

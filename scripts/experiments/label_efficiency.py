@@ -1,32 +1,36 @@
 #!/usr/bin/env python
-"""What does self-supervised pretraining buy with few labels? The organelle task with 1-20 labelled slices.
+"""What does self-supervised pretraining buy with few labels? Membranes and organelles with 1-20 labelled slices.
 
-For each number of labelled EPFL slices (drawn from the training slices 0-19; validation 20-21)
-the organelle bundle's default ``train.json`` trains three ways with the same fixed budget of
-iterations: from scratch, from the pretrained backbone frozen (only the head trains) and from
-it fine-tuned (``--pretrained_backbone PATH [--freeze_backbone true]``; the backbone of the
-pretraining bundle, ``bundles/em_selfsupervised_pretraining/models/backbone.pt`` by default).
-Each small-label point is repeated with ``--draws`` different draws of the labelled slices (the
-same draws for the three starts). Every run ends with the bundle's final validation on slices
-20-21 (the grid validation of ``train.json``: macro F1, kappa, macro AP); the table reports the
-mean and spread of macro F1 (the main score) with kappa alongside.
+Two tasks (``--task``):
+
+* ``isbi2012``: the membrane bundle (a MONAI UNet) on ISBI 2012 slices 0-19, validation 20-23;
+  score: thinned V_rand (main) and membrane Dice. Its pretrained start is the UNet encoder of
+  masked image modelling (``models/backbone_mim_unet2d.pt`` of the pretraining bundle).
+* ``epfl``: the organelle bundle (a centre-voxel net) on EPFL slices 0-19, validation 20-21;
+  score: macro F1 (main) and kappa. Its pretrained start is the centre-region backbone
+  (``models/backbone.pt``).
+
+For each number of labelled slices (drawn from 0-19) the bundle's default ``train.json`` trains
+three ways with the same fixed budget of iterations: from scratch, from the pretrained backbone
+frozen (only the rest trains) and from it fine-tuned (``--pretrained_backbone PATH
+[--freeze_backbone true]``). Each small-label point is repeated with ``--draws`` different draws
+of the labelled slices (the same draws for the three starts). Every run ends with the bundle's
+final validation (its own grid or sliding-window validation); the table reports the mean and
+spread of the main score with the second score alongside.
 
 A fixed budget: ``--iterations`` optimiser steps per training (one step = ``batch_size`` slices x
-``num_samples`` tiles of 214 x 214 pixels, the bundle's defaults 2 x 4),
-whatever the number of slices: ``max_epochs`` is set so that epochs x steps per epoch is that
-number, and the learning-rate schedule spans it.
+``num_samples`` patches, the bundles' defaults 2 x 4), whatever the number of slices:
+``max_epochs`` is set so that epochs x steps per epoch is that number, and the learning-rate
+schedule spans it.
 
-Runs are resumable: results are written after every training (``--json``), and a run already there
-is not trained again. ``--only 2`` (label counts) and ``--inits scratch tuned`` restrict a call, so
-the study can run in parts that merge into the one JSON. ``--quick`` runs one small point end to
-end (1 slice, 1 draw, 2 starts, a few iterations) for the tests.
-
-The membrane task (ISBI 2012) joins when its MONAI UNet encoder can be pretrained (PixPro or
-masked image modelling, the pretexts not built yet); until then ``--task`` takes ``epfl`` only.
+Runs are resumable: results are written after every training (``--json``; the tasks share the
+file), and a run already there is not trained again. ``--only 2`` (label counts) and ``--inits
+scratch tuned`` restrict a call, so the study can run in parts that merge into the one JSON.
+``--quick`` runs one small point end to end (1 slice, 1 draw, 2 starts, a few iterations) for the tests.
 
 Usage::
 
-    .venv/bin/python scripts/experiments/label_efficiency.py --only 2 20 --iterations 300 \\
+    .venv/bin/python scripts/experiments/label_efficiency.py --task isbi2012 --only 2 20 --iterations 200 \\
         --json scripts/experiments/results/label_efficiency.json \\
         --picture bundles/em_selfsupervised_pretraining/docs/images/label_efficiency.png
 """
@@ -52,12 +56,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-ORGANELLES = ROOT / "bundles" / "fibsem_organelle_centervoxel_segmentation"
-BACKBONE = ROOT / "bundles" / "em_selfsupervised_pretraining" / "models" / "backbone.pt"
-TRAIN, VAL = list(range(20)), [20, 21]
+MODELS = ROOT / "bundles" / "em_selfsupervised_pretraining" / "models"
+TRAIN = list(range(20))
 COUNTS = (1, 2, 5, 20)
 INITS = ("scratch", "frozen", "tuned")
-TASKS = {"epfl": {"main": "val_macro_f1", "others": ["val_kappa", "val_macro_ap", "val_accuracy"]}}
+TASKS = {
+    "epfl": {"bundle": ROOT / "bundles" / "fibsem_organelle_centervoxel_segmentation", "data": "epfl_ca1_multiclass", "val": [20, 21],
+             "main": "val_macro_f1", "second": "val_kappa", "backbone": MODELS / "backbone.pt",
+             "title": "EPFL organelles", "label": "macro F1"},
+    "isbi2012": {"bundle": ROOT / "bundles" / "isbi2012_em_membrane_segmentation", "data": "isbi2012", "val": [20, 21, 22, 23],
+                 "main": "val_vrand_thinned", "second": "val_dice", "backbone": MODELS / "backbone_mim_unet2d.pt",
+                 "title": "ISBI 2012 membranes", "label": "thinned V_rand"},
+}  # fmt: skip
 
 
 def draw_slices(n: int, draw: int) -> list[int]:
@@ -67,17 +77,18 @@ def draw_slices(n: int, draw: int) -> list[int]:
     return sorted(int(i) for i in np.random.default_rng(1000 + draw).choice(TRAIN, size=n, replace=False))
 
 
-def train_one(slices: list[int], init: str, iterations: int, out: Path, backbone: Path, batch_size: int = 2, num_samples: int = 4) -> dict:
-    """Train the organelle bundle on ``slices`` from ``init`` for ``iterations`` steps; the final validation's metrics."""
-    steps_per_epoch = math.ceil(len(slices) / batch_size)  # a batch: batch_size slices x num_samples tiles each
+def train_one(task: str, slices: list[int], init: str, iterations: int, out: Path, backbone: Path, batch_size: int = 2, num_samples: int = 4) -> dict:
+    """Train ``task``'s bundle on ``slices`` from ``init`` for ``iterations`` steps; the final validation's metrics."""
+    spec = TASKS[task]
+    steps_per_epoch = math.ceil(len(slices) / batch_size)  # a batch: batch_size slices x num_samples patches each
     epochs = max(1, round(iterations / steps_per_epoch))
-    override = {"train_indices": slices, "val_indices": VAL, "max_epochs": epochs, "val_interval": epochs + 1,
+    override = {"train_indices": slices, "val_indices": spec["val"], "max_epochs": epochs, "val_interval": epochs + 1,
                 "checkpoint_interval": epochs, "output_dir": str(out), "progress_bar": False, "batch_size": batch_size,
-                "num_samples": num_samples, "mlflow_experiment_name": "label_efficiency", "dataset_dir": str(data_root("epfl_ca1_multiclass"))}  # fmt: skip
+                "num_samples": num_samples, "mlflow_experiment_name": "label_efficiency", "dataset_dir": str(data_root(spec["data"]))}  # fmt: skip
     if init != "scratch":
         override.update(pretrained_backbone=str(backbone), freeze_backbone=init == "frozen")
     began = time.perf_counter()
-    wf = bundle_workflow(ORGANELLES, ["train.json"], "train", **override)
+    wf = bundle_workflow(spec["bundle"], ["train.json"], "train", **override)
     wf.initialize()
     wf.run()
     metrics = {k: float(v) for k, v in wf.parser.get_parsed_content("validate#evaluator").state.metrics.items()}
@@ -93,7 +104,9 @@ def summarise(runs: list[dict], key: str) -> dict:
 
 
 def table(results: dict, task: str = "epfl") -> str:
-    """A Markdown table: mean +- spread of the main score (kappa alongside) per label count and start."""
+    """A Markdown table: mean +- spread of the main score (the second score alongside) per label count and start."""
+    second = TASKS[task]["second"]
+    name = second.removeprefix("val_").replace("_", " ")
     rows = ["| labelled slices | " + " | ".join(INITS) + " |", "|---" * (len(INITS) + 1) + "|"]
     for n in sorted(results.get(task, {}), key=int):
         cells = []
@@ -102,30 +115,32 @@ def table(results: dict, task: str = "epfl") -> str:
             if s is None:
                 cells.append("-")
                 continue
-            kappa = np.mean([r.get("val_kappa", float("nan")) for r in s["runs"]])
+            other = np.mean([r.get(second, float("nan")) for r in s["runs"]])
             spread = f" +- {s['std']:.3f}" if len(s["runs"]) > 1 else ""
-            cells.append(f"{s['mean']:.3f}{spread} (kappa {kappa:.3f}, {len(s['runs'])} run{'s' if len(s['runs']) > 1 else ''})")
+            cells.append(f"{s['mean']:.3f}{spread} ({name} {other:.3f}, {len(s['runs'])} run{'s' if len(s['runs']) > 1 else ''})")
         rows.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def picture(results: dict, path: Path) -> Path:
-    """Macro F1 against the number of labelled slices, one line per start, error bars = spread."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    task = results.get("epfl", {})
-    for init, colour in zip(INITS, ("tab:grey", "tab:blue", "tab:green")):
-        xs = sorted(int(n) for n in task if init in task[n])
-        if xs:
-            ys = [task[str(n)][init]["mean"] for n in xs]
-            es = [task[str(n)][init]["std"] for n in xs]
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=init, color=colour)
-    ax.set_xscale("log")
-    ax.set_xticks(list(COUNTS), [str(c) for c in COUNTS])
-    ax.set_xlabel("labelled training slices")
-    ax.set_ylabel("validation macro F1 (slices 20-21)")
-    ax.set_title("EPFL organelles: scratch vs pretrained backbone")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    """The main score against the number of labelled slices, one panel per task, one line per start, error bars = spread."""
+    tasks = [t for t in TASKS if results.get(t)]
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], tasks):
+        task, spec = results[name], TASKS[name]
+        for init, colour in zip(INITS, ("tab:grey", "tab:blue", "tab:green")):
+            xs = sorted(int(n) for n in task if init in task[n])
+            if xs:
+                ys = [task[str(n)][init]["mean"] for n in xs]
+                es = [task[str(n)][init]["std"] for n in xs]
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=init, color=colour)
+        ax.set_xscale("log")
+        ax.set_xticks(list(COUNTS), [str(c) for c in COUNTS])
+        ax.set_xlabel("labelled training slices")
+        ax.set_ylabel(f"validation {spec['label']} (slices {spec['val'][0]}-{spec['val'][-1]})")
+        ax.set_title(f"{spec['title']}: scratch vs pretrained")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -142,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inits", nargs="*", choices=INITS, default=list(INITS))
     parser.add_argument("--draws", type=int, default=3, help="draws of the labelled slices per small-label point")
     parser.add_argument("--iterations", type=int, default=300, help="optimiser steps per training (the fixed budget)")
-    parser.add_argument("--backbone", default=str(BACKBONE), help="the pretrained backbone file")
+    parser.add_argument("--backbone", default=None, help="the pretrained backbone file (default: the task's, in the pretraining bundle's models/)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "label_efficiency"), help="training outputs")
     parser.add_argument("--picture", default=None, help="PNG of the table (also logged to MLflow)")
     parser.add_argument("--quick", action="store_true", help="one small point end to end (tests)")
@@ -153,12 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     iterations = 4 if args.quick else args.iterations
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.is_file() else {}
-    backbone = Path(args.backbone).resolve()
-    results.update(command=" ".join(["scripts/experiments/label_efficiency.py", *(argv if argv is not None else sys.argv[1:])]),
-                   iterations=iterations, backbone=str(backbone.relative_to(ROOT)) if backbone.is_relative_to(ROOT) else str(backbone),
-                   validation_slices=VAL, main_score=TASKS[args.task]["main"])  # fmt: skip
+    if "main_score" in results:  # a file of the first version: its settings were those of the organelle task
+        old = ("command", "iterations", "backbone", "validation_slices", "main_score")
+        results.setdefault("settings", {})["epfl"] = {k: results.pop(k) for k in old if k in results}
+    spec = TASKS[args.task]
+    backbone = Path(args.backbone or spec["backbone"]).resolve()
+    settings = results.setdefault("settings", {}).setdefault(args.task, {})
+    if settings.get("iterations", iterations) != iterations:
+        parser.error(f"{path} holds {args.task} runs of {settings['iterations']} iterations; a study keeps one budget (use another --json)")
+    settings.update(command=" ".join(["scripts/experiments/label_efficiency.py", *(argv if argv is not None else sys.argv[1:])]),
+                    iterations=iterations, backbone=str(backbone.relative_to(ROOT)) if backbone.is_relative_to(ROOT) else str(backbone),
+                    validation_slices=spec["val"], main_score=spec["main"], second_score=spec["second"])  # fmt: skip
     task = results.setdefault(args.task, {})
-    main_key = TASKS[args.task]["main"]
+    main_key = spec["main"]
     for n in counts:
         point = task.setdefault(str(n), {})
         for init in inits:
@@ -168,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
                 if any(r["slices"] == slices for r in done):
                     continue
                 out = Path(args.work) / args.task / f"n{n}_d{draw}_{init}"
-                row = train_one(slices, init, iterations, out, Path(args.backbone))
+                row = train_one(args.task, slices, init, iterations, out, backbone)
                 done.append(row)
                 point[init] = summarise(done, main_key)
-                print(f"{args.task} n={n} draw={draw} {init:8s} slices {slices}: macro F1 {row[main_key]:.4f} kappa {row.get('val_kappa', float('nan')):.4f} "
+                second = row.get(spec["second"], float("nan"))
+                print(f"{args.task} n={n} draw={draw} {init:8s} slices {slices}: {spec['label']} {row[main_key]:.4f} {spec['second']} {second:.4f} "
                       f"({row['iterations']} steps, {row['seconds']:.0f} s)", flush=True)  # fmt: skip
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps(results, indent=2) + "\n")

@@ -4,6 +4,8 @@ Train centre-region regression (MLflow: losses, reconstruction pictures, the exp
 resume it, the masked-VAE override, evaluate, inference (per-file pretext scores, a bad file
 skipped), and the organelle bundle started from the exported backbone (``--pretrained_backbone``,
 frozen or tuned; a backbone that does not fit is refused by key before anything is written).
+Masked image modelling (``mim_unet2d.json``) trains a MONAI UNet on the same pool, and the
+membrane bundle starts from its encoder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from cseg_monai.common.errors import exception_chain
 from cseg_monai.data.phantom import make_phantom, write_organelle_dataset
+from cseg_monai.networks import backbone_of
 from cseg_monai.workflows import FolderRunError
 
 from conftest import BUNDLES, bundle_workflow, error_chain, require_data, run_workflow
@@ -28,6 +31,8 @@ from conftest import BUNDLES, bundle_workflow, error_chain, require_data, run_wo
 BUNDLE = BUNDLES / "em_selfsupervised_pretraining"
 CONFIGS = BUNDLE / "configs"
 ORGANELLE_CONFIGS = BUNDLES / "fibsem_organelle_centervoxel_segmentation" / "configs"
+MEMBRANE_CONFIGS = BUNDLES / "isbi2012_em_membrane_segmentation" / "configs"
+INSTANCE_CONFIGS = BUNDLES / "cell_instance_boundary_segmentation_3d" / "configs"
 TINY = {"pool": "folder", "backbone": "4_conv", "batch_size": 16, "progress_bar": False, "mlflow_experiment_name": "tests", "val_interval": 1}
 
 
@@ -146,6 +151,92 @@ def test_a_backbone_that_does_not_fit_is_refused_before_training(trained, tmp_pa
     message = error_chain(excinfo)
     assert "does not fit the configured network" in message and "backbone." in message and "'net': '4_conv'" in message
     assert not (out / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def mim_trained(pool, tmp_path_factory) -> dict:
+    """Masked image modelling on the phantom pool: 64 x 64 patches, small cubes, 2 epochs."""
+    out = tmp_path_factory.mktemp("mim")
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "mim_unet2d.json"], "train", dataset_dir=str(pool), output_dir=str(out),
+                                      net_patch_size=[64, 64], mask_size=[8, 16], mask_holes=[4, 8], max_epochs=2,
+                                      **{**TINY, "backbone": "4_conv_resnet_valid", "batch_size": 4}))  # fmt: skip
+    result = {"out": out, "metrics": dict(wf.parser.get_parsed_content("validate#evaluator").state.metrics)}
+    wf.finalize()
+    return result
+
+
+def test_masked_image_modelling_trains_a_unet_and_exports_its_encoder(mim_trained):
+    out, metrics = mim_trained["out"], mim_trained["metrics"]
+    assert {"val_masked_gain", "val_masked_error", "val_masked_error_input"} <= set(metrics)
+    assert metrics["val_masked_gain"] == pytest.approx(1 - metrics["val_masked_error"] / metrics["val_masked_error_input"], abs=1e-6)
+    content = torch.load(out / "models" / "backbone.pt", weights_only=True)
+    assert content["meta"]["pretext"] == "masked_image_modelling" and content["meta"]["net"] == "UNet"
+    assert content["meta"]["channels"] == [16, 32, 64, 128, 256] and content["meta"]["mask_method"] == "dropout"
+    assert set(k.split(".")[0] for k in content["backbone"]) == {"down0", "down1", "down2", "down3", "bottom"}
+    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlruns.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert {"train_loss", "val_masked_gain"} <= set(run.data.metrics)
+    assert {"backbone", "overlays", "plots"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_masked_image_modelling_inference_scores_the_hidden_cubes_against_the_masked_input(mim_trained, pool, tmp_path):
+    configs = ["inference.json", "inference_mim_unet2d.json"]
+    scores = []
+    for run in ("a", "b"):
+        wf = bundle_workflow(CONFIGS, configs, "infer", dataset_dir=str(pool), output_dir=str(tmp_path / run), net_patch_size=[64, 64], mask_size=[8, 16],
+                             mask_holes=[4, 8], ckpt_path=str(mim_trained["out"] / "models" / "model.pt"), progress_bar=False)  # fmt: skip
+        wf.initialize()
+        wf.run()
+        scores.append(json.loads((tmp_path / run / "pretext_scores.json").read_text()))
+    assert scores[0] == scores[1], "a seeded mask: the same report every run"
+    assert len(scores[0]) == 3 and all(row["n_patches"] == 4 and row["baseline_mse"] > 0 and "psnr" not in row for row in scores[0].values())
+    assert all(row["gain"] == pytest.approx(1 - row["mse"] / row["baseline_mse"], abs=1e-3) for row in scores[0].values())
+    assert all((tmp_path / "a" / row["picture"]).is_file() for row in scores[0].values())
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_membrane_bundle_starts_from_the_masked_image_modelling_encoder(mim_trained, phantom_isbi, tmp_path, freeze):
+    backbone = mim_trained["out"] / "models" / "backbone.pt"
+    wf = bundle_workflow(MEMBRANE_CONFIGS, ["train.json"], "train", dataset_dir=str(phantom_isbi), output_dir=str(tmp_path / "out"),
+                         train_indices=[0, 1], val_indices=[2], patch_size=[64, 64], num_samples=2, batch_size=2, max_epochs=1,
+                         progress_bar=False, mlflow_experiment_name="tests", pretrained_backbone=str(backbone), freeze_backbone=freeze)  # fmt: skip
+    run_workflow(wf)
+    net = wf.parser.get_parsed_content("network")
+    pretrained = torch.load(backbone, weights_only=True)["backbone"]
+    encoder = backbone_of(net).state_dict()
+    same = all(torch.equal(encoder[k].cpu(), v) for k, v in pretrained.items())
+    wf.finalize()
+    assert same is freeze, "frozen: the encoder is exactly the pretrained one; tuned: training moved it"
+
+
+def test_masked_image_modelling_of_swinunetr_and_of_the_instance_unet3d(pool, tmp_path):
+    """The two other encoders: SwinUNETR (2D, membranes) and UNet3D (3D, the instance bundle, whose network then loads it)."""
+    tiny = {**TINY, "backbone": "4_conv_resnet_valid", "batch_size": 2, "max_epochs": 1}
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "mim_unet2d.json", "mim_swinunetr2d.json"], "train", dataset_dir=str(pool),
+                                      output_dir=str(tmp_path / "swin"), net_patch_size=[64, 64], mask_size=[8, 16], mask_holes=[2, 4], **tiny))  # fmt: skip
+    assert np.isfinite(wf.parser.get_parsed_content("validate#evaluator").state.metrics["val_masked_gain"])
+    wf.finalize()
+    assert torch.load(tmp_path / "swin" / "models" / "backbone.pt", weights_only=True)["meta"]["net"] == "SwinUNETR"
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    for seed in range(2):
+        tifffile.imwrite(volumes / f"stack_{seed}.tif", np.stack([make_phantom((48, 48), seed=seed * 10 + z).image for z in range(8)]))
+    out = tmp_path / "u3d"
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "mim_unet2d.json", "mim_unet3d.json"], "train", dataset_dir=str(volumes), output_dir=str(out),
+                                      f_maps=4, levels=3, net_patch_size=[8, 32, 32], mask_size=[[2, 4, 4], [4, 8, 8]], mask_holes=[2, 4], **tiny))  # fmt: skip
+    wf.finalize()
+    backbone = out / "models" / "backbone.pt"
+    assert torch.load(backbone, weights_only=True)["meta"]["net"] == "UNet3D"
+    instance = bundle_workflow(INSTANCE_CONFIGS, ["train.json"], "train", f_maps=4, levels=3, pretrained_backbone=str(backbone), freeze_backbone=True,
+                               output_dir=str(tmp_path / "instance"))  # fmt: skip
+    net = instance.parser.get_parsed_content("network")
+    pretrained = torch.load(backbone, weights_only=True)["backbone"]
+    assert all(torch.equal(net.encoders.state_dict()[k].cpu(), v) for k, v in pretrained.items())
+    assert not any(p.requires_grad for p in net.encoders.parameters()) and all(p.requires_grad for p in net.decoders.parameters())
+    with pytest.raises(Exception) as excinfo:  # the instance bundle's default width is 16 feature maps, not 4
+        wide = bundle_workflow(INSTANCE_CONFIGS, ["train.json"], "train", pretrained_backbone=str(backbone), output_dir=str(tmp_path / "i2"))
+        wide.parser.get_parsed_content("network")
+    assert "does not fit the configured network" in error_chain(excinfo) and "backbone.0." in error_chain(excinfo)
 
 
 @pytest.mark.slow

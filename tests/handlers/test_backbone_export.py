@@ -42,5 +42,6 @@ def test_exports_on_improvement_only_and_logs_the_artifact(tmp_path):
 
 
 def test_refuses_a_network_without_backbone_at_once(tmp_path):
-    with pytest.raises(ValueError, match="UNet has no 'backbone' module"):
-        BackboneExportHandler(UNet(2, 1, 1, (4, 8), (2,)), tmp_path / "b.pt")
+    with pytest.raises(ValueError, match="Conv2d has no backbone"):
+        BackboneExportHandler(torch.nn.Conv2d(1, 1, 3), tmp_path / "b.pt")
+    BackboneExportHandler(UNet(2, 1, 1, (4, 8), (2,)), tmp_path / "b.pt")  # a MONAI UNet's backbone is its encoder

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cseg_monai.losses import VAELoss, kl_divergence
+from cseg_monai.losses import MaskedReconstructionLoss, VAELoss, kl_divergence, masked_error
 
 
 def test_kl_by_hand():
@@ -39,3 +39,25 @@ def test_bad_input():
         VAELoss()((torch.zeros(1, 1, 2, 2), torch.zeros(1, 2), torch.zeros(1, 2)), torch.zeros(1, 1, 3, 3))
     with pytest.raises(ValueError, match="must both be \\(batch, latent\\)"):
         kl_divergence(torch.zeros(3), torch.zeros(3))
+
+
+def test_masked_reconstruction_scores_the_hidden_voxels_only():
+    target = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    label = torch.stack([target, mask])[None]  # (1, 2, 2, 2): the original, then the mask
+    pred = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    loss = MaskedReconstructionLoss("mse")(pred, label)
+    assert loss.item() == pytest.approx((1 + 16) / 2)
+    loss.backward()
+    assert pred.grad[0, 0, 0, 1] == 0 and pred.grad[0, 0, 1, 0] == 0 and pred.grad[0, 0, 0, 0] != 0, "no gradient from visible voxels"
+    assert MaskedReconstructionLoss("l1")(torch.zeros(1, 1, 2, 2), label).item() == pytest.approx((1 + 4) / 2)
+    total, count = masked_error(torch.zeros(2, 3, 2, 2), torch.cat([torch.ones(2, 3, 2, 2), mask.expand(2, 1, 2, 2)], dim=1))
+    assert (total.item(), count.item()) == (12.0, 12.0), "2 items x 3 channels x 2 hidden voxels"
+    assert MaskedReconstructionLoss()(torch.zeros(1, 1, 2, 2), torch.zeros(1, 2, 2, 2)).item() == 0.0, "nothing hidden: 0"
+
+
+def test_masked_reconstruction_refuses_targets_without_the_mask():
+    with pytest.raises(ValueError, match=r"target \(B, C \+ 1, \*spatial\).*got \(1, 1, 4, 4\) and \(1, 1, 4, 4\)"):
+        MaskedReconstructionLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="must be 'mse' or 'l1'"):
+        MaskedReconstructionLoss("huber")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cseg_monai.transforms import MaskCentreRegiond, centre_region_slices, paste_centre_region
+from cseg_monai.transforms import MaskCentreRegiond, MaskCubesd, centre_region_slices, paste_centre_region
 
 
 @pytest.mark.parametrize("shape, radius", [((1, 102, 102), 1), ((1, 9, 32, 32), 0), ((2, 7, 7), 3)])
@@ -46,3 +46,54 @@ def test_bad_arguments():
         MaskCentreRegiond("image", radius=2)({"image": np.zeros((1, 4, 4))})
     with pytest.raises(ValueError, match="4 values for a centre region of shape \\(1, 3, 3\\)"):
         paste_centre_region(np.zeros((1, 5, 5)), np.zeros(4), 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (2, 16, 32, 32)])
+def test_cube_dropout_hides_exactly_the_mask_and_keeps_the_original(shape):
+    patch = torch.as_tensor(np.random.default_rng(1).random(shape).astype(np.float32) + 1.0)  # no zero anywhere
+    t = MaskCubesd("image", holes=3, max_holes=6, spatial_size=4, max_spatial_size=10, fill_value=0.0)
+    t.set_random_state(3)
+    d = t({"image": patch})
+    target, mask = d["label"][: shape[0]], d["label"][shape[0] :]
+    assert tuple(d["label"].shape) == (shape[0] + 1, *shape[1:]) and torch.equal(target, patch)
+    hidden = mask[0] > 0
+    assert 0 < hidden.float().mean() < 0.9
+    assert (d["image"][:, hidden] == 0).all() and torch.equal(d["image"][:, ~hidden], patch[:, ~hidden]), "zero exactly in the cubes"
+
+
+def test_cube_shuffle_permutes_inside_the_cubes_only():
+    patch = torch.arange(48 * 48, dtype=torch.float32).reshape(1, 48, 48)
+    t = MaskCubesd("image", method="shuffle", holes=4, spatial_size=8)
+    t.set_random_state(0)
+    d = t({"image": patch})
+    hidden = d["label"][1] > 0
+    assert torch.equal(d["image"][:, ~hidden], patch[:, ~hidden])
+    assert torch.equal(torch.sort(d["image"][:, hidden]).values, torch.sort(patch[:, hidden]).values), "the same values, moved"
+    assert (d["image"][:, hidden] != patch[:, hidden]).float().mean() > 0.9
+
+
+def test_cubes_change_per_call_unless_seeded():
+    patch = torch.ones(1, 64, 64)
+    free = MaskCubesd("image", holes=4, spatial_size=8)
+    free.set_random_state(0)
+    assert not torch.equal(free({"image": patch})["label"][1], free({"image": patch})["label"][1])
+    fixed = MaskCubesd("image", holes=4, spatial_size=8, seed=7)
+    assert torch.equal(fixed({"image": patch})["label"][1], fixed({"image": patch * 2})["label"][1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "blur"}, "method must be one of"),
+        ({"holes": 0}, "holes must be a whole number >= 1"),
+        ({"spatial_size": [8, 0]}, "spatial_size must be"),
+        ({"holes": 4, "max_holes": 2}, "max_holes None or >= holes"),
+        ({"fill_value": float("nan")}, "fill_value must be a finite number"),
+        ({"seed": -1}, "seed must be None or a whole number"),
+    ],
+)
+def test_cube_mask_arguments_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MaskCubesd("image", **kwargs)
+    with pytest.raises(ValueError, match="one patch key"):
+        MaskCubesd(["image", "other"])

@@ -118,7 +118,7 @@ def test_curves_write_pngs(tmp_path):
 
 def test_reconstruction_picture_pastes_centre_regions_and_shows_whole_patches():
     patch = np.zeros((1, 31, 31), np.float32)
-    pic = reconstruction_picture([(patch, np.ones(9), np.full(9, 0.5))], window=24)
+    pic = reconstruction_picture([(patch, np.ones(9), np.full(9, 0.5))], lo=0.0, hi=1.0, window=24)
     scale = pic.shape[0] // 24
     assert pic.shape[0] % 24 == 0 and scale >= 8
     row = pic[12 * scale + scale // 2]
@@ -130,3 +130,20 @@ def test_reconstruction_picture_pastes_centre_regions_and_shows_whole_patches():
     assert vae.shape[0] > vae.shape[1] / 3, "three rows"
     with pytest.raises(ValueError, match="neither a patch"):
         reconstruction_picture([(patch, np.ones(8), np.ones(8))])
+
+
+def test_reconstruction_picture_of_masked_image_modelling_shows_the_prediction_in_the_cubes_only():
+    original = np.linspace(-2, 2, 32 * 32, dtype=np.float32).reshape(1, 32, 32)
+    mask = np.zeros((1, 32, 32), np.float32)
+    mask[:, 8:16, 8:16] = 1
+    masked = np.where(mask > 0, 0.0, original)
+    pred = np.full_like(original, 5.0)  # far out of range: white wherever it shows
+    pic = reconstruction_picture([(masked, pred, np.concatenate([original, mask]))])
+    scale = pic.shape[0] // 32
+    width = 32 * scale
+    gap = (pic.shape[1] - 3 * width) // 2
+    middle = pic[:, width + gap : 2 * width + gap, 0]
+    assert (middle[12 * scale, 12 * scale]) == 255, "the prediction inside the cube"
+    left = pic[:, :width, 0]
+    assert middle[28 * scale, 4 * scale] == left[28 * scale, 4 * scale], "the input outside it"
+    assert middle[28 * scale, 4 * scale] < 255
