@@ -29,6 +29,7 @@ from cseg_monai.visualisation import (
     overlay_picture,
     reconstruction_picture,
     save_png,
+    similarity_picture,
 )
 
 __all__ = ["MLflowConfigLogger", "MLflowValidationLogger"]
@@ -73,7 +74,7 @@ class MLflowConfigLogger:
 
 
 #: The pictures :class:`MLflowValidationLogger` draws.
-PICTURES = ("membrane", "classes", "instances", "reconstruction")
+PICTURES = ("membrane", "classes", "instances", "reconstruction", "similarity")
 
 
 class MLflowValidationLogger:
@@ -94,7 +95,8 @@ class MLflowValidationLogger:
             (:func:`class_overlay_picture`, multi-class argmax), ``"instances"``
             (:func:`instance_overlay_picture`; ``pred_key`` then names instance ids) or
             ``"reconstruction"`` (:func:`reconstruction_picture` of a pretext: masked input,
-            reconstruction, original, for the first 4 items).
+            reconstruction, original, for the first 4 items) or ``"similarity"``
+            (:func:`similarity_picture` of PixPro features; the evaluator must not decollate).
         picture_grid: ``(patch_size, strides)`` for ``"classes"`` pictures of centre-voxel
             grid outputs (see :func:`class_overlay_picture`).
 
@@ -161,6 +163,8 @@ class MLflowValidationLogger:
         if self._sample is not None:
             if self.picture == "classes":
                 pic = class_overlay_picture(*self._sample, grid=self.picture_grid)
+            elif self.picture == "similarity":
+                pic = similarity_picture(self._sample[0], self._sample[1])
             elif self.picture == "reconstruction":
                 pic = reconstruction_picture(self._samples)
             elif self.picture == "instances":

@@ -2,6 +2,17 @@
 
 from cseg_monai.losses.boundary import WeightedBCEDiceLoss
 from cseg_monai.losses.classification import FocalLoss, MaskedCrossEntropyLoss
-from cseg_monai.losses.pretext import MaskedReconstructionLoss, VAELoss, kl_divergence, masked_error
+from cseg_monai.losses.pretext import MaskedReconstructionLoss, PixProLoss, VAELoss, cell_centres, kl_divergence, masked_error, positive_pairs
 
-__all__ = ["MaskedCrossEntropyLoss", "FocalLoss", "WeightedBCEDiceLoss", "VAELoss", "kl_divergence", "MaskedReconstructionLoss", "masked_error"]
+__all__ = [
+    "MaskedCrossEntropyLoss",
+    "FocalLoss",
+    "WeightedBCEDiceLoss",
+    "VAELoss",
+    "kl_divergence",
+    "MaskedReconstructionLoss",
+    "masked_error",
+    "PixProLoss",
+    "positive_pairs",
+    "cell_centres",
+]

@@ -1,4 +1,4 @@
-"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances; the masked-reconstruction error."""
+"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances; pretext scores."""
 
 from cseg_monai.metrics.ignite_metrics import MembraneDiceMetric, PixelErrorMetric, VInfoMetric, VRandMetric
 from cseg_monai.metrics.membrane import (
@@ -68,3 +68,7 @@ __all__ += [
 from cseg_monai.metrics.reconstruction import MaskedErrorMetric, MaskedGainMetric  # noqa: E402
 
 __all__ += ["MaskedErrorMetric", "MaskedGainMetric"]
+
+from cseg_monai.metrics.contrastive import PositiveSimilarityMetric  # noqa: E402
+
+__all__ += ["PositiveSimilarityMetric"]

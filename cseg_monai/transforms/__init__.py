@@ -11,7 +11,7 @@ from cseg_monai.transforms.instances import LoadInstancesd, RandPoissonNoised
 from cseg_monai.transforms.io import SaveTiffd, output_stem
 from cseg_monai.transforms.labels import MembraneMaskd
 from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
-from cseg_monai.transforms.pretext import CUBE_METHODS, MaskCentreRegiond, MaskCubesd, centre_region_slices, paste_centre_region
+from cseg_monai.transforms.pretext import CUBE_METHODS, MaskCentreRegiond, MaskCubesd, PixProViewsd, centre_region_slices, paste_centre_region
 from cseg_monai.transforms.spacing import RescaleToInputd, RescaleToSpacingd
 from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
@@ -19,6 +19,7 @@ from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 __all__ = [
     "MaskCentreRegiond",
     "MaskCubesd",
+    "PixProViewsd",
     "CUBE_METHODS",
     "centre_region_slices",
     "paste_centre_region",

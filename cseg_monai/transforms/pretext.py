@@ -11,6 +11,9 @@ cubes dropped (MONAI's ``RandCoarseDropoutd``) or shuffled (``RandCoarseShuffled
 being the original patch with the mask as one more channel, so that the loss
 (:class:`cseg_monai.losses.MaskedReconstructionLoss`) scores the masked voxels only.
 
+:class:`PixProViewsd` makes PixPro's two overlapping views of one image, each with the
+coordinates of its pixels in the original image.
+
 The centre of a patch of even extent ``n`` is voxel ``n // 2``, the voxel a centre-voxel
 classifier labels (:mod:`cseg_monai.transforms.centre_voxel_tiles`).
 
@@ -29,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, RandCoarseDropoutd, RandCoarseShuffled, Randomizable
+from monai.transforms import GaussianSmooth, MapTransform, RandCoarseDropoutd, RandCoarseShuffled, Randomizable
 
-__all__ = ["CUBE_METHODS", "MaskCentreRegiond", "MaskCubesd", "TARGETS", "centre_region_slices", "paste_centre_region"]
+__all__ = ["CUBE_METHODS", "MaskCentreRegiond", "MaskCubesd", "PixProViewsd", "TARGETS", "centre_region_slices", "paste_centre_region"]
 
 #: What :class:`MaskCentreRegiond` stores as the target.
 TARGETS = ("centre", "patch")
@@ -245,4 +248,122 @@ class MaskCubesd(Randomizable, MapTransform):
         for coords in inner.hole_coords:
             mask[(slice(None), *coords[1:])] = 1.0
         d[self.target_key] = torch.cat([torch.as_tensor(original), mask.to(original.device)], dim=0)
+        return d
+
+
+class PixProViewsd(Randomizable, MapTransform):
+    """Two overlapping random views of ``image`` for PixPro, with their pixels' coordinates in the original.
+
+    Each view is a random crop (area between ``scale`` of the image, the image's aspect), resized to
+    ``view_size``, randomly flipped along every spatial axis and rotated by a multiple of 90 degrees
+    in the last two axes (when the view is square there), then given its own intensity change
+    (``intensity``: contrast scale 0.8-1.25, shift +-0.2, Gaussian blur sigma 0-1, Gaussian noise
+    sigma 0-0.1, for a z-scored image). The coordinates of every view pixel in the original image
+    go through the same crop, resize, flips and rotation, so that
+    :func:`cseg_monai.losses.pretext.positive_pairs` finds the pixels the two views share, whatever
+    was done to them. Crops are drawn again until their overlap is at least ``min_overlap`` of the
+    smaller one (``max_tries`` at most).
+
+    Output: ``image`` becomes ``(2C, *view_size)`` (the two views in the channels) and
+    ``coords_key`` receives ``(2 n, *view_size)`` (``n`` = spatial dims; view 1's coordinates, then view 2's).
+
+    Args:
+        keys: the image key (``(C, *spatial)``, 2D or 3D).
+        view_size: each view's spatial shape.
+        scale: the range of a crop's area (volume) as a fraction of the image's.
+        min_overlap: the least overlap of the two crops, as a fraction of the smaller.
+        intensity: per-view intensity changes.
+        coords_key: where the coordinates go.
+        seed: None (training) or a seed every call starts from (validation: the same views every time).
+        max_tries: crop draws before giving up on ``min_overlap``.
+
+    Example:
+        >>> import numpy as np
+        >>> t = PixProViewsd("image", view_size=(16, 16), seed=0)
+        >>> d = t({"image": np.random.rand(1, 64, 64).astype(np.float32)})
+        >>> tuple(d["image"].shape), tuple(d["label"].shape)
+        ((2, 16, 16), (4, 16, 16))
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        view_size: list[int] | tuple[int, ...] = (192, 192),
+        scale: tuple[float, float] = (0.3, 1.0),
+        min_overlap: float = 0.1,
+        intensity: bool = True,
+        coords_key: str = "label",
+        seed: int | None = None,
+        max_tries: int = 50,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"PixProViewsd takes one image key, got {list(self.keys)}")
+        _positive_sizes("view_size", list(view_size) if isinstance(view_size, (list, tuple)) else view_size, True)
+        if not isinstance(view_size, (list, tuple)) or len(view_size) not in (2, 3):
+            raise ValueError(f"view_size must list 2 or 3 sides, got {view_size!r}")
+        if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {scale!r}")
+        if isinstance(min_overlap, bool) or not isinstance(min_overlap, (int, float)) or not 0 <= min_overlap < 1:
+            raise ValueError(f"min_overlap must be in [0, 1), got {min_overlap!r}")
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+            raise ValueError(f"seed must be None or a whole number >= 0, got {seed!r}")
+        self.view_size = tuple(int(v) for v in view_size)
+        self.scale, self.min_overlap, self.intensity = (float(scale[0]), float(scale[1])), float(min_overlap), bool(intensity)
+        self.coords_key, self.seed, self.max_tries = coords_key, None if seed is None else int(seed), int(max_tries)
+
+    def randomize(self, data: Any = None) -> None:  # every draw happens in __call__, from self.R
+        return None
+
+    def _box(self, shape: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        fraction = self.R.uniform(*self.scale) ** (1.0 / len(shape))
+        sides = [max(1, min(n, round(n * fraction))) for n in shape]
+        starts = [int(self.R.randint(0, n - s + 1)) for n, s in zip(shape, sides)]
+        return starts, sides
+
+    @staticmethod
+    def _overlap(a: tuple[list[int], list[int]], b: tuple[list[int], list[int]]) -> float:
+        inter = 1.0
+        for s1, n1, s2, n2 in zip(a[0], a[1], b[0], b[1]):
+            inter *= max(0, min(s1 + n1, s2 + n2) - max(s1, s2))
+        return inter / min(float(np.prod(a[1])), float(np.prod(b[1])))
+
+    def _view(self, image: torch.Tensor, box: tuple[list[int], list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        starts, sides = box
+        region = image[(slice(None), *(slice(s, s + n) for s, n in zip(starts, sides)))]
+        mode = "bilinear" if len(sides) == 2 else "trilinear"
+        view = torch.nn.functional.interpolate(region[None], size=self.view_size, mode=mode, align_corners=False)[0]
+        axes = [s + (torch.arange(v, dtype=torch.float32) + 0.5) * n / v - 0.5 for s, n, v in zip(starts, sides, self.view_size)]
+        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))
+        for axis in range(1, len(sides) + 1):
+            if self.R.rand() < 0.5:
+                view, coords = view.flip(axis), coords.flip(axis)
+        if self.view_size[-1] == self.view_size[-2]:
+            k = int(self.R.randint(0, 4))
+            view, coords = torch.rot90(view, k, dims=(-2, -1)), torch.rot90(coords, k, dims=(-2, -1))
+        if self.intensity:
+            view = view * self.R.uniform(0.8, 1.25) + self.R.uniform(-0.2, 0.2)
+            sigma = self.R.uniform(0.0, 1.0)
+            if sigma > 0.25:
+                view = torch.as_tensor(GaussianSmooth(sigma=sigma)(view)).float()
+            view = view + torch.as_tensor(self.R.normal(0.0, self.R.uniform(0.0, 0.1), size=tuple(view.shape)), dtype=view.dtype)
+        return view.contiguous(), coords.contiguous()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        key = self.keys[0]
+        image = torch.as_tensor(d[key], dtype=torch.float32).detach()
+        if image.ndim - 1 != len(self.view_size):
+            raise ValueError(f"PixProViewsd: a {len(self.view_size)}D view_size for an image of shape {tuple(image.shape)} (channel first)")
+        if self.seed is not None:
+            self.set_random_state(self.seed)
+        shape = tuple(image.shape[1:])
+        for _ in range(self.max_tries):
+            a, b = self._box(shape), self._box(shape)
+            if self._overlap(a, b) >= self.min_overlap:
+                break
+        (v1, c1), (v2, c2) = self._view(image, a), self._view(image, b)
+        d[key] = torch.cat([v1, v2])
+        d[self.coords_key] = torch.cat([c1, c2])
         return d

@@ -15,6 +15,7 @@ from cseg_monai.visualisation.pictures import (
     reconstruction_picture,
     save_png,
     side_by_side,
+    similarity_picture,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "middle_plane",
     "overlay_picture",
     "reconstruction_picture",
+    "similarity_picture",
     "save_png",
     "side_by_side",
 ]

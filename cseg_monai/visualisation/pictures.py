@@ -181,6 +181,53 @@ def reconstruction_picture(samples: Sequence[tuple[Any, Any, Any]], lo: float | 
     return side_by_side([stacked], min_height=360)
 
 
+def similarity_picture(image: Any, pred: Sequence[Any], max_rows: int = 4) -> np.ndarray:
+    """PixPro feature similarity: rows of ``view 1 (query cell in red) | view 2 | view 2 coloured by similarity``.
+
+    For each item (up to ``max_rows``), the target feature of view 1's centre cell is compared
+    (cosine) with every target feature of view 2; red shows similarity over view 2, from the map's
+    lowest to its highest value (the range is relative: early in training every cell is alike).
+    A pretrained encoder lights up the same structure (membrane, mitochondrion) as under the
+    query, wherever the crops put it.
+
+    Args:
+        image: the batch of view pairs ``(B, 2C, *spatial)``.
+        pred: :class:`cseg_monai.networks.PixPro`'s outputs (the target features are the 3rd and 4th).
+        max_rows: items shown.
+
+    Example:
+        >>> feats = torch.rand(2, 8, 4, 4)
+        >>> similarity_picture(torch.rand(2, 2, 16, 16), [feats] * 8).shape[2]
+        3
+    """
+    image = _to_numpy(image)
+    t1, t2 = (_to_numpy(p) for p in pred[2:4])
+    if image.ndim not in (4, 5) or image.shape[1] % 2 or t1.shape != t2.shape or t1.shape[0] != image.shape[0]:
+        raise ValueError(f"similarity_picture takes view pairs (B, 2C, *spatial) and PixPro outputs, got {image.shape} and {t1.shape}")
+    channels = image.shape[1] // 2
+    rows = []
+    for b in range(min(max_rows, image.shape[0])):
+        v1, v2 = middle_plane(image[b, :channels]), middle_plane(image[b, channels:])
+        f1 = t1[b] if t1.ndim == 4 else t1[b][:, t1.shape[2] // 2]  # 3D features: their middle plane
+        f2 = t2[b] if t2.ndim == 4 else t2[b][:, t2.shape[2] // 2]
+        h, w = f1.shape[1:]
+        query = f1[:, h // 2, w // 2]
+        norms = np.linalg.norm(f2, axis=0) * max(float(np.linalg.norm(query)), 1e-8)
+        sim = np.einsum("d,dhw->hw", query, f2) / np.maximum(norms, 1e-8)
+        sim = (sim - sim.min()) / max(float(sim.max() - sim.min()), 1e-8)  # the map's own range: early features are alike everywhere
+        ys, xs = v2.shape
+        sim_full = np.repeat(np.repeat(sim, -(-ys // h), axis=0), -(-xs // w), axis=1)[:ys, :xs]
+        left = grey_rgb(v1)
+        cy, cx, sy, sx = (h // 2) * ys // h, (w // 2) * xs // w, max(1, ys // h), max(1, xs // w)
+        left[cy : cy + sy, cx : cx + sx] = (1.0, 0.0, 0.0)
+        grey = grey_rgb(v2)
+        heat = grey * (1 - 0.6 * sim_full[..., None]) + 0.6 * sim_full[..., None] * np.array([1.0, 0.1, 0.1])
+        rows.append(side_by_side([left, grey_rgb(v2), heat]).astype(np.float32) / 255.0)
+    white = np.ones((_GAP, rows[0].shape[1], 3), np.float32)
+    stacked = np.concatenate([x for row in rows for x in (row, white)][:-1], axis=0)
+    return side_by_side([stacked], min_height=360)
+
+
 def save_png(picture: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an ``uint8`` RGB picture to ``path`` as PNG (atomically: a temporary file, then a rename)."""
     picture = np.asarray(picture)

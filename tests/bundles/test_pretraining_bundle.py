@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from monai.networks.nets import UNet
 
 from cseg_monai.common.errors import exception_chain
 from cseg_monai.data.phantom import make_phantom, write_organelle_dataset
-from cseg_monai.networks import backbone_of
+from cseg_monai.networks import backbone_of, load_pretrained_backbone
 from cseg_monai.workflows import FolderRunError
 
 from conftest import BUNDLES, bundle_workflow, error_chain, require_data, run_workflow
@@ -239,19 +240,38 @@ def test_masked_image_modelling_of_swinunetr_and_of_the_instance_unet3d(pool, tm
     assert "does not fit the configured network" in error_chain(excinfo) and "backbone.0." in error_chain(excinfo)
 
 
+def test_pixpro_override_trains_the_unet_encoder_and_logs_similarity_maps(pool, tmp_path):
+    wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "pixpro_unet2d.json"], "train", dataset_dir=str(pool), output_dir=str(tmp_path), max_epochs=2,
+                                      net_patch_size=[96, 96], view_size=[64, 64], projection_dim=16, hidden_dim=32,
+                                      **{**TINY, "backbone": "4_conv_resnet_valid", "batch_size": 2}))  # fmt: skip
+    similarity = wf.parser.get_parsed_content("validate#evaluator").state.metrics["val_positive_similarity"]
+    wf.finalize()
+    assert -1.0 <= similarity <= 1.0
+    content = torch.load(tmp_path / "models" / "backbone.pt", weights_only=True)
+    assert content["meta"]["pretext"] == "pixpro" and content["meta"]["channels"] == [16, 32, 64, 128, 256]
+    assert (tmp_path / "plots" / "val_overlay_epoch0002.png").stat().st_size > 1000, "the similarity picture"
+    net = load_pretrained_backbone(UNet(2, 1, 1, [16, 32, 64, 128, 256], [2, 2, 2, 2], num_res_units=2, norm="batch"), tmp_path / "models" / "backbone.pt")
+    assert torch.equal(backbone_of(net).state_dict()["bottom.conv.unit0.conv.weight"], content["backbone"]["bottom.conv.unit0.conv.weight"])
+
+
 @pytest.mark.slow
-def test_label_efficiency_quick_runs_one_point_end_to_end(tmp_path):
-    """``--quick``: 1 EPFL slice, scratch and tuned from the shipped backbone, a few steps; the JSON and the picture."""
-    require_data("epfl_ca1_multiclass", "epfl_train", "slices")
+@pytest.mark.parametrize(
+    "task, data, main",
+    [("epfl", ("epfl_ca1_multiclass", "epfl_train", "slices"), "val_macro_f1"), ("isbi2012", ("isbi2012", "train", "image"), "val_vrand_thinned")],
+)
+def test_label_efficiency_quick_runs_one_point_end_to_end(tmp_path, task, data, main):
+    """``--quick``: 1 labelled slice, scratch and tuned from the shipped backbone of the task, a few steps; the JSON and the picture."""
+    require_data(*data)
     script = BUNDLES.parent / "scripts" / "experiments" / "label_efficiency.py"
-    result = subprocess.run([sys.executable, str(script), "--quick", "--json", str(tmp_path / "le.json"), "--work", str(tmp_path / "work"),
+    result = subprocess.run([sys.executable, str(script), "--task", task, "--quick", "--json", str(tmp_path / "le.json"), "--work", str(tmp_path / "work"),
                              "--picture", str(tmp_path / "le.png")], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads((tmp_path / "le.json").read_text())
-    point = results["epfl"]["1"]
+    point = results[task]["1"]
     assert set(point) == {"scratch", "tuned"} and all(len(point[k]["runs"]) == 1 for k in point)
+    assert results["settings"][task]["main_score"] == main and results["settings"][task]["iterations"] == 4
     for init in point.values():
         run = init["runs"][0]
-        assert run["iterations"] == 4 and len(run["slices"]) == 1 and 0 <= run["val_macro_f1"] <= 1
-        assert init["mean"] == pytest.approx(run["val_macro_f1"], abs=1e-4)
+        assert run["iterations"] == 4 and len(run["slices"]) == 1 and 0 <= run[main] <= 1
+        assert init["mean"] == pytest.approx(run[main], abs=1e-4)
     assert (tmp_path / "le.png").stat().st_size > 1000

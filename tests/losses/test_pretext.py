@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cseg_monai.losses import MaskedReconstructionLoss, VAELoss, kl_divergence, masked_error
+from cseg_monai.losses import MaskedReconstructionLoss, PixProLoss, VAELoss, cell_centres, kl_divergence, masked_error, positive_pairs
 
 
 def test_kl_by_hand():
@@ -61,3 +61,31 @@ def test_masked_reconstruction_refuses_targets_without_the_mask():
         MaskedReconstructionLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="must be 'mse' or 'l1'"):
         MaskedReconstructionLoss("huber")
+
+
+def _grid(size: int) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    return torch.stack([ys, xs])[None]
+
+
+def test_positive_pairs_follow_the_original_coordinates_through_flips():
+    a = _grid(8)
+    flipped = a.flip(-1)  # the same pixels, shown mirrored
+    pos = positive_pairs(a, flipped, (4, 4))[0]
+    assert pos.sum() == 16 and all(pos[i, (i // 4) * 4 + 3 - i % 4] for i in range(16)), "each cell meets its mirror image"
+    assert positive_pairs(a, a + 100, (4, 4)).sum() == 0, "crops that do not overlap have no positive pair"
+    assert cell_centres(a, (4, 4))[0, 0].tolist() == [0.5, 0.5]
+
+
+def test_pixpro_loss_is_minus_two_for_aligned_features_and_ignores_non_positives():
+    feats = torch.nn.functional.normalize(torch.rand(1, 8, 4, 4) + 0.1, dim=1)
+    inst = torch.rand(1, 8)
+    coords = torch.cat([_grid(8), _grid(8)], dim=1)
+    aligned = (feats, feats, feats, feats, inst, inst, inst, inst)
+    assert PixProLoss(instance_weight=1.0)(aligned, coords).item() == pytest.approx(-2.0, abs=1e-5)
+    far = torch.cat([_grid(8), _grid(8) + 100], dim=1)
+    assert PixProLoss()(aligned, far).item() == pytest.approx(0.0, abs=1e-5), "no positives: the instance term only (0 here)"
+    with pytest.raises(ValueError, match="8 outputs"):
+        PixProLoss()(aligned[:4], coords)
+    with pytest.raises(ValueError, match="threshold must be a number > 0"):
+        PixProLoss(threshold=0)

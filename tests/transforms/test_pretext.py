@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cseg_monai.transforms import MaskCentreRegiond, MaskCubesd, centre_region_slices, paste_centre_region
+from cseg_monai.transforms import MaskCentreRegiond, MaskCubesd, PixProViewsd, centre_region_slices, paste_centre_region
 
 
 @pytest.mark.parametrize("shape, radius", [((1, 102, 102), 1), ((1, 9, 32, 32), 0), ((2, 7, 7), 3)])
@@ -97,3 +97,27 @@ def test_cube_mask_arguments_are_checked(kwargs, message):
         MaskCubesd("image", **kwargs)
     with pytest.raises(ValueError, match="one patch key"):
         MaskCubesd(["image", "other"])
+
+
+def test_pixpro_views_carry_the_original_coordinates_of_their_pixels():
+    ys, xs = np.meshgrid(np.arange(256.0), np.arange(256.0), indexing="ij")
+    ramp = (0.3 * ys + 0.7 * xs).astype(np.float32)[None]  # a linear image: its value names the pixel
+    t = PixProViewsd("image", view_size=(64, 64), intensity=False)
+    t.set_random_state(5)
+    for _ in range(5):
+        d = t({"image": ramp})
+        for view, coords in ((d["image"][:1], d["label"][:2]), (d["image"][1:], d["label"][2:])):
+            assert torch.allclose(view[0], 0.3 * coords[0] + 0.7 * coords[1], atol=1e-3), "through crop, resize, flips and rotation"
+        (a, b) = d["label"][:2].flatten(1), d["label"][2:].flatten(1)
+        lo, hi = torch.maximum(a.amin(1), b.amin(1)), torch.minimum(a.amax(1), b.amax(1))
+        assert (hi > lo).all(), "the two views overlap"
+
+
+def test_pixpro_views_are_fixed_by_a_seed_and_checked():
+    image = np.random.default_rng(0).random((1, 96, 96)).astype(np.float32)
+    t = PixProViewsd("image", view_size=(32, 32), seed=3)
+    assert torch.equal(t({"image": image})["image"], t({"image": image})["image"])
+    with pytest.raises(ValueError, match="a 2D view_size for an image of shape"):
+        t({"image": image[None]})
+    with pytest.raises(ValueError, match="scale must be"):
+        PixProViewsd("image", scale=(0.5, 1.5))
