@@ -2,7 +2,16 @@
 
 from cseg_monai.losses.boundary import WeightedBCEDiceLoss
 from cseg_monai.losses.classification import FocalLoss, MaskedCrossEntropyLoss
-from cseg_monai.losses.pretext import MaskedReconstructionLoss, PixProLoss, VAELoss, cell_centres, kl_divergence, masked_error, positive_pairs
+from cseg_monai.losses.pretext import (
+    MaskedReconstructionLoss,
+    PixProLoss,
+    VAELoss,
+    cell_centres,
+    kl_divergence,
+    masked_error,
+    positive_pairs,
+    positive_similarities,
+)
 
 __all__ = [
     "MaskedCrossEntropyLoss",
@@ -15,4 +24,5 @@ __all__ = [
     "PixProLoss",
     "positive_pairs",
     "cell_centres",
+    "positive_similarities",
 ]

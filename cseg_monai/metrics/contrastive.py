@@ -30,7 +30,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
-from cseg_monai.losses.pretext import PixProLoss
+from cseg_monai.common.pretext import positive_similarities
 
 __all__ = ["PositiveSimilarityMetric"]
 
@@ -45,7 +45,9 @@ class PositiveSimilarityMetric(Metric):
     """
 
     def __init__(self, threshold: float = 0.7, output_transform: Callable = lambda x: x, device: str | torch.device = "cpu") -> None:
-        self._loss = PixProLoss(threshold=threshold)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+            raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
+        self.threshold = float(threshold)
         super().__init__(output_transform=output_transform, device=device)
 
     @reinit__is_reduced
@@ -60,7 +62,7 @@ class PositiveSimilarityMetric(Metric):
     @reinit__is_reduced
     def update(self, output: Sequence[Any]) -> None:
         pred, coords = output
-        total, count = self._loss.similarities([torch.as_tensor(p).detach().float().cpu() for p in pred], torch.as_tensor(coords).detach().cpu())
+        total, count = positive_similarities([torch.as_tensor(p).detach().float().cpu() for p in pred], torch.as_tensor(coords).detach().cpu(), self.threshold)
         self._total += total.double().to(self._device)
         self._count += count.double().to(self._device)
 

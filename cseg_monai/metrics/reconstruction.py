@@ -27,7 +27,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
-from cseg_monai.losses.pretext import masked_error
+from cseg_monai.common.pretext import masked_error
 
 __all__ = ["MaskedErrorMetric", "MaskedGainMetric"]
 

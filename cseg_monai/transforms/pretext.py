@@ -260,7 +260,7 @@ class PixProViewsd(Randomizable, MapTransform):
     (``intensity``: contrast scale 0.8-1.25, shift +-0.2, Gaussian blur sigma 0-1, Gaussian noise
     sigma 0-0.1, for a z-scored image). The coordinates of every view pixel in the original image
     go through the same crop, resize, flips and rotation, so that
-    :func:`cseg_monai.losses.pretext.positive_pairs` finds the pixels the two views share, whatever
+    :func:`cseg_monai.common.pretext.positive_pairs` finds the pixels the two views share, whatever
     was done to them. Crops are drawn again until their overlap is at least ``min_overlap`` of the
     smaller one (``max_tries`` at most).
 

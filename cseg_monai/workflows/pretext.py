@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from cseg_monai.common.pretext import masked_error
 from cseg_monai.data.patch_sampling import CoveringPatchDataset
 from cseg_monai.data.writers import atomic_path, output_stem
-from cseg_monai.losses.pretext import masked_error
 from cseg_monai.transforms.pretext import MaskCentreRegiond, MaskCubesd, centre_region_slices
 from cseg_monai.visualisation import reconstruction_picture, save_png
 from cseg_monai.workflows.folder_run import FileReport
