@@ -30,7 +30,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
-from cseg_monai.common.pretext import positive_similarities
+from cseg_monai.common.pretext import other_similarities, positive_similarities
 
 __all__ = ["PositiveSimilarityMetric"]
 
@@ -38,13 +38,24 @@ __all__ = ["PositiveSimilarityMetric"]
 class PositiveSimilarityMetric(Metric):
     """Mean cosine similarity of PixPro's positive pixel pairs (both directions), pooled over everything seen.
 
+    A network that collapses (one feature everywhere) scores 1 on the positives too, so
+    ``measure="contrast"`` reports how much more alike the positive pairs are than the other
+    pairs (the cells showing other places): positive mean minus other mean, 0 when collapsed
+    (the key metric that picks the checkpoint); ``measure="other"`` reports the other pairs' mean.
+
     Args:
         threshold: the positive-pair distance, in cell diagonals (PixPro: 0.7).
+        measure: ``"positive"``, ``"other"`` or ``"contrast"``.
         output_transform: gives ``(pred, label)``, e.g. ``from_engine(["pred", "label"])``.
         device: where the accumulators live.
     """
 
-    def __init__(self, threshold: float = 0.7, output_transform: Callable = lambda x: x, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, threshold: float = 0.7, measure: str = "positive", output_transform: Callable = lambda x: x, device: str | torch.device = "cpu"
+    ) -> None:
+        if measure not in ("positive", "other", "contrast"):
+            raise ValueError(f"measure must be 'positive', 'other' or 'contrast', got {measure!r}")
+        self.measure = measure
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
             raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
         self.threshold = float(threshold)
@@ -52,8 +63,7 @@ class PositiveSimilarityMetric(Metric):
 
     @reinit__is_reduced
     def reset(self) -> None:
-        self._total = torch.tensor(0.0, dtype=torch.float64, device=self._device)
-        self._count = torch.tensor(0.0, dtype=torch.float64, device=self._device)
+        self._sums = torch.zeros(4, dtype=torch.float64, device=self._device)  # positive total, count, other total, count
 
     @torch.no_grad()
     def iteration_completed(self, engine: Engine) -> None:  # the whole output: Ignite would split a tuple of 8
@@ -62,12 +72,18 @@ class PositiveSimilarityMetric(Metric):
     @reinit__is_reduced
     def update(self, output: Sequence[Any]) -> None:
         pred, coords = output
-        total, count = positive_similarities([torch.as_tensor(p).detach().float().cpu() for p in pred], torch.as_tensor(coords).detach().cpu(), self.threshold)
-        self._total += total.double().to(self._device)
-        self._count += count.double().to(self._device)
+        pred = [torch.as_tensor(p).detach().float().cpu() for p in pred]
+        coords = torch.as_tensor(coords).detach().cpu()
+        sums = [*positive_similarities(pred, coords, self.threshold), *other_similarities(pred, coords, self.threshold)]
+        self._sums += torch.stack(sums).double().to(self._device)
 
-    @sync_all_reduce("_total", "_count")
+    @sync_all_reduce("_sums")
     def compute(self) -> float:
-        if self._count.item() == 0:
+        pos_total, pos_count, other_total, other_count = self._sums.tolist()
+        if pos_count == 0 and self.measure != "other":
             raise NotComputableError("PositiveSimilarityMetric: no positive pixel pair was seen (views that do not overlap?)")
-        return float(self._total.item() / self._count.item())
+        if other_count == 0 and self.measure != "positive":
+            raise NotComputableError("PositiveSimilarityMetric: every pair of cells was positive (views too small for their feature map?)")
+        positive = pos_total / pos_count if pos_count else 0.0
+        other = other_total / other_count if other_count else 0.0
+        return {"positive": positive, "other": other, "contrast": positive - other}[self.measure]

@@ -5,10 +5,11 @@ Two tasks (``--task``):
 
 * ``isbi2012``: the membrane bundle (a MONAI UNet) on ISBI 2012 slices 0-19, validation 20-23;
   score: thinned V_rand (main) and membrane Dice. Its pretrained start is the UNet encoder of
-  masked image modelling (``models/backbone_mim_unet2d.pt`` of the pretraining bundle).
+  masked image modelling (``--pretext mim``, the default: ``models/backbone_mim_unet2d.pt`` of the
+  pretraining bundle) or of PixPro (``--pretext pixpro``: ``models/backbone_pixpro_unet2d.pt``).
 * ``epfl``: the organelle bundle (a centre-voxel net) on EPFL slices 0-19, validation 20-21;
   score: macro F1 (main) and kappa. Its pretrained start is the centre-region backbone
-  (``models/backbone.pt``).
+  (``--pretext centre_region``, ``models/backbone.pt``).
 
 For each number of labelled slices (drawn from 0-19) the bundle's default ``train.json`` trains
 three ways with the same fixed budget of iterations: from scratch, from the pretrained backbone
@@ -16,7 +17,9 @@ frozen (only the rest trains) and from it fine-tuned (``--pretrained_backbone PA
 [--freeze_backbone true]``). Each small-label point is repeated with ``--draws`` different draws
 of the labelled slices (the same draws for the three starts). Every run ends with the bundle's
 final validation (its own grid or sliding-window validation); the table reports the mean and
-spread of the main score with the second score alongside.
+spread of the main score with the second score alongside. The task's first pretext fills the
+``frozen`` and ``tuned`` entries; another one (``--pretext pixpro``) fills ``frozen_pixpro`` and
+``tuned_pixpro`` beside them, trained on the same draws.
 
 A fixed budget: ``--iterations`` optimiser steps per training (one step = ``batch_size`` slices x
 ``num_samples`` patches, the bundles' defaults 2 x 4), whatever the number of slices:
@@ -62,10 +65,11 @@ COUNTS = (1, 2, 5, 20)
 INITS = ("scratch", "frozen", "tuned")
 TASKS = {
     "epfl": {"bundle": ROOT / "bundles" / "fibsem_organelle_centervoxel_segmentation", "data": "epfl_ca1_multiclass", "val": [20, 21],
-             "main": "val_macro_f1", "second": "val_kappa", "backbone": MODELS / "backbone.pt",
+             "main": "val_macro_f1", "second": "val_kappa", "pretexts": {"centre_region": MODELS / "backbone.pt"},
              "title": "EPFL organelles", "label": "macro F1"},
     "isbi2012": {"bundle": ROOT / "bundles" / "isbi2012_em_membrane_segmentation", "data": "isbi2012", "val": [20, 21, 22, 23],
-                 "main": "val_vrand_thinned", "second": "val_dice", "backbone": MODELS / "backbone_mim_unet2d.pt",
+                 "main": "val_vrand_thinned", "second": "val_dice",
+                 "pretexts": {"mim": MODELS / "backbone_mim_unet2d.pt", "pixpro": MODELS / "backbone_pixpro_unet2d.pt"},
                  "title": "ISBI 2012 membranes", "label": "thinned V_rand"},
 }  # fmt: skip
 
@@ -97,6 +101,20 @@ def train_one(task: str, slices: list[int], init: str, iterations: int, out: Pat
     return {"slices": slices, "epochs": epochs, "iterations": steps, "seconds": round(time.perf_counter() - began, 1), **metrics}
 
 
+def result_key(init: str, pretext: str, task: str) -> str:
+    """Where a run is filed: ``scratch``; ``frozen`` / ``tuned`` for the task's first pretext; ``tuned_pixpro`` for another."""
+    if init == "scratch" or pretext == next(iter(TASKS[task]["pretexts"])):
+        return init
+    return f"{init}_{pretext}"
+
+
+def columns(results: dict, task: str) -> list[str]:
+    """The starts present for ``task``: scratch, frozen, tuned, then the other pretexts' in pretext order."""
+    keys = [result_key(i, p, task) for p in TASKS[task]["pretexts"] for i in INITS]
+    present = {k for point in results.get(task, {}).values() for k in point}
+    return [k for k in dict.fromkeys(keys) if k in present]
+
+
 def summarise(runs: list[dict], key: str) -> dict:
     """``{"mean", "std", "runs"}`` of ``key`` over ``runs`` (population std; 0 for one run)."""
     values = [r[key] for r in runs]
@@ -107,10 +125,11 @@ def table(results: dict, task: str = "epfl") -> str:
     """A Markdown table: mean +- spread of the main score (the second score alongside) per label count and start."""
     second = TASKS[task]["second"]
     name = second.removeprefix("val_").replace("_", " ")
-    rows = ["| labelled slices | " + " | ".join(INITS) + " |", "|---" * (len(INITS) + 1) + "|"]
+    keys = columns(results, task)
+    rows = ["| labelled slices | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for n in sorted(results.get(task, {}), key=int):
         cells = []
-        for init in INITS:
+        for init in keys:
             s = results[task][n].get(init)
             if s is None:
                 cells.append("-")
@@ -128,7 +147,8 @@ def picture(results: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 3.8), squeeze=False)
     for ax, name in zip(axes[0], tasks):
         task, spec = results[name], TASKS[name]
-        for init, colour in zip(INITS, ("tab:grey", "tab:blue", "tab:green")):
+        colours = ("tab:grey", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:red", "tab:brown")
+        for init, colour in zip(columns(results, name), colours):
             xs = sorted(int(n) for n in task if init in task[n])
             if xs:
                 ys = [task[str(n)][init]["mean"] for n in xs]
@@ -157,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inits", nargs="*", choices=INITS, default=list(INITS))
     parser.add_argument("--draws", type=int, default=3, help="draws of the labelled slices per small-label point")
     parser.add_argument("--iterations", type=int, default=300, help="optimiser steps per training (the fixed budget)")
-    parser.add_argument("--backbone", default=None, help="the pretrained backbone file (default: the task's, in the pretraining bundle's models/)")
+    parser.add_argument("--pretext", default=None, help="the pretrained start's pretext (isbi2012: mim or pixpro; epfl: centre_region; default: the first)")
+    parser.add_argument("--backbone", default=None, help="the pretrained backbone file (default: the pretext's, in the pretraining bundle's models/)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "label_efficiency"), help="training outputs")
     parser.add_argument("--picture", default=None, help="PNG of the table (also logged to MLflow)")
     parser.add_argument("--quick", action="store_true", help="one small point end to end (tests)")
@@ -172,29 +193,38 @@ def main(argv: list[str] | None = None) -> int:
         old = ("command", "iterations", "backbone", "validation_slices", "main_score")
         results.setdefault("settings", {})["epfl"] = {k: results.pop(k) for k in old if k in results}
     spec = TASKS[args.task]
-    backbone = Path(args.backbone or spec["backbone"]).resolve()
+    pretext = args.pretext or next(iter(spec["pretexts"]))
+    if pretext not in spec["pretexts"]:
+        parser.error(f"--pretext {pretext!r}: the {args.task} task has {sorted(spec['pretexts'])}")
+    backbone = Path(args.backbone or spec["pretexts"][pretext]).resolve()
+    if any(i != "scratch" for i in inits) and not backbone.is_file():
+        parser.error(f"the {pretext} backbone {backbone} does not exist: pretrain it with the pretraining bundle (see its docs) or pass --backbone")
     settings = results.setdefault("settings", {}).setdefault(args.task, {})
     if settings.get("iterations", iterations) != iterations:
         parser.error(f"{path} holds {args.task} runs of {settings['iterations']} iterations; a study keeps one budget (use another --json)")
+    shown = str(backbone.relative_to(ROOT)) if backbone.is_relative_to(ROOT) else str(backbone)
     settings.update(command=" ".join(["scripts/experiments/label_efficiency.py", *(argv if argv is not None else sys.argv[1:])]),
-                    iterations=iterations, backbone=str(backbone.relative_to(ROOT)) if backbone.is_relative_to(ROOT) else str(backbone),
-                    validation_slices=spec["val"], main_score=spec["main"], second_score=spec["second"])  # fmt: skip
+                    iterations=iterations, validation_slices=spec["val"], main_score=spec["main"], second_score=spec["second"])  # fmt: skip
+    if pretext == next(iter(spec["pretexts"])):
+        settings["backbone"] = shown
+    settings.setdefault("backbones", {})[pretext] = shown
     task = results.setdefault(args.task, {})
     main_key = spec["main"]
     for n in counts:
         point = task.setdefault(str(n), {})
         for init in inits:
-            done = point.get(init, {}).get("runs", [])
+            key = result_key(init, pretext, args.task)
+            done = point.get(key, {}).get("runs", [])
             for draw in range(1 if n >= len(TRAIN) else draws):
                 slices = draw_slices(n, draw)
                 if any(r["slices"] == slices for r in done):
                     continue
-                out = Path(args.work) / args.task / f"n{n}_d{draw}_{init}"
+                out = Path(args.work) / args.task / f"n{n}_d{draw}_{key}"
                 row = train_one(args.task, slices, init, iterations, out, backbone)
                 done.append(row)
-                point[init] = summarise(done, main_key)
+                point[key] = summarise(done, main_key)
                 second = row.get(spec["second"], float("nan"))
-                print(f"{args.task} n={n} draw={draw} {init:8s} slices {slices}: {spec['label']} {row[main_key]:.4f} {spec['second']} {second:.4f} "
+                print(f"{args.task} n={n} draw={draw} {key:13s} slices {slices}: {spec['label']} {row[main_key]:.4f} {spec['second']} {second:.4f} "
                       f"({row['iterations']} steps, {row['seconds']:.0f} s)", flush=True)  # fmt: skip
                 with atomic_path(path) as tmp:
                     tmp.write_text(json.dumps(results, indent=2) + "\n")

@@ -244,14 +244,25 @@ def test_pixpro_override_trains_the_unet_encoder_and_logs_similarity_maps(pool, 
     wf = run_workflow(bundle_workflow(CONFIGS, ["train.json", "pixpro_unet2d.json"], "train", dataset_dir=str(pool), output_dir=str(tmp_path), max_epochs=2,
                                       net_patch_size=[96, 96], view_size=[64, 64], projection_dim=16, hidden_dim=32,
                                       **{**TINY, "backbone": "4_conv_resnet_valid", "batch_size": 2}))  # fmt: skip
-    similarity = wf.parser.get_parsed_content("validate#evaluator").state.metrics["val_positive_similarity"]
+    metrics = wf.parser.get_parsed_content("validate#evaluator").state.metrics
     wf.finalize()
-    assert -1.0 <= similarity <= 1.0
+    assert -1.0 <= metrics["val_positive_similarity"] <= 1.0 and -1.0 <= metrics["val_other_similarity"] <= 1.0
+    assert metrics["val_similarity_contrast"] == pytest.approx(metrics["val_positive_similarity"] - metrics["val_other_similarity"], abs=1e-6)
     content = torch.load(tmp_path / "models" / "backbone.pt", weights_only=True)
     assert content["meta"]["pretext"] == "pixpro" and content["meta"]["channels"] == [16, 32, 64, 128, 256]
+    assert content["meta"]["best_metric"] >= metrics["val_similarity_contrast"] - 1e-6, "the backbone of the best contrast"
     assert (tmp_path / "plots" / "val_overlay_epoch0002.png").stat().st_size > 1000, "the similarity picture"
     net = load_pretrained_backbone(UNet(2, 1, 1, [16, 32, 64, 128, 256], [2, 2, 2, 2], num_res_units=2, norm="batch"), tmp_path / "models" / "backbone.pt")
     assert torch.equal(backbone_of(net).state_dict()["bottom.conv.unit0.conv.weight"], content["backbone"]["bottom.conv.unit0.conv.weight"])
+    # evaluate.json on the PixPro checkpoint: its metrics and its similarity picture, not the reconstruction's
+    small = {"net_patch_size": [96, 96], "view_size": [64, 64], "projection_dim": 16, "hidden_dim": 32}
+    small.update(TINY, backbone="4_conv_resnet_valid", batch_size=2)
+    ev = run_workflow(bundle_workflow(CONFIGS, ["train.json", "pixpro_unet2d.json", "evaluate.json"], "eval", dataset_dir=str(pool),
+                                      output_dir=str(tmp_path / "ev"), ckpt_path=str(tmp_path / "models" / "model.pt"), **small))  # fmt: skip
+    ev.finalize()
+    saved = dict(line.split(",") for line in (tmp_path / "ev" / "eval" / "metrics.csv").read_text().splitlines())
+    assert float(saved["val_similarity_contrast"]) == pytest.approx(content["meta"]["best_metric"], abs=1e-4), "the best model (model.pt), scored again"
+    assert {"val_positive_similarity", "val_other_similarity"} <= set(saved)
 
 
 @pytest.mark.slow
@@ -275,3 +286,22 @@ def test_label_efficiency_quick_runs_one_point_end_to_end(tmp_path, task, data, 
         assert run["iterations"] == 4 and len(run["slices"]) == 1 and 0 <= run[main] <= 1
         assert init["mean"] == pytest.approx(run[main], abs=1e-4)
     assert (tmp_path / "le.png").stat().st_size > 1000
+    if task == "isbi2012":  # the other pretext's backbone, on the same draw, files its runs beside the first's
+        result = subprocess.run([sys.executable, str(script), "--task", task, "--quick", "--pretext", "pixpro", "--json", str(tmp_path / "le.json"),
+                                 "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        results = json.loads((tmp_path / "le.json").read_text())
+        assert set(results[task]["1"]) == {"scratch", "tuned", "tuned_pixpro"}, "scratch is not trained again"
+        assert results[task]["1"]["tuned_pixpro"]["runs"][0]["slices"] == point["tuned"]["runs"][0]["slices"]
+        assert set(results["settings"][task]["backbones"]) == {"mim", "pixpro"}
+        assert "| labelled slices | scratch | tuned | tuned_pixpro |" in result.stdout
+
+
+def test_label_efficiency_refuses_an_unknown_pretext_and_a_missing_backbone(tmp_path):
+    script = BUNDLES.parent / "scripts" / "experiments" / "label_efficiency.py"
+    base = [sys.executable, str(script), "--task", "isbi2012", "--json", str(tmp_path / "le.json"), "--work", str(tmp_path / "work")]
+    result = subprocess.run([*base, "--pretext", "vae"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--pretext 'vae': the isbi2012 task has ['mim', 'pixpro']" in result.stderr
+    result = subprocess.run([*base, "--pretext", "pixpro", "--backbone", str(tmp_path / "none.pt")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and f"the pixpro backbone {tmp_path / 'none.pt'} does not exist" in result.stderr
+    assert not (tmp_path / "le.json").exists() and not (tmp_path / "work").exists(), "nothing written before the arguments are checked"

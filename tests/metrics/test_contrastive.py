@@ -42,3 +42,17 @@ def test_views_that_never_overlap_are_not_computable():
         engine.run([_output([torch.rand(1, 4, 4, 4)] * 4, shift=100.0)])
     with pytest.raises(ValueError, match="threshold must be a number > 0"):
         PositiveSimilarityMetric(threshold=-1)
+
+
+def test_contrast_is_zero_for_a_collapsed_network_and_high_for_distinct_cells():
+    engine = Engine(lambda e, batch: batch)
+    for measure in ("positive", "other", "contrast"):
+        PositiveSimilarityMetric(measure=measure, output_transform=from_engine(["pred", "label"], first=False)).attach(engine, measure)
+    collapsed = torch.ones(1, 4, 4, 4)
+    m = engine.run([_output([collapsed] * 4)]).metrics
+    assert m["positive"] == pytest.approx(1.0) and m["other"] == pytest.approx(1.0) and m["contrast"] == pytest.approx(0.0, abs=1e-6)
+    distinct = torch.eye(16).reshape(16, 4, 4)[None]  # a one-hot feature per cell: orthogonal to every other cell
+    m = engine.run([_output([distinct] * 4)]).metrics
+    assert m["positive"] == pytest.approx(1.0) and m["other"] == pytest.approx(0.0, abs=1e-6) and m["contrast"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="measure must be 'positive', 'other' or 'contrast'"):
+        PositiveSimilarityMetric(measure="negative")
