@@ -153,7 +153,9 @@ def picture(results: dict, path: Path) -> Path:
             if xs:
                 ys = [task[str(n)][init]["mean"] for n in xs]
                 es = [task[str(n)][init]["std"] for n in xs]
-                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=init, color=colour)
+                first = next(iter(spec["pretexts"]))
+                label = f"{init} ({first})" if init in ("frozen", "tuned") and len(spec["pretexts"]) > 1 else init
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, color=colour)
         ax.set_xscale("log")
         ax.set_xticks(list(COUNTS), [str(c) for c in COUNTS])
         ax.set_xlabel("labelled training slices")
