@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cell_centres", "masked_error", "other_similarities", "positive_pairs", "positive_similarities"]
+__all__ = ["cell_centres", "check_threshold", "masked_error", "pair_similarities", "positive_pairs", "positive_similarities"]
 
 
 def masked_error(pred: torch.Tensor, target_and_mask: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,23 +88,23 @@ def positive_pairs(coords_1: torch.Tensor, coords_2: torch.Tensor, grid: Sequenc
     return torch.cdist(c1, c2) < limit[:, None, None]
 
 
-def _pair_cosines(outputs: Sequence[torch.Tensor], coords: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos(y_1[i], t_2[j]) + cos(y_2[j], t_1[i])`` for every pair of cells ``(B, cells, cells)``, and the positive-pair mask."""
-    if not isinstance(outputs, (tuple, list)) or len(outputs) != 8:
-        raise ValueError("PixPro similarities take the 8 outputs of cseg_monai.networks.PixPro")
-    y1, y2, t1, t2 = outputs[:4]
-    dims = y1.ndim - 2
-    if coords.ndim != dims + 2 or coords.shape[1] != 2 * dims:
-        raise ValueError(f"the target must be the two views' coordinate maps (B, {2 * dims}, *spatial), got {tuple(coords.shape)}")
-    pos = positive_pairs(coords[:, :dims], coords[:, dims:], y1.shape[2:], threshold).float()
-    n = lambda t: F.normalize(t.flatten(2), dim=1)  # noqa: E731
-    cos12 = torch.einsum("bdi,bdj->bij", n(y1), n(t2))
-    cos21 = torch.einsum("bdj,bdi->bij", n(y2), n(t1))
-    return cos12 + cos21, pos
+def check_threshold(threshold: float) -> float:
+    """``threshold`` as a float, or a ValueError: the positive-pair distance must be a number > 0.
+
+    Example:
+        >>> check_threshold(0.7)
+        0.7
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+        raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
+    return float(threshold)
 
 
-def positive_similarities(outputs: Sequence[torch.Tensor], coords: torch.Tensor, threshold: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cosine similarity over PixPro's positive pairs (both directions) and their count.
+def pair_similarities(outputs: Sequence[torch.Tensor], coords: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
+    """Summed cosine similarity and count, both directions, over PixPro's positive pairs and over
+    the other pairs (cells showing other places): ``[positive total, positive count, other total, other count]``.
+
+    A collapsed network (one feature everywhere) scores as high on the other pairs as on the positives.
 
     Args:
         outputs: the 8 outputs of :class:`cseg_monai.networks.PixPro` (the first four are used:
@@ -119,26 +119,34 @@ def positive_similarities(outputs: Sequence[torch.Tensor], coords: torch.Tensor,
     Example:
         >>> ys, xs = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
         >>> a = torch.stack([ys, xs])[None]
+        >>> f = torch.ones(1, 3, 2, 2)  # collapsed: one feature everywhere
+        >>> [round(x, 4) for x in pair_similarities([f] * 4 + [None] * 4, torch.cat([a, a], dim=1)).tolist()]  # 4 of 16 pairs positive
+        [8.0, 8.0, 24.0, 24.0]
+    """
+    if not isinstance(outputs, (tuple, list)) or len(outputs) != 8:
+        raise ValueError("PixPro similarities take the 8 outputs of cseg_monai.networks.PixPro")
+    y1, y2, t1, t2 = outputs[:4]
+    dims = y1.ndim - 2
+    if coords.ndim != dims + 2 or coords.shape[1] != 2 * dims:
+        raise ValueError(f"the target must be the two views' coordinate maps (B, {2 * dims}, *spatial), got {tuple(coords.shape)}")
+    pos = positive_pairs(coords[:, :dims], coords[:, dims:], y1.shape[2:], threshold).float()
+    n = lambda t: F.normalize(t.flatten(2), dim=1)  # noqa: E731
+    cos = torch.einsum("bdi,bdj->bij", n(y1), n(t2)) + torch.einsum("bdj,bdi->bij", n(y2), n(t1))
+    return torch.stack([(cos * pos).sum(), 2 * pos.sum(), (cos * (1 - pos)).sum(), 2 * (1 - pos).sum()])
+
+
+def positive_similarities(outputs: Sequence[torch.Tensor], coords: torch.Tensor, threshold: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cosine similarity over PixPro's positive pairs (both directions) and their count.
+
+    The arguments and errors are :func:`pair_similarities`'.
+
+    Example:
+        >>> ys, xs = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+        >>> a = torch.stack([ys, xs])[None]
         >>> f = torch.rand(1, 3, 2, 2)
         >>> total, count = positive_similarities([f] * 4 + [None] * 4, torch.cat([a, a], dim=1))
         >>> round(total.item() / count.item(), 4), count.item()  # identical views: every cell meets itself
         (1.0, 8.0)
     """
-    cos, pos = _pair_cosines(outputs, coords, threshold)
-    return (cos * pos).sum(), 2 * pos.sum()
-
-
-def other_similarities(outputs: Sequence[torch.Tensor], coords: torch.Tensor, threshold: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like :func:`positive_similarities`, over the pairs that are *not* positive: cells showing
-    other places. A collapsed network (one feature everywhere) scores as high here as on the positives.
-
-    Example:
-        >>> ys, xs = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
-        >>> a = torch.stack([ys, xs])[None]
-        >>> f = torch.ones(1, 3, 2, 2)  # collapsed: one feature everywhere
-        >>> total, count = other_similarities([f] * 4 + [None] * 4, torch.cat([a, a], dim=1))
-        >>> round(total.item() / count.item(), 4), count.item()  # 4 x 4 pairs, 4 positive: 12 others, both ways
-        (1.0, 24.0)
-    """
-    cos, pos = _pair_cosines(outputs, coords, threshold)
-    return (cos * (1 - pos)).sum(), 2 * (1 - pos).sum()
+    total, count = pair_similarities(outputs, coords, threshold)[:2]
+    return total, count

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cseg_monai.common.pretext import cell_centres, masked_error, positive_pairs, positive_similarities
+from cseg_monai.common.pretext import cell_centres, check_threshold, masked_error, positive_pairs, positive_similarities
 
 __all__ = ["MaskedReconstructionLoss", "PixProLoss", "VAELoss", "cell_centres", "kl_divergence", "masked_error", "positive_pairs", "positive_similarities"]
 
@@ -113,11 +113,9 @@ class PixProLoss(nn.Module):
 
     def __init__(self, threshold: float = 0.7, instance_weight: float = 1.0) -> None:
         super().__init__()
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
-            raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
         if isinstance(instance_weight, bool) or not isinstance(instance_weight, (int, float)) or not instance_weight >= 0:
             raise ValueError(f"instance_weight must be a number >= 0, got {instance_weight!r}")
-        self.threshold, self.instance_weight = float(threshold), float(instance_weight)
+        self.threshold, self.instance_weight = check_threshold(threshold), float(instance_weight)
 
     def forward(self, outputs: Sequence[torch.Tensor], coords: torch.Tensor) -> torch.Tensor:
         total, count = positive_similarities(outputs, coords, self.threshold)

@@ -30,7 +30,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
-from cseg_monai.common.pretext import other_similarities, positive_similarities
+from cseg_monai.common.pretext import check_threshold, pair_similarities
 
 __all__ = ["PositiveSimilarityMetric"]
 
@@ -56,9 +56,7 @@ class PositiveSimilarityMetric(Metric):
         if measure not in ("positive", "other", "contrast"):
             raise ValueError(f"measure must be 'positive', 'other' or 'contrast', got {measure!r}")
         self.measure = measure
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
-            raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         super().__init__(output_transform=output_transform, device=device)
 
     @reinit__is_reduced
@@ -74,8 +72,7 @@ class PositiveSimilarityMetric(Metric):
         pred, coords = output
         pred = [torch.as_tensor(p).detach().float().cpu() for p in pred]
         coords = torch.as_tensor(coords).detach().cpu()
-        sums = [*positive_similarities(pred, coords, self.threshold), *other_similarities(pred, coords, self.threshold)]
-        self._sums += torch.stack(sums).double().to(self._device)
+        self._sums += pair_similarities(pred, coords, self.threshold).double().to(self._device)
 
     @sync_all_reduce("_sums")
     def compute(self) -> float:

@@ -101,9 +101,14 @@ def train_one(task: str, slices: list[int], init: str, iterations: int, out: Pat
     return {"slices": slices, "epochs": epochs, "iterations": steps, "seconds": round(time.perf_counter() - began, 1), **metrics}
 
 
+def first_pretext(task: str) -> str:
+    """The task's first pretext: its runs fill the ``frozen`` and ``tuned`` entries."""
+    return next(iter(TASKS[task]["pretexts"]))
+
+
 def result_key(init: str, pretext: str, task: str) -> str:
     """Where a run is filed: ``scratch``; ``frozen`` / ``tuned`` for the task's first pretext; ``tuned_pixpro`` for another."""
-    if init == "scratch" or pretext == next(iter(TASKS[task]["pretexts"])):
+    if init == "scratch" or pretext == first_pretext(task):
         return init
     return f"{init}_{pretext}"
 
@@ -153,8 +158,7 @@ def picture(results: dict, path: Path) -> Path:
             if xs:
                 ys = [task[str(n)][init]["mean"] for n in xs]
                 es = [task[str(n)][init]["std"] for n in xs]
-                first = next(iter(spec["pretexts"]))
-                label = f"{init} ({first})" if init in ("frozen", "tuned") and len(spec["pretexts"]) > 1 else init
+                label = f"{init} ({first_pretext(name)})" if init in ("frozen", "tuned") and len(spec["pretexts"]) > 1 else init
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, color=colour)
         ax.set_xscale("log")
         ax.set_xticks(list(COUNTS), [str(c) for c in COUNTS])
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         old = ("command", "iterations", "backbone", "validation_slices", "main_score")
         results.setdefault("settings", {})["epfl"] = {k: results.pop(k) for k in old if k in results}
     spec = TASKS[args.task]
-    pretext = args.pretext or next(iter(spec["pretexts"]))
+    pretext = args.pretext or first_pretext(args.task)
     if pretext not in spec["pretexts"]:
         parser.error(f"--pretext {pretext!r}: the {args.task} task has {sorted(spec['pretexts'])}")
     backbone = Path(args.backbone or spec["pretexts"][pretext]).resolve()
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = str(backbone.relative_to(ROOT)) if backbone.is_relative_to(ROOT) else str(backbone)
     settings.update(command=" ".join(["scripts/experiments/label_efficiency.py", *(argv if argv is not None else sys.argv[1:])]),
                     iterations=iterations, validation_slices=spec["val"], main_score=spec["main"], second_score=spec["second"])  # fmt: skip
-    if pretext == next(iter(spec["pretexts"])):
+    if pretext == first_pretext(args.task):
         settings["backbone"] = shown
     settings.setdefault("backbones", {})[pretext] = shown
     task = results.setdefault(args.task, {})
