@@ -118,20 +118,34 @@ class CLI:
         """Evaluate a bundle's weights on its validation split (``train.json`` + ``evaluate.json``)."""
         run_bundle(resolve_bundle(bundle), ["train.json", "evaluate.json", *overrides_files], "eval", **override)
 
-    def infer(self, bundle: str, input: str, output: str, *overrides_files: str, **override: Any) -> str:
+    def infer(self, bundle: str, input: str, output: str, *overrides_files: str, large: bool = False, **override: Any) -> str:
         """Run a bundle's ``inference.json`` on a folder of images (or one image); write OUTPUT/STEM_prob.tif, STEM_labels.tif.
+
+        With ``--large``, volumes larger than memory run out of core (``inference_large.json`` on top):
+        each volume is read box by box and written block by block to ``OUTPUT/NAME.ome.zarr`` on a
+        Dask cluster (``--scheduler tcp://host:port``, ``--n_workers``, ``--threads_per_worker``,
+        ``--block_shape``, ``--overwrite``); an interrupted run restarted alike resumes.
 
         Args:
             bundle: bundle name (see ``cseg bundles``) or folder.
-            input: a folder of images in any supported format, or one image file.
+            input: a folder of images in any supported format, or one image file; with ``--large``
+                a zarr / OME-Zarr store, an HDF5 or TIFF file, a folder of 2D slices, or a folder of volumes.
             output: output folder (created).
             overrides_files: extra config files of the bundle merged on top (e.g. ``swinunetr.json``).
+            large: out-of-core inference into OME-Zarr (the bundle's ``inference_large.json``).
             override: any config id, e.g. ``--ckpt_path my.pt --device cpu``.
         """
         bundle_dir = resolve_bundle(bundle)
         src = Path(input)
         if not src.exists():
             raise FileNotFoundError(f"input {src} does not exist")
+        if large:
+            if not (bundle_dir / "configs" / "inference_large.json").is_file():
+                raise ValueError(f"bundle {bundle_dir.name} has no configs/inference_large.json (no out-of-core inference yet)")
+            override.setdefault("dataset_dir", str(src.resolve()))
+            override.setdefault("output_dir", str(Path(output).resolve()))
+            run_bundle(bundle_dir, ["inference.json", "inference_large.json", *overrides_files], "infer", **override)
+            return f"OME-Zarr predictions written to {Path(output).resolve()}"
         if src.is_file():
             override.setdefault("datalist", [{"image": str(src.resolve())}])
         else:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 
 from cseg_monai.cli import CLI
 
@@ -76,3 +77,16 @@ def test_infer_organelle_bundle_on_its_sample_data(tmp_path):
     assert np.allclose(prob.sum(0), 1, atol=1e-5)
     assert labels.dtype == np.uint8 and np.array_equal(labels, prob.argmax(0))
     assert len(np.unique(labels)) >= 3  # membranes, cytoplasm and some organelle on the phantom
+
+
+def test_infer_large_writes_ome_zarr_and_refuses_a_bundle_without_it(tmp_path):
+    stack = np.random.default_rng(0).integers(0, 255, (2, 96, 80)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    message = CLI().infer("isbi2012_em_membrane_segmentation", str(tmp_path / "stack.tif"), str(tmp_path / "out"), large=True,
+                          scheduler="synchronous", tta_transforms=1, progress_bar=False)
+    assert "OME-Zarr" in message
+    root = zarr.open_group(tmp_path / "out" / "stack.ome.zarr", mode="r")
+    assert root["0"].shape == (1, 2, 96, 80) and root["0"].dtype == np.uint8
+    assert set(np.unique(root["labels/segmentation/0"][:])) <= {0, 1}
+    with pytest.raises(ValueError, match="no configs/inference_large.json"):
+        CLI().infer("em_densecrf_postprocessing", str(tmp_path / "stack.tif"), str(tmp_path / "x"), large=True)

@@ -1,5 +1,6 @@
-"""Inferers: test-time augmentation (and, later, dense centre-voxel and chunked inference)."""
+"""Inferers: test-time augmentation, dense centre-voxel inference, block-wise sliding windows (out-of-core inference)."""
 
+from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box, window_starts
 from cseg_monai.inferers.centre_voxel import (
     CentreVoxelInferer,
     DenseCentreVoxelNet,
@@ -13,3 +14,4 @@ from cseg_monai.inferers.tta import DihedralTTAInferer, dihedral_tta
 __all__ = ["DihedralTTAInferer", "dihedral_tta"]
 __all__ += ["CentreVoxelInferer", "DenseCentreVoxelNet", "centre_voxel_per_patch", "dense_rewrite", "reflect_indices"]
 __all__ += ["OutputIndexInferer"]
+__all__ += ["BlockSlidingWindow", "read_box", "window_starts"]

@@ -11,9 +11,13 @@
 - :mod:`~cseg_monai.workflows.crf`: the dense-CRF bundle's inference and evaluation loops;
 - :mod:`~cseg_monai.workflows.bundle_export`: share a bundle as one self-contained zip
   (``export_bundle``, ``import_bundle``);
+- :mod:`~cseg_monai.workflows.large_volume`: out-of-core inference on Dask into OME-Zarr
+  (``LargeVolumeInference``; imported on first use, as it loads ``dask.distributed``);
 - :mod:`~cseg_monai.workflows.shared_config`: the training config every trained bundle shares
   (``configs/train_common.json``) and the check that keeps each bundle's copy in step.
 """
+
+import importlib
 
 from cseg_monai.workflows.bundle_export import export_bundle, import_bundle
 from cseg_monai.workflows.bundle_support import (
@@ -62,3 +66,11 @@ __all__ = [
     "shared_config_drift",
     "sync_shared_config",
 ]
+
+
+def __getattr__(name: str):
+    """``LargeVolumeInference`` and friends on first use (``dask.distributed`` is slow to import)."""
+    if name in ("LargeVolumeInference", "IntensityNorm", "large_inputs", "load_weights", "large_volume"):
+        module = importlib.import_module(f"{__name__}.large_volume")
+        return module if name == "large_volume" else getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

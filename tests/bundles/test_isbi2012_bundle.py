@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
+from PIL import Image
 
-from conftest import BUNDLES, ROOT, bundle_workflow
+from conftest import BUNDLES, ROOT, bundle_workflow, require_data
 
 BUNDLE = BUNDLES / "isbi2012_em_membrane_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -324,3 +326,28 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_isbi, tmp_pa
     state = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(k.startswith("module.") for k in state)  # saved unwrapped, loadable by inference.json
     assert "val_vrand_thinned" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_out_of_core_inference_equals_in_memory_inference_on_real_slices(tmp_path):
+    """inference_large.json on a Fiji-style stack of real ISBI test slices, in blocks smaller than a slice,
+    against inference.json on each slice: the same probabilities (to float tolerance) and labels."""
+    folder = require_data("isbi2012", "test", "image")
+    stack = np.stack([np.asarray(Image.open(folder / f"{z}.png")) for z in (3, 4)])[:, :300, :340]
+    tifffile.imwrite(tmp_path / "stack.tif", stack, imagej=True, metadata={"axes": "ZYX", "spacing": 0.05, "unit": "um"}, resolution=(250, 250))
+    (tmp_path / "slices").mkdir()
+    for z in range(2):
+        tifffile.imwrite(tmp_path / "slices" / f"s{z}.tif", stack[z])
+    run_workflow = _workflow(["inference.json"], "infer", dataset_dir=str(tmp_path / "slices"), output_dir=str(tmp_path / "mem"), progress_bar=False)
+    run_workflow.initialize()
+    run_workflow.run()
+    large = _workflow(["inference.json", "inference_large.json"], "infer", dataset_dir=str(tmp_path / "stack.tif"), output_dir=str(tmp_path / "big"),
+                      progress_bar=False, scheduler="synchronous", prob_dtype="float32", block_shape=[1, 128, 256], chunks=[1, 128, 128])
+    large.initialize()
+    large.run()
+    root = zarr.open_group(tmp_path / "big" / "stack.ome.zarr", mode="r")
+    assert root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.05, 0.004, 0.004]
+    for z in range(2):
+        prob = tifffile.imread(tmp_path / "mem" / f"s{z}_prob.tif")[0]
+        assert np.abs(root["0"][0, z] - prob).max() < 1e-5
+        assert (root["labels/segmentation/0"][z] != tifffile.imread(tmp_path / "mem" / f"s{z}_labels.tif")).sum() <= 2

@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 
+from cseg_monai.data import load_image
 from cseg_monai.data.phantom import write_organelle_dataset
 
-from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, run_workflow
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, require_data, run_workflow
 
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -265,3 +267,27 @@ def test_drosophila_data_config_builds_an_anisotropic_3d_net():
     net = parser.get_parsed_content("network_def")
     assert net.spatial_dims == 3 and net.patch_size == (9, 102, 102) and net.strides == (1, 16, 16)
     assert parser.get_parsed_content("dataset_kind") == "drosophila_vnc"
+
+
+@pytest.mark.slow
+def test_out_of_core_inference_is_exact_on_real_epfl_slices(tmp_path):
+    """inference_large.json (dense centre voxels in blocks, reflect padding, 2 TTA transforms) on a
+    stack of two real EPFL slices against inference.json on each slice: the same class scores and labels."""
+    folder = require_data("epfl_ca1_multiclass", "epfl_train", "slices")
+    stack = np.stack([load_image(folder / f"training000{z}.png")[0] for z in (0, 1)])[:, :200, :230]
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
+    (tmp_path / "slices").mkdir()
+    for z in range(2):
+        tifffile.imwrite(tmp_path / "slices" / f"s{z}.tif", stack[z])
+    mem = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(tmp_path / "slices"), output_dir=str(tmp_path / "mem"),
+                          tta_transforms=2, progress_bar=False)
+    run_workflow(mem)
+    big = bundle_workflow(CONFIGS, ["inference.json", "inference_large.json"], "infer", dataset_dir=str(tmp_path / "stack.tif"),
+                          output_dir=str(tmp_path / "big"), tta_transforms=2, progress_bar=False, scheduler="synchronous",
+                          prob_dtype="float32", block_shape=[1, 128, 128], chunks=[1, 64, 64])
+    big.initialize()
+    big.run()
+    root = zarr.open_group(tmp_path / "big" / "stack.ome.zarr", mode="r")
+    for z in range(2):
+        assert np.abs(root["0"][:, z] - tifffile.imread(tmp_path / "mem" / f"s{z}_prob.tif")).max() < 1e-5
+        assert np.array_equal(root["labels/segmentation/0"][z], tifffile.imread(tmp_path / "mem" / f"s{z}_labels.tif"))

@@ -1,0 +1,140 @@
+"""Dense centre-voxel inference one block at a time, exactly as on the whole volume.
+
+A centre-voxel classifier's dense output at a voxel depends only on the patch around it
+(:mod:`cseg_monai.inferers.centre_voxel`). A block therefore needs its core plus the patch
+halo, mirrored (reflect padding) where it reaches past the volume border, as the whole-volume
+inferer pads. With test-time augmentation the halo before and after swap on reversed axes,
+so a block reads ``max(before, after)`` on both sides. The result equals
+``DihedralTTAInferer(CentreVoxelInferer(...))`` on the whole volume to float rounding.
+
+It has the interface of :class:`~cseg_monai.inferers.block_sliding_window.BlockSlidingWindow`
+(``input_box``, a call on a block, ``padding``), so the out-of-core workflow drives both alike.
+
+Example:
+    >>> import torch
+    >>> from cseg_monai.common.tiling import reflect_indices
+    >>> from cseg_monai.networks import build_centre_voxel_net
+    >>> net = build_centre_voxel_net("4_conv", 3, spatial_dims=2, patch_size=(32, 32)).eval()
+    >>> blocks = BlockCentreVoxel((2, 40, 40), net, n_transforms=2)
+    >>> core = ((0, 2), (0, 20), (10, 30))
+    >>> box = blocks.input_box(core)
+    >>> volume = torch.rand(2, 40, 40)
+    >>> block = volume[:, reflect_indices(40, *box[1])][:, :, reflect_indices(40, *box[2])]
+    >>> blocks(block, box, core, net).shape
+    torch.Size([3, 2, 20, 20])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from cseg_monai.inferers.block_sliding_window import _ACTIVATIONS, Box, _dihedral, _forward, _inverse
+from cseg_monai.inferers.centre_voxel import CentreVoxelInferer, dense_rewrite
+from cseg_monai.networks.centre_voxel import CentreVoxelNet
+
+__all__ = ["BlockCentreVoxel"]
+
+
+class BlockCentreVoxel:
+    """Whole-volume dense centre-voxel inference, block by block, with reflect padding at the border.
+
+    Args:
+        volume_shape: the volume's shape without channel; a 2D net on a ``(Z, Y, X)`` stack runs slice by slice.
+        net: the classifier (its patch and receptive field set the halo).
+        n_transforms: 1, 2, 4 or 8 dihedral transforms of the last two axes.
+        activation: ``"softmax"`` (default), ``"sigmoid"`` or ``None``, per transform before the mean.
+        device: where the network runs.
+
+    Raises:
+        TypeError: ``net`` is not a CentreVoxelNet. ValueError: a padded net, or bad settings.
+    """
+
+    padding = "reflect"
+
+    def __init__(
+        self,
+        volume_shape: Sequence[int],
+        net: CentreVoxelNet,
+        n_transforms: int = 1,
+        activation: str | None = "softmax",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not isinstance(net, CentreVoxelNet):
+            raise TypeError(f"net must be a CentreVoxelNet, got {type(net).__name__}")
+        if n_transforms not in (1, 2, 4, 8):
+            raise ValueError(f"n_transforms must be 1, 2, 4 or 8, got {n_transforms}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
+        self.volume_shape = tuple(int(s) for s in volume_shape)
+        n = net.spatial_dims
+        if len(self.volume_shape) < n or min(self.volume_shape) < 1:
+            raise ValueError(f"volume_shape {self.volume_shape} must have at least the net's {n} spatial axes")
+        dense = dense_rewrite(net)  # refuses padded nets
+        self.halo = tuple(max(p // 2, r - p // 2) for p, r in zip(dense.patch_size, dense.reach))
+        self.slice_axes = len(self.volume_shape) - n
+        self.transforms = _dihedral(n_transforms)
+        self.activation_name = activation
+        self.device = torch.device(device)
+        self._inferer: CentreVoxelInferer | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_inferer"] = None  # its cache holds weak references; every worker builds its own
+        return state
+
+    def _check_core(self, core: Box) -> Box:
+        core = tuple((int(a), int(b)) for a, b in core)
+        if len(core) != len(self.volume_shape) or any(not 0 <= a < b <= n for (a, b), n in zip(core, self.volume_shape)):
+            raise ValueError(f"core {core} is not a non-empty box inside the volume {self.volume_shape}")
+        return core
+
+    def input_box(self, core: Box) -> Box:
+        """The core plus the patch halo on both sides of every axis the net sees (may reach outside the volume).
+
+        Example:
+            >>> from cseg_monai.networks import build_centre_voxel_net
+            >>> net = build_centre_voxel_net("4_conv", 2, spatial_dims=2, patch_size=(32, 32))
+            >>> BlockCentreVoxel((64, 64), net).input_box(((0, 16), (16, 32)))
+            ((-16, 32), (0, 48))
+        """
+        core = self._check_core(core)
+        lead = self.slice_axes
+        return core[:lead] + tuple((a - h, b + h) for (a, b), h in zip(core[lead:], self.halo))
+
+    def __call__(self, block: np.ndarray | torch.Tensor, block_box: Box, core: Box, network: CentreVoxelNet) -> torch.Tensor:
+        """Class scores ``(n_classes, *core shape)`` on the CPU for ``core``.
+
+        Args:
+            block: the input over ``block_box``, reflect-padded where it reaches past the volume
+                (no channel axis), scaled as the net expects.
+            block_box: the box ``block`` covers; it must contain :meth:`input_box` (core).
+            core: the part of the volume to compute.
+            network: the classifier.
+        """
+        core = self._check_core(core)
+        need = self.input_box(core)
+        block = torch.as_tensor(np.asarray(block, dtype=np.float32)) if not isinstance(block, torch.Tensor) else block.float()
+        if tuple(block.shape) != tuple(b - a for a, b in block_box) or any(n0 < b0 or n1 > b1 for (n0, n1), (b0, b1) in zip(need, block_box)):
+            raise ValueError(f"block of shape {tuple(block.shape)} over {block_box} does not cover the input box {need}")
+        if self._inferer is None:
+            self._inferer = CentreVoxelInferer()
+        lead = self.slice_axes
+        crop = tuple(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(need, block_box))
+        x = block[crop]
+        x = x.reshape((-1, 1) + tuple(x.shape[lead:]))  # slice axes become the batch
+        inner = tuple(slice(h, -h) if h else slice(None) for h in self.halo)
+        activation = _ACTIVATIONS[self.activation_name]
+        total = None
+        for k, flip in self.transforms:
+            logits = self._inferer(_forward(x, k, flip).to(self.device), network).float().cpu()
+            y = _inverse(logits, k, flip)[(slice(None), slice(None)) + inner]
+            if activation is not None:
+                y = activation(y)
+            total = y if total is None else total + y
+        total = total / len(self.transforms)
+        shape = tuple(b - a for a, b in core)
+        return total.movedim(1, 0).reshape((total.shape[1],) + shape)

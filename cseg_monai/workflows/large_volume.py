@@ -1,0 +1,480 @@
+"""Out-of-core inference: volumes larger than memory, block by block, on Dask, resumable.
+
+:class:`LargeVolumeInference` runs a bundle's network over a volume it never holds in memory:
+
+1. the input is opened lazily (:func:`~cseg_monai.data.lazy_volumes.open_volume`: zarr and
+   OME-Zarr, HDF5, multi-page TIFF page by page, a folder of slices);
+2. the intensity statistics the bundle's preprocessing needs (mean and standard deviation of
+   each slice, or of the volume) come from one ``dask.array`` pass over it;
+3. the volume is cut into blocks aligned with the output's chunks; each block reads its core
+   plus the halo that the sliding window needs and computes exactly the windows of a
+   whole-volume run (:class:`~cseg_monai.inferers.BlockSlidingWindow`, Gaussian blending and
+   test-time augmentation included), so the stitched output equals in-memory inference to
+   float tolerance, with no seams;
+4. each block is written to an OME-Zarr store as soon as it is done
+   (:class:`~cseg_monai.data.block_store.BlockStore`): probabilities as uint8 (x 255) or float16,
+   labels as integers; a rerun with the same arguments skips the finished blocks;
+5. blocks run on a ``dask.distributed`` cluster: a ``LocalCluster`` by default (``n_workers`` x
+   ``threads_per_worker``), an existing scheduler with ``scheduler="tcp://host:port"``, or
+   in this process with ``scheduler="synchronous"``. The network is sent once to every worker
+   (``Client.scatter(..., broadcast=True)``) and reused for all its blocks.
+
+Memory is bounded by the blocks in flight (workers x threads), not by the volume: per block
+about ``4 bytes x (input box + (channels + 1) x core + sw_batch_size x the network's activations
+on one window)``; the input box is the core plus up to one window minus one voxel on each side.
+
+Bundle configs call it from ``configs/inference_large.json``::
+
+    "large_inference": {"_target_": "cseg_monai.workflows.large_volume.LargeVolumeInference", ...},
+    "run": ["$@large_inference.run(@large_inputs, @output_dir)"]
+
+Example:
+    >>> import tempfile, numpy as np, torch, zarr
+    >>> src = tempfile.mkdtemp() + "/v.zarr"
+    >>> zarr.open_array(src, mode="w", shape=(3, 40, 40), chunks=(1, 40, 40), dtype="u1")[:] = np.random.randint(0, 255, (3, 40, 40))
+    >>> net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    >>> run = LargeVolumeInference(net, roi_size=(32, 32), activation="sigmoid", block_shape=(2, 40, 40), chunks=(1, 40, 40),
+    ...                            scheduler="synchronous", progress=False)
+    >>> out = run.run_one(src, tempfile.mkdtemp() + "/v.ome.zarr")
+    >>> out["blocks"], zarr.open_group(out["output"])["0"].shape
+    (2, (1, 3, 40, 40))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import torch
+from distributed import Client, LocalCluster, as_completed
+from tqdm.auto import tqdm
+
+from cseg_monai.common.tiling import iter_blocks, reflect_indices
+from cseg_monai.data.block_store import PROB_DTYPES, BlockStore
+from cseg_monai.data.lazy_volumes import LAZY_SUFFIXES, LazyVolume, open_volume
+from cseg_monai.data.readers import SLICE_SUFFIXES, TIFF_SUFFIXES, ImageReadError
+from cseg_monai.inferers.block_centre_voxel import BlockCentreVoxel
+from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box
+from cseg_monai.workflows.folder_run import FileReport
+
+__all__ = ["IntensityNorm", "LargeVolumeInference", "NORMALISATIONS", "large_inputs", "load_weights"]
+
+logger = logging.getLogger(__name__)
+
+#: Intensity normalisations: what the bundle's in-memory preprocessing does, from whole-volume statistics.
+NORMALISATIONS = ("mean_std_per_slice", "mean_std", "unit_range_per_slice", "unit_range", "none")
+#: How blocks are computed: MONAI-style sliding windows, or dense centre-voxel classification.
+METHODS = ("sliding_window", "centre_voxel")
+LABELS = ("threshold", "argmax", None)
+
+
+class IntensityNorm:
+    """``(x - mean) / std`` with statistics of each slice or of the whole volume.
+
+    ``mean_std``: MONAI's ``NormalizeIntensity`` (a standard deviation of 0 divides by 1, as
+    MONAI does). ``unit_range``: the organelle bundle's scaling (uint8 / 255; other dtypes
+    min-max to [0, 1], a constant image to 0), i.e. mean = min and std = max - min.
+
+    Args:
+        mode: ``"mean_std_per_slice"`` / ``"unit_range_per_slice"`` (each slice of the leading
+            axis on its own, as a 2D bundle scales each image), ``"mean_std"`` / ``"unit_range"``
+            (the volume), or ``"none"``.
+        mean / std: one value per slice, or one value.
+
+    Example:
+        >>> import dask.array as da
+        >>> norm = IntensityNorm.fit(da.from_array(np.array([[[0.0, 2.0]], [[5.0, 5.0]]])), "mean_std_per_slice")
+        >>> norm.apply(np.array([[[0.0, 2.0]], [[5.0, 5.0]]], np.float32), z0=0).tolist()
+        [[[-1.0, 1.0]], [[0.0, 0.0]]]
+    """
+
+    def __init__(self, mode: str, mean: np.ndarray | float = 0.0, std: np.ndarray | float = 1.0) -> None:
+        if mode not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {mode!r}")
+        self.mode = mode
+        self.mean = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
+        self.std = np.where(std == 0, 1.0, std)
+
+    @classmethod
+    def fit(cls, array: Any, mode: str, name: str = "input") -> IntensityNorm:
+        """Statistics of ``array`` (a ``dask.array``, computed in one pass; NaN or infinity is an error naming ``name``)."""
+        if mode not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {mode!r}")
+        if mode == "none":
+            return cls(mode)
+        per_slice = mode.endswith("_per_slice") and array.ndim == 3
+        axes = tuple(range(1, array.ndim)) if per_slice else None
+        whole = mode.removesuffix("_per_slice")
+        if whole == "unit_range" and array.dtype == np.uint8:
+            return cls(mode, 0.0, 255.0)
+        x = array.astype(np.float64)
+        if whole == "unit_range":
+            lo, hi = dask.compute(x.min(axis=axes), x.max(axis=axes))
+            mean, std = lo, np.where(hi > lo, hi - lo, np.inf)  # constant image -> 0, as the in-memory scaling
+        else:
+            mean, std = dask.compute(x.mean(axis=axes), x.std(axis=axes))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std) | (std == np.inf))):
+            raise ValueError(f"{name}: the volume contains NaN or infinite values")
+        return cls(mode if per_slice else whole, mean, std)
+
+    def apply(self, block: np.ndarray, z0: int) -> np.ndarray:
+        """Normalise ``block`` (float32), whose first slice is slice ``z0`` of the volume."""
+        if self.mode == "none":
+            return block
+        if self.mode.endswith("_per_slice") and self.mean.ndim:
+            sl = slice(z0, z0 + block.shape[0])
+            shape = (-1,) + (1,) * (block.ndim - 1)
+            mean, std = self.mean[sl].reshape(shape), self.std[sl].reshape(shape)
+        else:
+            mean, std = self.mean, self.std
+        return ((block - mean.astype(np.float32)) / std.astype(np.float32)).astype(np.float32)
+
+
+def load_weights(network: torch.nn.Module, ckpt_path: str | os.PathLike | None) -> torch.nn.Module:
+    """Load a bundle checkpoint (a state dict, or ``{"model": state_dict, ...}`` as CheckpointSaver writes) into ``network``.
+
+    Raises:
+        FileNotFoundError: the checkpoint is missing.
+        ValueError: it does not fit the network (names the keys).
+    """
+    if ckpt_path is None:
+        return network
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {path} does not fit the network: {err}") from None
+    return network
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def large_inputs(path: str | os.PathLike) -> list[str]:
+    """The volumes at ``path``: itself when it is a volume (a zarr store, an HDF5 or TIFF file, a
+    folder of 2D slices), or each volume inside a folder of zarr stores / HDF5 / multi-page TIFF files.
+
+    Example:
+        >>> import tempfile, numpy as np, tifffile
+        >>> folder = tempfile.mkdtemp()
+        >>> for z in range(2):
+        ...     tifffile.imwrite(f"{folder}/s{z}.tif", np.zeros((4, 4), np.uint8))
+        >>> large_inputs(folder) == [folder]
+        True
+    """
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"input {root} does not exist")
+    name = str(root)
+    if root.is_file() or name.lower().rstrip("/").endswith(".zarr") or (root / ".zattrs").exists() or (root / "zarr.json").exists():
+        return [name]
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    volumes = [p for p in entries if p.name.lower().endswith((".zarr",) + tuple(s for s in LAZY_SUFFIXES if s != ".zarr"))]
+    slices = [p for p in entries if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES]
+    if slices and all(p.suffix.lower() not in TIFF_SUFFIXES for p in slices):
+        return [name]  # PNG / JPEG slices: one stack
+    stacks = [p for p in volumes if p.is_dir() or p.suffix.lower() not in TIFF_SUFFIXES or _pages(p) > 1]
+    if stacks:
+        return [str(p) for p in stacks]
+    if slices:
+        return [name]  # single-page TIFF slices: one stack
+    raise ValueError(f"{root}: holds no volume (zarr stores, HDF5 or TIFF files, or 2D slices)")
+
+
+def _pages(path: Path) -> int:
+    try:
+        vol = open_volume(path)
+    except (ImageReadError, ValueError):
+        return 2  # let the run report it
+    return vol.shape[0] if vol.ndim == 3 else 1
+
+
+def _output_name(path: str) -> str:
+    name = Path(path.rstrip("/")).name
+    for suffix in sorted(LAZY_SUFFIXES + (".ome.zarr",), key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return name
+
+
+class _Task:
+    """What every block needs, sent once to each worker."""
+
+    def __init__(self, volume: LazyVolume, norm: IntensityNorm, window: BlockSlidingWindow | BlockCentreVoxel, store: BlockStore,
+                 labels: str | None, threshold: float, label_channel: int) -> None:
+        self.volume, self.norm, self.window, self.store = volume, norm, window, store
+        self.labels, self.threshold, self.label_channel = labels, threshold, label_channel
+
+    def read(self, box: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """The normalised input over ``box``: zeros past the border (sliding windows) or mirrored (centre voxels)."""
+        if getattr(self.window, "padding", "constant") == "reflect":
+            index = [reflect_indices(n, a, b) for (a, b), n in zip(box, self.volume.shape)]
+            clipped = tuple((int(i.min()), int(i.max()) + 1) for i in index)
+        else:
+            clipped = tuple((max(a, 0), min(b, n)) for (a, b), n in zip(box, self.volume.shape))
+        raw = self.volume[tuple(slice(a, b) for a, b in clipped)].astype(np.float32)
+        data = self.norm.apply(raw, z0=clipped[0][0])
+        if getattr(self.window, "padding", "constant") == "reflect":
+            return data[np.ix_(*[i - a for i, (a, _) in zip(index, clipped)])]
+        return read_box(data, tuple((a - c0, b - c0) for (a, b), (c0, _) in zip(box, clipped)))
+
+    def __call__(self, network: torch.nn.Module, core: tuple[tuple[int, int], ...], block_id: str) -> str:
+        box = self.window.input_box(core)
+        prob = self.window(self.read(box), box, core, network).numpy()
+        labels = None
+        if self.labels == "threshold":
+            labels = (prob[self.label_channel] >= self.threshold).astype(np.uint8)
+        elif self.labels == "argmax":
+            labels = prob.argmax(0).astype(np.uint8)
+        self.store.write(core, prob, labels)
+        self.store.mark_done(block_id)
+        return block_id
+
+
+def _run_task(task: _Task, network: torch.nn.Module, core: tuple[tuple[int, int], ...], block_id: str) -> str:
+    return task(network, core, block_id)
+
+
+class LargeVolumeInference:
+    """A bundle network over volumes larger than memory (see the module docstring).
+
+    Args:
+        network: the bundle's network (``@network``); put in eval mode.
+        ckpt_path: its weights (``@ckpt_path``), or ``None`` when already loaded.
+        method: ``"sliding_window"`` (MONAI-style windows with Gaussian blending) or
+            ``"centre_voxel"`` (dense centre-voxel classification, reflect padding; ``network`` a
+            :class:`~cseg_monai.networks.CentreVoxelNet`; the window settings do not apply).
+        roi_size: the sliding window (the bundle's ``patch_size``); 2 axes run slice by slice.
+        overlap / mode / sigma_scale / sw_batch_size: as the bundle's ``SlidingWindowInferer``.
+        n_transforms: dihedral test-time augmentation (1, 2, 4, 8), as the bundle's ``DihedralTTAInferer``.
+        activation: ``"sigmoid"``, ``"softmax"`` or ``None``, applied per transform.
+        normalise: one of :data:`NORMALISATIONS` (the bundle's preprocessing).
+        labels: ``"threshold"`` (channel ``label_channel`` >= ``threshold``), ``"argmax"`` or ``None``.
+        threshold / label_channel: for ``labels="threshold"``.
+        prob_dtype: ``"uint8"`` (probability x 255), ``"float16"`` or ``"float32"``.
+        block_shape: the core each task computes, a multiple of ``chunks`` on every axis (the
+            last block of an axis may be shorter). Choose it for RAM: see the module docstring.
+        chunks: the output's chunk shape (``(Z, Y, X)``), for the next reader.
+        scheduler: ``None`` (a LocalCluster), ``"synchronous"`` (this process), or a scheduler address.
+        n_workers / threads_per_worker: of the LocalCluster (threads: default cores / workers).
+        overwrite: replace an output written with other arguments.
+        progress: a bar over the blocks (default: when stderr is a terminal).
+        device: where the network runs.
+
+    Raises:
+        ValueError: bad settings, before anything is read or written.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        ckpt_path: str | os.PathLike | None = None,
+        method: str = "sliding_window",
+        roi_size: Sequence[int] = (256, 256),
+        overlap: float = 0.25,
+        mode: str = "gaussian",
+        sigma_scale: float = 0.125,
+        sw_batch_size: int = 4,
+        n_transforms: int = 1,
+        activation: str | None = "sigmoid",
+        normalise: str = "mean_std_per_slice",
+        labels: str | None = "threshold",
+        threshold: float = 0.5,
+        label_channel: int = 0,
+        prob_dtype: str = "uint8",
+        block_shape: Sequence[int] = (8, 1024, 1024),
+        chunks: Sequence[int] = (8, 256, 256),
+        scheduler: str | None = None,
+        n_workers: int = 1,
+        threads_per_worker: int | None = None,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if labels not in LABELS:
+            raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
+        if prob_dtype not in PROB_DTYPES:
+            raise ValueError(f"prob_dtype must be one of {list(PROB_DTYPES)}, got {prob_dtype!r}")
+        self.block_shape, self.chunks = tuple(int(b) for b in block_shape), tuple(int(c) for c in chunks)
+        if len(self.block_shape) != len(self.chunks) or any(c < 1 or b < 1 or b % c for b, c in zip(self.block_shape, self.chunks)):
+            raise ValueError(f"block_shape {self.block_shape} must be a positive multiple of chunks {self.chunks} on every axis")
+        if int(n_workers) < 1 or (threads_per_worker is not None and int(threads_per_worker) < 1):
+            raise ValueError(f"n_workers ({n_workers}) and threads_per_worker ({threads_per_worker}) must be >= 1")
+        self.window_settings = {
+            "roi_size": tuple(int(r) for r in roi_size),
+            "overlap": float(overlap),
+            "mode": mode,
+            "sigma_scale": float(sigma_scale),
+            "n_transforms": int(n_transforms),
+            "activation": activation,
+            "sw_batch_size": int(sw_batch_size),
+        }
+        self.method = method
+        self.network = load_weights(network, ckpt_path).cpu().eval()
+        if method == "centre_voxel":
+            self.window_settings = {"method": method, "n_transforms": int(n_transforms), "activation": activation}
+            BlockCentreVoxel((1 << 16,) * self.network.spatial_dims, self.network, n_transforms, activation)  # checks the settings
+        else:
+            BlockSlidingWindow((1 << 16,) * len(self.window_settings["roi_size"]), **self.window_settings)  # checks the settings
+        self.ckpt = None if ckpt_path is None else {"file": Path(ckpt_path).name, "sha256": _sha256(ckpt_path)}
+        self.normalise, self.labels = normalise, labels
+        self.threshold, self.label_channel, self.prob_dtype = float(threshold), int(label_channel), prob_dtype
+        self.scheduler, self.n_workers = scheduler, int(n_workers)
+        self.threads_per_worker = int(threads_per_worker) if threads_per_worker else max(1, (os.cpu_count() or 1) // self.n_workers)
+        self.overwrite = bool(overwrite)
+        self.progress = sys.stderr.isatty() if progress is None else bool(progress)
+        self.device = torch.device(device)
+
+    # -- one volume ---------------------------------------------------------------------
+    def _arguments(self, volume: LazyVolume) -> dict[str, Any]:
+        return {
+            "input": {"path": os.path.abspath(volume.path), "dataset": volume.dataset, "token": volume.token()},
+            "weights": self.ckpt,
+            "window": self.window_settings,
+            "normalise": self.normalise,
+            "labels": [self.labels, self.threshold, self.label_channel],
+            "block_shape": self.block_shape,
+        }
+
+    def _blocks(self, shape: tuple[int, ...]) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
+        block = self.block_shape[-len(shape) :] if len(shape) <= len(self.block_shape) else None
+        if block is None:
+            raise ValueError(f"block_shape {self.block_shape} has fewer axes than the volume {shape}")
+        out = []
+        for b in iter_blocks(shape, block, halo=0):
+            out.append(("_".join(str(a // s) for (a, _), s in zip(b.core, block)), b.core))
+        return out
+
+    def run_one(self, path: str | os.PathLike, output: str | os.PathLike, client: Client | None = None) -> dict[str, Any]:
+        """Infer one volume into the OME-Zarr store ``output``; resume it when interrupted before.
+
+        Returns:
+            ``{"output", "shape", "blocks", "skipped", "seconds", "vox_per_s", "spacing"}``.
+        """
+        start = time.perf_counter()
+        volume = open_volume(path)
+        if self.method == "centre_voxel":
+            window: BlockSlidingWindow | BlockCentreVoxel = BlockCentreVoxel(
+                volume.shape, self.network, self.window_settings["n_transforms"], self.window_settings["activation"], self.device
+            )
+            channels = int(self.network.n_classes)
+        else:
+            window = BlockSlidingWindow(volume.shape, device=self.device, **self.window_settings)
+            with torch.no_grad():
+                probe = self.network(torch.zeros((1, 1) + self.window_settings["roi_size"], device=self.device))
+            channels = int(probe.shape[1])
+        if self.labels == "threshold" and not 0 <= self.label_channel < channels:
+            raise ValueError(f"label_channel {self.label_channel} is not one of the network's {channels} output channels")
+        spatial = volume.shape
+        chunks = self.chunks[-len(spatial) :]
+        store = BlockStore.create(
+            output,
+            (channels,) + spatial,
+            chunks=tuple(min(c, n) for c, n in zip(chunks, spatial)),
+            prob_dtype=self.prob_dtype,
+            labels_dtype="uint8" if self.labels else None,
+            spacing=volume.spacing,
+            spacing_unit=volume.spacing_unit,
+            arguments=self._arguments(volume),
+            overwrite=self.overwrite,
+        )
+        blocks = self._blocks(spatial)
+        record = {"output": store.final, "shape": list(spatial), "blocks": len(blocks), "spacing": volume.spacing}
+        if store.complete:
+            logger.info("%s is complete (same arguments): nothing to do", store.final)
+            return {**record, "skipped": len(blocks), "seconds": 0.0, "vox_per_s": None}
+        done = store.done_blocks()
+        todo = [(i, core) for i, core in blocks if i not in done]
+        norm = IntensityNorm.fit(volume.to_dask(), self.normalise, name=volume.path)
+        task = _Task(volume, norm, window, store, self.labels, self.threshold, self.label_channel)
+        bar = tqdm(total=len(blocks), initial=len(blocks) - len(todo), desc=Path(volume.path).name, unit="block", disable=not self.progress)
+        try:
+            if client is None:
+                for block_id, core in todo:
+                    task(self.network.to(self.device), core, block_id)
+                    bar.update(1)
+            else:
+                shared = client.scatter(task, broadcast=True, hash=False)
+                net = client.scatter(self.network, broadcast=True, hash=False)
+                futures = [client.submit(_run_task, shared, net, core, block_id, pure=False) for block_id, core in todo]
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(1)
+        finally:
+            bar.close()
+        final = store.finish()
+        seconds = time.perf_counter() - start
+        done_vox = sum(int(np.prod([b - a for a, b in core])) for _, core in todo)
+        return {**record, "output": final, "skipped": len(blocks) - len(todo), "seconds": round(seconds, 3),
+                "vox_per_s": round(done_vox / seconds, 1) if seconds > 0 else None}
+
+    # -- many volumes, one cluster ------------------------------------------------------
+    def client(self) -> Client | None:
+        """The Dask client of the configured scheduler (``None`` for ``"synchronous"``)."""
+        if self.scheduler == "synchronous":
+            return None
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # a bundle's logging.conf sets INFO everywhere
+        if self.scheduler in (None, "local"):
+            cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            client = Client(cluster)
+        else:
+            client = Client(self.scheduler)
+        threads = self.threads_per_worker
+        client.run(torch.set_num_threads, threads)
+        logger.info("Dask dashboard: %s", client.dashboard_link)
+        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        return client
+
+    def run(self, inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, Any]:
+        """Infer every volume of ``inputs`` into ``output_dir/NAME.ome.zarr``; a failing volume is reported and skipped.
+
+        Args:
+            inputs: a volume, a folder of volumes (:func:`large_inputs`), or a list of either.
+            output_dir: the output folder (receives ``run_summary.json``).
+
+        Returns:
+            The run summary (one record per volume).
+
+        Raises:
+            FolderRunError: after all volumes were tried, naming each one that failed.
+        """
+        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        paths = [p for item in items for p in large_inputs(item)]
+        report = FileReport(output_dir, total=len(paths), progress=False, desc="volumes")
+        client = self.client() if paths else None
+        try:
+            for path in paths:
+                with report.item(path) as record:
+                    record.update(self.run_one(path, Path(output_dir) / f"{_output_name(str(path))}.ome.zarr", client))
+        finally:
+            if client is not None:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        return report.finish()
