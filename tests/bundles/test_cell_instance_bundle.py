@@ -4,6 +4,9 @@ metrics, F1-vs-IoU picture, MLflow), inference (STEM_prob / STEM_labels, a 5-pla
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import itk
@@ -366,3 +369,42 @@ def test_cells_model_on_both_membrane_sets(tmp_path):
         assert labels.shape == truths[kind].shape
         f1 = instance_scores(relabel_sequential(truths[kind])[0], labels, thresholds=(0.5,))["f1"][0]
         assert f1 >= floor, (kind, f1)
+
+
+@pytest.mark.slow
+def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(nuclei_folder, tmp_path):
+    """multi_gpu_train.json as documented, on CPU: torchrun, 2 processes, gloo, DDP; rank 0 alone
+    logs, so the MLflow store holds ONE run with the training loss and the validation metrics."""
+    import mlflow
+    import torch
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "cache_rate": 0.0}
+    cmd = [
+        str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run", "training",
+        "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+        "--dataset_dir", str(nuclei_folder), "--output_dir", str(out),
+    ]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(out / "models" / "model.pt", map_location="cpu")
+    assert not any(k.startswith("module.") for k in state)  # saved unwrapped, loadable by inference.json
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]  # not one per process
+    assert {"train_loss", "val_mean_f1", "val_f1_iou50", "val_arand"} <= set(runs[0].data.metrics)
+    history = client.get_metric_history(runs[0].info.run_id, "train_loss")
+    # 2 volumes x 3 training zooms = 6 items, 3 per process, batches of 2: 2 iterations, logged by rank 0 alone
+    assert sorted(m.step for m in history) == [1, 2]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -316,7 +316,7 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_isbi, tmp_pa
         str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run", "training",
         "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
         "--dataset_dir", str(phantom_isbi), "--output_dir", str(out), "--max_epochs", "1", "--val_interval", "1",
-        "--mlflow_enabled", "False", "--patch_size", "[64,64]", "--num_samples", "2", "--batch_size", "2",
+        "--mlflow_experiment_name", "ddp", "--patch_size", "[64,64]", "--num_samples", "2", "--batch_size", "2",
         "--num_workers", "0", "--train_indices", "[0,1,2,3]", "--val_indices", "[4,5]", "--progress_bar", "False",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -326,6 +326,12 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_isbi, tmp_pa
     state = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(k.startswith("module.") for k in state)  # saved unwrapped, loadable by inference.json
     assert "val_vrand_thinned" in proc.stdout + proc.stderr
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]  # rank 0 alone logs: one run, not one per process
+    assert {"train_loss", "val_vrand_thinned"} <= set(runs[0].data.metrics)
 
 
 @pytest.mark.slow

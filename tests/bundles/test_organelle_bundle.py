@@ -228,7 +228,7 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_organelles, 
         str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run",
         "training", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
         "--dataset_kind", "folder", "--dataset_dir", phantom_organelles, "--output_dir", str(out), "--max_epochs", "1",
-        "--val_interval", "1", "--mlflow_enabled", "False", "--grid_size", "2", "--num_samples", "2",
+        "--val_interval", "1", "--mlflow_experiment_name", "ddp", "--grid_size", "2", "--num_samples", "2",
         "--train_indices", "[0,1]", "--val_indices", "[2,3]", "--val_shifts", "[[0,0]]", "--progress_bar", "False",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -237,6 +237,12 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_organelles, 
     state = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(k.startswith("module.") for k in state)
     assert "val_macro_ap" in proc.stdout + proc.stderr
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]  # rank 0 alone logs: one run, not one per process
+    assert {"train_loss", "val_macro_ap"} <= set(runs[0].data.metrics)
 
 
 def _free_port() -> int:
