@@ -46,6 +46,7 @@ __all__ = ["BlockStore", "OutputExistsError", "PROB_DTYPES", "fingerprint"]
 #: Probability encodings: stored dtype and the factor that turns a stored value into a probability.
 PROB_DTYPES = {"uint8": ("u1", 1.0 / 255.0), "float16": ("f2", 1.0), "float32": ("f4", 1.0)}
 _DONE = ".cseg_blocks_done"
+_WORK = ".cseg_work"
 _ATTR = "cseg_inference"
 
 
@@ -225,23 +226,67 @@ class BlockStore:
         if seg is not None and labels is not None:
             seg[box] = np.asarray(labels, dtype=seg.dtype)
 
-    def _marker(self, block_id: str) -> str:
-        return os.path.join(self.path, _DONE, block_id)
+    def _marker(self, block_id: str, stage: str = "") -> str:
+        return os.path.join(self.path, _DONE, stage, block_id) if stage else os.path.join(self.path, _DONE, block_id)
 
-    def is_done(self, block_id: str) -> bool:
-        """Whether the block was written by this run or the interrupted one it resumes."""
-        return self.complete or os.path.exists(self._marker(block_id))
+    def is_done(self, block_id: str, stage: str = "") -> bool:
+        """Whether the block (of ``stage``, for a run in several passes) was written by this run or the interrupted one it resumes."""
+        return self.complete or os.path.exists(self._marker(block_id, stage))
 
-    def mark_done(self, block_id: str) -> None:
-        """Record a written block (after :meth:`write` returned)."""
-        tmp = self._marker(block_id) + ".tmp"
+    def mark_done(self, block_id: str, stage: str = "") -> None:
+        """Record a written block (after :meth:`write` returned, or a work array's block of ``stage``)."""
+        marker = self._marker(block_id, stage)
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        tmp = marker + ".tmp"
         Path(tmp).write_text("")
-        os.replace(tmp, self._marker(block_id))
+        os.replace(tmp, marker)
 
-    def done_blocks(self) -> set[str]:
-        """Ids of the blocks already written."""
-        folder = os.path.join(self.path, _DONE)
-        return {n for n in os.listdir(folder) if not n.endswith(".tmp")} if os.path.isdir(folder) else set()
+    def done_blocks(self, stage: str = "") -> set[str]:
+        """Ids of the blocks (of ``stage``) already written."""
+        folder = os.path.join(self.path, _DONE, stage) if stage else os.path.join(self.path, _DONE)
+        if not os.path.isdir(folder):
+            return set()
+        return {n for n in os.listdir(folder) if not n.endswith(".tmp") and os.path.isfile(os.path.join(folder, n))}
+
+    # -- intermediate results of a run in several passes (deleted by finish) ----------------
+    def work_path(self, name: str) -> str:
+        """Where the intermediate ``name`` lives (inside the unfinished store)."""
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"work name {name!r} must be a plain file name")
+        return os.path.join(self.path, _WORK, name)
+
+    def work_array(self, name: str, shape: Sequence[int], chunks: Sequence[int], dtype: str) -> Any:
+        """A zarr array for intermediate results: created on first use, reopened when the run resumes.
+
+        Raises:
+            ValueError: an existing one of another shape, chunks or dtype (a corrupt store).
+        """
+        path = self.work_path(name)
+        shape, chunks = tuple(int(s) for s in shape), tuple(int(c) for c in chunks)
+        if os.path.exists(os.path.join(path, ".zarray")):
+            arr = zarr.open_array(path, mode="r+", zarr_format=2)
+            if arr.shape != shape or arr.chunks != chunks or arr.dtype != np.dtype(dtype):
+                raise ValueError(f"{path}: holds {arr.shape} {arr.dtype} in chunks {arr.chunks}, this run needs {shape} {dtype} in {chunks}")
+            return arr
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        compressor = Blosc(cname="zstd", clevel=1, shuffle=Blosc.BITSHUFFLE)
+        return zarr.create_array(path, shape=shape, chunks=chunks, dtype=dtype, compressors=compressor, fill_value=0, zarr_format=2)
+
+    def save_table(self, name: str, **arrays: np.ndarray) -> None:
+        """Save arrays as ``name.npz`` among the intermediates (written to a temporary name and renamed)."""
+        path = self.work_path(name + ".npz")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    def load_table(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays :meth:`save_table` saved, or ``None`` when there are none yet."""
+        path = self.work_path(name + ".npz")
+        if not os.path.isfile(path):
+            return None
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
 
     def finish(self) -> str:
         """Mark the store complete and move it to its final name (replacing an old output only now).
@@ -256,6 +301,7 @@ class BlockStore:
         info["complete"] = True
         root.attrs[_ATTR] = info
         shutil.rmtree(os.path.join(self.path, _DONE), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.path, _WORK), ignore_errors=True)
         old = None
         if os.path.exists(self.final):
             old = self.final + ".old"

@@ -12,7 +12,7 @@ from cseg_monai.transforms.io import SaveTiffd, output_stem
 from cseg_monai.transforms.labels import MembraneMaskd
 from cseg_monai.transforms.organelles import LoadOrganelled, ScaleOrganelleIntensityd
 from cseg_monai.transforms.pretext import CUBE_METHODS, MaskCentreRegiond, MaskCubesd, PixProViewsd, centre_region_slices, paste_centre_region
-from cseg_monai.transforms.spacing import RescaleToInputd, RescaleToSpacingd
+from cseg_monai.transforms.spacing import RescalePlan, RescaleToInputd, RescaleToSpacingd
 from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 
@@ -24,6 +24,7 @@ __all__ = [
     "centre_region_slices",
     "paste_centre_region",
     "MembraneMaskd",
+    "RescalePlan",
     "RescaleToInputd",
     "RescaleToSpacingd",
     "SaveTiffd",

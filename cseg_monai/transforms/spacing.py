@@ -37,7 +37,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,12 +50,40 @@ from monai.transforms import MapTransform
 from cseg_monai.common.checks import check_spacing
 from cseg_monai.transforms.object_size import estimate_object_size
 
-__all__ = ["RescaleToInputd", "RescaleToSpacingd", "SPACING_SOURCES"]
+__all__ = ["RescalePlan", "RescaleToInputd", "RescaleToSpacingd", "SPACING_SOURCES"]
 
 #: Where an input's voxel size came from.
 SPACING_SOURCES = ("user", "file", "default", "unknown")
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RescalePlan:
+    """How :class:`RescaleToSpacingd` rescales one input (:meth:`RescaleToSpacingd.plan`).
+
+    Attributes:
+        zoom: the scale factor per spatial axis (1.0 where left alone).
+        new_shape: the spatial shape in the model's grid.
+        spacing: the input's voxel size, or ``None`` when unknown.
+        source: where it came from (:data:`SPACING_SOURCES`).
+        grid: the voxel size of the model's grid (relative, in-plane voxels = 1, for a model with
+            ``object_size``), or ``None`` when the input's is unknown.
+        meta: what the meta data records (``spacing_source``, ``object_size_source`` and, when
+            objects were measured, ``object_chord`` and ``object_zoom``).
+    """
+
+    zoom: list[float]
+    new_shape: list[int]
+    spacing: list[float] | None
+    source: str
+    grid: list[float] | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rescales(self) -> bool:
+        """Whether the model's grid differs from the input's."""
+        return any(z != 1.0 for z in self.zoom)
 
 
 def _name(meta: Mapping) -> str:
@@ -149,6 +178,80 @@ class RescaleToSpacingd(MapTransform):
             raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
         self.tolerance = float(tolerance)
 
+    def plan(
+        self,
+        shape: Sequence[int],
+        file_spacing: Sequence[float] | None = None,
+        image: np.ndarray | Callable[[], np.ndarray] | None = None,
+        name: str = "the input",
+        extra_zoom: float | None = None,
+    ) -> RescalePlan:
+        """How an input of spatial ``shape`` is rescaled, without touching its voxels.
+
+        :meth:`__call__` applies this plan; out-of-core inference uses it to rescale a volume
+        that never fits in memory block by block.
+
+        Args:
+            shape: the input's spatial shape.
+            file_spacing: the voxel size the file states (``None`` when it states none).
+            image: the input's first channel, or a callable returning it (for example a central
+                crop of a large volume), read only when objects are measured.
+            name: how messages name the input.
+            extra_zoom: one more zoom factor for every axis (the ``zoom_key`` item).
+
+        Returns:
+            A :class:`RescalePlan`.
+
+        Example:
+            >>> t = RescaleToSpacingd("image", model_spacing=[0.5, 0.1, 0.1])
+            >>> p = t.plan((5, 40, 40), file_spacing=[1.0, 0.2, 0.2])
+            >>> p.new_shape, p.source, p.grid
+            ([10, 80, 80], 'file', [0.5, 0.1, 0.1])
+        """
+        ndim = len(shape)
+        shape = tuple(int(s) for s in shape)
+        if self.spacing is not None:
+            source, spacing = "user", check_spacing(self.spacing, ndim, "--spacing")
+        elif file_spacing is not None:
+            source, spacing = "file", check_spacing(file_spacing, ndim, f"{name}: its voxel size")
+        elif self.default_spacing is not None:
+            source, spacing = "default", check_spacing(self.default_spacing, ndim, "default_spacing")
+        else:
+            source, spacing = "unknown", None
+        meta: dict[str, Any] = {"spacing_source": source, "object_size_source": "off"}
+        zoom = [1.0] * ndim
+        if self.model_spacing is not None and spacing is not None:
+            zoom = [s / m for s, m in zip(spacing, check_spacing(self.model_spacing, ndim, "model_spacing"))]
+        if self.object_size is not None:
+            if self.object_diameter is not None:
+                single_plane = ndim == 2 or shape[0] == 1
+                chord, object_source = self.object_diameter * (np.pi / 4 if single_plane else 2.0 / 3.0), "user"
+            else:
+                if image is None:
+                    raise ValueError(f"{name}: measuring the objects needs the image (or give object_diameter)")
+                pixels = image() if callable(image) else image
+                chord, object_source = estimate_object_size(np.asarray(pixels), name=name).chord_yx, "estimated"
+            in_plane = float(np.mean(zoom[-2:]))
+            total = np.clip(self.object_size / max(chord, 1e-6), 1.0 / self.max_object_zoom, self.max_object_zoom)
+            g = float(total / in_plane)  # in-plane, voxel size and objects together: the clipped total
+            axes = range(ndim) if spacing is not None else range(max(ndim - 2, 0), ndim)
+            zoom = [z * g if a in axes else z for a, z in enumerate(zoom)]
+            meta.update(object_size_source=object_source, object_chord=float(chord), object_zoom=float(total))
+            logger.info(
+                "%s: objects %.1f voxels across (mean in-plane chord, %s), the model's %.1f: in-plane zoom %.2f",
+                name, chord, object_source, self.object_size, total,
+            )  # fmt: skip
+        if extra_zoom is not None:
+            zoom = [z * float(extra_zoom) for z in zoom]
+        zoom = [1.0 if abs(z - 1.0) <= self.tolerance or n == 1 else z for z, n in zip(zoom, shape)]
+        new_shape = [max(1, int(round(n * z))) for n, z in zip(shape, zoom)] if any(z != 1.0 for z in zoom) else list(shape)
+        grid = None if spacing is None else list(spacing)
+        if spacing is not None and new_shape != list(shape):
+            grid = [s * n / m for s, n, m in zip(spacing, shape, new_shape)]
+            if self.object_size is not None:  # the model's frame: in-plane voxels are the unit
+                grid = [g / grid[-1] for g in grid]
+        return RescalePlan(list(zoom), new_shape, None if spacing is None else list(spacing), source, grid, meta)
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
@@ -156,55 +259,24 @@ class RescaleToSpacingd(MapTransform):
             if not isinstance(img, MetaTensor):
                 img = MetaTensor(torch.as_tensor(img))
             meta = dict(img.meta)
-            ndim = img.ndim - 1
             name = _name(meta)
-            if self.spacing is not None:
-                source, spacing = "user", check_spacing(self.spacing, ndim, "--spacing")
-            elif meta.get("spacing") is not None:
-                source, spacing = "file", check_spacing(meta["spacing"], ndim, f"{name}: its voxel size")
-            elif self.default_spacing is not None:
-                source, spacing = "default", check_spacing(self.default_spacing, ndim, "default_spacing")
-            else:
-                source, spacing = "unknown", None
             shape = tuple(int(s) for s in img.shape[1:])
-            meta.update(spacing_source=source, input_shape=np.asarray(shape), object_size_source="off")
-            zoom = [1.0] * ndim
-            if self.model_spacing is not None and spacing is not None:
-                zoom = [s / m for s, m in zip(spacing, check_spacing(self.model_spacing, ndim, "model_spacing"))]
-            if self.object_size is not None:
-                if self.object_diameter is not None:
-                    single_plane = ndim == 2 or shape[0] == 1
-                    chord, object_source = self.object_diameter * (np.pi / 4 if single_plane else 2.0 / 3.0), "user"
-                else:
-                    chord, object_source = estimate_object_size(np.asarray(img[0].detach().cpu()), name=name).chord_yx, "estimated"
-                in_plane = float(np.mean(zoom[-2:]))
-                total = np.clip(self.object_size / max(chord, 1e-6), 1.0 / self.max_object_zoom, self.max_object_zoom)
-                g = float(total / in_plane)  # in-plane, voxel size and objects together: the clipped total
-                axes = range(ndim) if spacing is not None else range(max(ndim - 2, 0), ndim)
-                zoom = [z * g if a in axes else z for a, z in enumerate(zoom)]
-                meta.update(object_size_source=object_source, object_chord=float(chord), object_zoom=float(total))
-                logger.info(
-                    "%s: objects %.1f voxels across (mean in-plane chord, %s), the model's %.1f: in-plane zoom %.2f",
-                    name, chord, object_source, self.object_size, total,
-                )  # fmt: skip
-            if self.zoom_key is not None and d.get(self.zoom_key) is not None:
-                zoom = [z * float(d[self.zoom_key]) for z in zoom]
-            zoom = [1.0 if abs(z - 1.0) <= self.tolerance or n == 1 else z for z, n in zip(zoom, shape)]
-            if spacing is not None:
-                meta["input_spacing"] = np.asarray(spacing)
-                meta["spacing"] = np.asarray(spacing)
+            extra = float(d[self.zoom_key]) if self.zoom_key is not None and d.get(self.zoom_key) is not None else None
+            plan = self.plan(shape, meta.get("spacing"), lambda: np.asarray(img[0].detach().cpu()), name, extra)
+            meta.update(plan.meta, input_shape=np.asarray(shape))
+            if plan.spacing is not None:
+                meta["input_spacing"] = np.asarray(plan.spacing)
+                meta["spacing"] = np.asarray(plan.spacing)
             out = img
-            if any(z != 1.0 for z in zoom):
-                new_shape = [max(1, int(round(n * z))) for n, z in zip(shape, zoom)]
+            if plan.rescales:
+                new_shape = plan.new_shape
                 out = _resample(img, new_shape, "linear")
-                logger.info("%s: voxel size %s (%s): %s -> %s", name, spacing, source, shape, tuple(new_shape))
-                if spacing is not None:
-                    grid = [s * n / m for s, n, m in zip(spacing, shape, new_shape)]
-                    if self.object_size is not None:  # the model's frame: in-plane voxels are the unit
-                        grid = [g / grid[-1] for g in grid]
-                    meta["spacing"] = np.asarray(grid)
+                logger.info("%s: voxel size %s (%s): %s -> %s", name, plan.spacing, plan.source, shape, tuple(new_shape))
+                if plan.grid is not None:
+                    meta["spacing"] = np.asarray(plan.grid)
+                    ndim = len(shape)
                     affine = np.eye(max(ndim, 3) + 1)
-                    affine[np.arange(ndim), np.arange(ndim)] = grid
+                    affine[np.arange(ndim), np.arange(ndim)] = plan.grid
                     meta["affine"] = torch.as_tensor(affine)
                 for other in self.nearest_keys:
                     if other in d:
@@ -213,7 +285,7 @@ class RescaleToSpacingd(MapTransform):
                         res = _resample(lab_t, new_shape, "nearest")
                         d[other] = MetaTensor(res.as_tensor() if isinstance(res, MetaTensor) else res, meta=dict(getattr(lab, "meta", {})))
             else:
-                logger.info("%s: voxel size %s: not rescaled", name, "unknown" if spacing is None else f"{spacing} ({source})")
+                logger.info("%s: voxel size %s: not rescaled", name, "unknown" if plan.spacing is None else f"{plan.spacing} ({plan.source})")
             d[key] = MetaTensor(out.as_tensor() if isinstance(out, MetaTensor) else out, meta=meta)
         return d
 
