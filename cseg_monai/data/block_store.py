@@ -277,7 +277,7 @@ class BlockStore:
         path = self.work_path(name + ".npz")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp.npz"
-        np.savez(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
 
     def load_table(self, name: str) -> dict[str, np.ndarray] | None:

@@ -68,15 +68,25 @@ def window_starts(length: int, roi: int, overlap: float) -> list[int]:
     return [int(s[0].start) for s in dense_patch_slices((size,), (roi,), (interval,))]
 
 
-def read_box(array: np.ndarray | torch.Tensor, box: Box, fill: float = 0.0) -> np.ndarray:
-    """``array[box]`` as float32, with ``fill`` where the box reaches outside the array.
+def read_box(array: np.ndarray | torch.Tensor, box: Box, fill: float = 0.0, mode: str = "constant") -> np.ndarray:
+    """``array[box]`` as float32 where the box reaches outside the array: ``fill`` (``mode="constant"``),
+    or the nearest edge voxel (``mode="replicate"``, as MONAI's ``padding_mode="replicate"``).
 
     Example:
         >>> read_box(np.arange(4), ((-1, 3),)).tolist()
         [0.0, 0.0, 1.0, 2.0]
+        >>> read_box(np.arange(4), ((-2, 6),), mode="replicate").tolist()
+        [0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 3.0, 3.0]
     """
     if len(box) != array.ndim:
         raise ValueError(f"box {box} has {len(box)} axes, the array has {array.ndim}")
+    if mode not in ("constant", "replicate"):
+        raise ValueError(f"mode must be 'constant' or 'replicate', got {mode!r}")
+    if mode == "replicate":
+        index = [np.clip(np.arange(a, b), 0, n - 1) for (a, b), n in zip(box, array.shape)]
+        part = array[tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)]
+        part = part.numpy() if isinstance(part, torch.Tensor) else np.asarray(part)
+        return np.asarray(part[np.ix_(*[i - i.min() for i in index])], dtype=np.float32)
     out = np.full([b - a for a, b in box], fill, dtype=np.float32)
     src = tuple(slice(max(a, 0), min(b, n)) for (a, b), n in zip(box, array.shape))
     dst = tuple(slice(s.start - a, s.stop - a) for s, (a, _) in zip(src, box))

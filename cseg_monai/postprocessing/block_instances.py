@@ -10,7 +10,9 @@ saw (the torch-em / elf recipe of overlap-based stitching, with the graph part d
    segmentation of the halo where it reaches into a neighbour's core;
 2. :func:`overlap_pairs` matches the block's ids there with the neighbour's own ids over the
    same voxels: two ids overlapping with IoU >= ``min_iou`` (0.5 by default, so an id matches
-   at most one id of the other block) are one object;
+   at most one id of the other block) are one object when the neighbour, looking back across
+   the same border, matches them too (:func:`mutual_pairs`: blocks that disagree, one seeing
+   two touching objects as one, cannot chain distinct objects together);
 3. :func:`merge_table` joins matched ids into objects (connected components of the match
    graph), applies the size and background filters of ``InstanceParams`` to whole objects
    (the block segmentations run without them, so no fragment of a big object is dropped
@@ -44,6 +46,7 @@ __all__ = [
     "check_block_params",
     "id_counts",
     "merge_table",
+    "mutual_pairs",
     "offset_labels",
     "overlap_pairs",
     "relabel",
@@ -101,6 +104,27 @@ def overlap_pairs(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> np.ndar
     sb = size_b[np.searchsorted(ids_b, pairs[:, 1])]
     iou = inter / (sa + sb - inter)
     return pairs[iou >= float(min_iou)]
+
+
+def mutual_pairs(pairs: np.ndarray) -> np.ndarray:
+    """The pairs matched from both sides: ``(a, b)`` where ``(b, a)`` was matched too.
+
+    :func:`stitch_pairs` matches a block's halo ids with its neighbour's core ids, in both
+    directions across every border. Two blocks that disagree (one sees two touching objects as
+    one) would chain distinct objects together through their neighbours; an id pair kept only when
+    both blocks agree cannot (ids seen only in a halo own no voxels and need no pair).
+
+    Example:
+        >>> mutual_pairs(np.array([[1, 2], [2, 1], [1, 3]], np.uint64)).tolist()
+        [[1, 2]]
+    """
+    p = np.asarray(pairs, dtype=np.uint64).reshape(-1, 2)
+    if not len(p):
+        return p
+    forward = p[p[:, 0] < p[:, 1]]
+    backward = p[p[:, 0] > p[:, 1]][:, ::-1]
+    both = np.intersect1d(forward.view([("a", np.uint64), ("b", np.uint64)]).ravel(), backward.copy().view([("a", np.uint64), ("b", np.uint64)]).ravel())
+    return both.view(np.uint64).reshape(-1, 2)
 
 
 def id_counts(labels: np.ndarray, background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -311,7 +335,7 @@ def segment_in_blocks(
         )  # fmt: skip
         raw[block.core_slices] = core_labels
         tables.append(table)
-    pairs = np.concatenate([stitch_pairs(t, lambda box: raw[tuple(slice(a, b) for a, b in box)], min_iou) for t in tables])
+    pairs = mutual_pairs(np.concatenate([stitch_pairs(t, lambda box: raw[tuple(slice(a, b) for a, b in box)], min_iou) for t in tables]))
     keys, values = merge_table(
         np.concatenate([t["ids"] for t in tables]), np.concatenate([t["counts"] for t in tables]), pairs,
         np.concatenate([t["background"] for t in tables]), params.min_size, params.max_size,

@@ -262,7 +262,7 @@ class RescaleToSpacingd(MapTransform):
             name = _name(meta)
             shape = tuple(int(s) for s in img.shape[1:])
             extra = float(d[self.zoom_key]) if self.zoom_key is not None and d.get(self.zoom_key) is not None else None
-            plan = self.plan(shape, meta.get("spacing"), lambda: np.asarray(img[0].detach().cpu()), name, extra)
+            plan = self.plan(shape, meta.get("spacing"), lambda img=img: np.asarray(img[0].detach().cpu()), name, extra)
             meta.update(plan.meta, input_shape=np.asarray(shape))
             if plan.spacing is not None:
                 meta["input_spacing"] = np.asarray(plan.spacing)

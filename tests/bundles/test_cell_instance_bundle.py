@@ -408,3 +408,43 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_out_of_core_instances_equal_in_memory_inference_on_a_volume_several_blocks_wide(tmp_path):
+    """inference_large.json with the shipped generalist on a Fiji stack with its voxel size (so the
+    volume is rescaled to the model's grid and back), in blocks of 16 x 64 x 64 (3 x 3 x 2 in the
+    model's grid): the probabilities of inference.json to float tolerance, the same nuclei."""
+    if not (BUNDLE / "models" / "model.pt").is_file():
+        pytest.skip("no shipped model")
+    import zarr
+
+    from cseg_monai.metrics.instances import instance_scores
+
+    image, truth = make_nuclei_phantom((20, 112, 112), n_nuclei=30, radius_range=(5.0, 9.0), seed=21)
+    stack = (image.astype(np.float32) * 12).astype(np.uint16)
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "fiji.tif", stack, imagej=True, resolution=(1 / 0.2, 1 / 0.2), metadata={"spacing": 0.4, "unit": "um", "axes": "ZYX"})
+    mem = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "mem"), progress_bar=False)
+    mem.initialize()
+    mem.run()
+    big = bundle_workflow(CONFIGS, ["inference.json", "inference_large.json"], "infer", dataset_dir=str(tmp_path / "in" / "fiji.tif"),
+                          output_dir=str(tmp_path / "big"), progress_bar=False, scheduler="synchronous", prob_dtype="float32",
+                          block_shape=[16, 64, 64], chunks=[8, 32, 32])  # fmt: skip
+    big.initialize()
+    big.run()
+    summary = json.loads((tmp_path / "big" / "run_summary.json").read_text())["succeeded"][0]
+    assert summary["spacing_source"] == "file" and summary["object_size_source"] == "estimated" and summary["zoom"] != [1.0, 1.0, 1.0]
+    assert all(m > b for m, b in zip(summary["model_shape"], (16, 64, 64)))  # several blocks on every axis of the model's grid
+    root = zarr.open_group(tmp_path / "big" / "fiji.ome.zarr", mode="r")
+    assert root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.4, 0.2, 0.2]
+    prob = tifffile.imread(tmp_path / "mem" / "fiji_prob.tif")
+    assert np.abs(root["0"][:] - prob).max() < 1e-4
+    labels_mem = tifffile.imread(tmp_path / "mem" / "fiji_labels.tif").astype(np.int64)
+    labels_big = root["labels/segmentation/0"][:].astype(np.int64)
+    assert labels_big.shape == labels_mem.shape and labels_big.max() == summary["instances"] > 10
+    versus = instance_scores(labels_mem, labels_big, thresholds=(0.5,))
+    assert versus["f1"][0] >= 0.95 and versus["splits"] == 0, versus
+    truth_mem = instance_scores(truth.astype(np.int64), labels_mem, thresholds=(0.5,))["f1"][0]
+    truth_big = instance_scores(truth.astype(np.int64), labels_big, thresholds=(0.5,))["f1"][0]
+    assert truth_big >= truth_mem - 0.03, (truth_big, truth_mem)

@@ -27,7 +27,7 @@ def test_blocks_equal_the_whole_volume_interpolate(in_shape, out_shape):
     rng = np.random.default_rng(sum(in_shape))
     image = rng.random(in_shape).astype(np.float32)
     labels = rng.integers(0, 1 << 30, in_shape).astype(np.uint32)  # large ids survive (no float round trip)
-    ref_image, ref_labels = _whole(image, out_shape, "linear"), _whole(labels.astype(np.float64), out_shape, "nearest")
+    ref_image = _whole(image, out_shape, "linear")
     got_image, got_labels = np.zeros(out_shape, np.float32), np.zeros(out_shape, np.uint32)
     for block in iter_blocks(out_shape, (3, 8, 9), halo=0):
         for mode, source, target in (("linear", image, got_image), ("nearest", labels, got_labels)):

@@ -1,0 +1,385 @@
+"""Out-of-core 3D instances: the instance bundle's ``inference.json`` for volumes larger than memory.
+
+:class:`LargeInstanceInference` does what the instance bundle's in-memory inference does
+(rescale to the model's voxel and object size, percentile scaling, sliding window with
+Gaussian blending and replicate padding, sigmoid, watershed + multicut, back to the input's
+grid), in passes over blocks that each fit in memory, on Dask, into an OME-Zarr store:
+
+1. ``input``: the volume resampled to the model's grid box by box
+   (:mod:`~cseg_monai.transforms.block_resample`, equal to the in-memory ``interpolate``);
+   skipped when the model's grid is the input's;
+2. the 1st / 99.8th percentiles of that volume, exactly (:func:`~cseg_monai.data.volume_statistics.exact_percentiles`);
+3. ``prob``: boundary and foreground probabilities, each block with the windows of a
+   whole-volume run (:class:`~cseg_monai.inferers.BlockSlidingWindow`), so they equal
+   in-memory inference to float tolerance;
+4. ``segment``: each block's core plus ``stitch_halo`` segmented
+   (:func:`~cseg_monai.postprocessing.block_instances.segment_one_block`);
+5. ``stitch``: ids matched across block borders by overlap, size filters applied to whole
+   objects, ids 1..N (:func:`~cseg_monai.postprocessing.block_instances.merge_table`);
+6. ``relabel`` and ``output``: final ids, then probabilities (linear) and ids (nearest)
+   resampled back to the input's grid and written block by block (``uint32`` labels).
+
+Every pass records its finished blocks, and its intermediate arrays live inside the
+unfinished store (``NAME.ome.zarr.partial/.cseg_work``): a run restarted with the same
+arguments resumes in the pass where it stopped; the intermediates go when the store is
+complete. Memory is bounded per block: see :class:`LargeInstanceInference` for the sizes.
+
+The object size of an input (when ``object_size`` is set and ``object_diameter`` is not) is
+measured on a central crop of at most ``estimate_box`` voxels, which is the whole volume for
+any volume the in-memory path could hold; the summary records the crop.
+
+Example:
+    >>> import tempfile, numpy as np, torch, zarr
+    >>> from cseg_monai.postprocessing import InstanceParams
+    >>> from cseg_monai.transforms import RescaleToSpacingd
+    >>> src = tempfile.mkdtemp() + "/v.zarr"
+    >>> zarr.open_array(src, mode="w", shape=(4, 40, 40), chunks=(4, 20, 20), dtype="u1")[:] = np.random.randint(0, 255, (4, 40, 40))
+    >>> net = torch.nn.Conv3d(1, 2, 3, padding=1)
+    >>> run = LargeInstanceInference(net, rescale=RescaleToSpacingd("image", model_spacing=None), roi_size=(4, 16, 16),
+    ...                              instance_params=InstanceParams(mask_watershed=True), block_shape=(4, 20, 20),
+    ...                              chunks=(4, 20, 20), stitch_halo=(2, 8, 8), scheduler="synchronous", progress=False)
+    >>> out = run.run_one(src, tempfile.mkdtemp() + "/v.ome.zarr")
+    >>> out["blocks"], zarr.open_group(out["output"])["labels/segmentation/0"].dtype == np.uint32
+    (4, True)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import torch
+import zarr
+from distributed import Client, as_completed
+from tqdm.auto import tqdm
+
+from cseg_monai.data.block_store import BlockStore
+from cseg_monai.data.lazy_volumes import LazyVolume, open_volume
+from cseg_monai.data.readers import ImageReadError
+from cseg_monai.data.volume_statistics import exact_percentiles
+from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box
+from cseg_monai.postprocessing.block_instances import check_block_params, merge_table, mutual_pairs, relabel, segment_one_block, stitch_pairs
+from cseg_monai.postprocessing.instance_params import InstanceParams
+from cseg_monai.transforms.block_resample import resample_box, source_box
+from cseg_monai.transforms.spacing import RescalePlan, RescaleToSpacingd
+from cseg_monai.workflows.large_volume import LargeVolumeInference
+
+__all__ = ["LargeInstanceInference", "PASSES"]
+
+logger = logging.getLogger(__name__)
+
+#: The passes of one volume, in order (each one's finished blocks are recorded).
+PASSES = ("input", "prob", "segment", "stitch", "relabel", "output")
+
+Box = tuple[tuple[int, int], ...]
+
+
+def _work(store: BlockStore, name: str) -> Any:
+    """A work array of ``store`` (opened per task: cheap, and never a stale handle of an earlier run)."""
+    return zarr.open_array(store.work_path(name), mode="r+", zarr_format=2)
+
+
+def _sl(box: Box) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in box)
+
+
+class _Job:
+    """What the block tasks of one volume share (sent once to each worker)."""
+
+    def __init__(self, volume: LazyVolume, store: BlockStore, model_shape: tuple[int, ...], rescales: bool) -> None:
+        self.volume, self.store, self.model_shape, self.rescales = volume, store, model_shape, rescales
+        self.window: BlockSlidingWindow | None = None
+        self.percentiles: tuple[float, float] = (0.0, 1.0)
+        self.params: InstanceParams | None = None
+        self.grid: list[float] | None = None
+        self.halo: tuple[int, ...] = ()
+        self.cores: dict[str, Box] = {}
+        self.index: dict[str, int] = {}
+        self.channels: tuple[int, int | None] = (0, 1)
+        self._lut: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_lut": None}
+
+    def source(self) -> Any:
+        """The model-grid input: the resampled work array, or the volume itself."""
+        return _work(self.store, "input") if self.rescales else self.volume
+
+
+def _resample_input(job: _Job, block_id: str, core: Box) -> str:
+    vol = job.volume
+    src = source_box(vol.shape, job.model_shape, core, "linear")
+    part = resample_box(vol[_sl(src)].astype(np.float32), src, vol.shape, job.model_shape, core, "linear")
+    _work(job.store, "input")[_sl(core)] = part
+    job.store.mark_done(block_id, "input")
+    return block_id
+
+
+def _predict(job: _Job, network: torch.nn.Module, block_id: str, core: Box) -> str:
+    assert job.window is not None
+    box = job.window.input_box(core)
+    lo, hi = np.float32(job.percentiles[0]), np.float32(job.percentiles[1])
+    x = read_box(job.source(), box, mode="replicate")
+    # MONAI's ScaleIntensityRange (b_min 0, b_max 1) with clip, as ScaleIntensityRangePercentilesd
+    x = (x - lo) / (hi - lo) if hi != lo else x - lo
+    prob = job.window(np.clip(x, 0.0, 1.0).astype(np.float32), box, core, network).numpy()
+    _work(job.store, "prob")[(slice(None),) + _sl(core)] = prob
+    job.store.mark_done(block_id, "prob")
+    return block_id
+
+
+def _segment(job: _Job, block_id: str, core: Box) -> str:
+    assert job.params is not None
+    outer = tuple((max(a - h, 0), min(b + h, n)) for (a, b), h, n in zip(core, job.halo, job.model_shape))
+    neighbours = [c for c in job.cores.values() if c != core and all(a < o1 and b > o0 for (a, b), (o0, o1) in zip(c, outer))]
+    prob = _work(job.store, "prob")[(slice(None),) + _sl(outer)]
+    core_labels, table = segment_one_block(prob, core, outer, neighbours, job.index[block_id], job.params, job.grid, *job.channels)
+    _work(job.store, "raw")[_sl(core)] = core_labels
+    job.store.save_table(f"segment_{block_id}", **table)
+    job.store.mark_done(block_id, "segment")
+    return block_id
+
+
+def _relabel(job: _Job, block_id: str, core: Box) -> str:
+    if job._lut is None:
+        table = job.store.load_table("stitch")
+        assert table is not None, "the stitch pass has not run"
+        job._lut = (table["keys"], table["values"])
+    _work(job.store, "labels")[_sl(core)] = relabel(_work(job.store, "raw")[_sl(core)], *job._lut)
+    job.store.mark_done(block_id, "relabel")
+    return block_id
+
+
+def _write_output(job: _Job, block_id: str, core: Box) -> str:
+    shape, model = job.volume.shape, job.model_shape
+    src = source_box(model, shape, core, "linear")
+    prob = resample_box(_work(job.store, "prob")[(slice(None),) + _sl(src)], src, model, shape, core, "linear")
+    src = source_box(model, shape, core, "nearest")
+    labels = resample_box(_work(job.store, "labels")[_sl(src)], src, model, shape, core, "nearest")
+    job.store.write(core, prob, labels)
+    job.store.mark_done(block_id)
+    return block_id
+
+
+class LargeInstanceInference(LargeVolumeInference):
+    """The instance bundle's inference over volumes larger than memory (see the module docstring).
+
+    Args:
+        network: the bundle's ``UNet3D`` (``@network_def``): 2 outputs, boundary and foreground.
+        ckpt_path: its weights, or ``None`` when already loaded.
+        rescale: the bundle's ``RescaleToSpacingd`` (model voxel size, object size, ``--spacing``,
+            ``--object_diameter``); ``None``: no rescaling.
+        roi_size / overlap / mode / sigma_scale / sw_batch_size: the bundle's sliding window.
+        intensity_percentiles: the bundle's ``ScaleIntensityRangePercentilesd`` range (to [0, 1], clipped).
+        instance_params: the bundle's ``instance_params`` (the major-axis and edge-sliver filters
+            are not available out of core).
+        boundary_channel / foreground_channel: which output is which.
+        stitch_halo: context (model-grid voxels, Z, Y, X) each block's segmentation sees beyond
+            its core; about one object diameter (default (8, 32, 32): the generalist's nuclei are
+            about 15 x 22 voxels across in its grid).
+        stitch_iou: overlap (IoU) above which two blocks' ids are one object.
+        estimate_box: the central crop on which objects are measured.
+        prob_dtype: ``"uint8"`` (x 255), ``"float16"`` or ``"float32"`` probabilities in the output.
+        block_shape: the block of every pass, in voxels of the grid the pass works in (model
+            grid, then input grid for the output); a multiple of ``chunks``.
+        chunks: the output's chunks (Z, Y, X).
+        scheduler / n_workers / threads_per_worker / overwrite / progress / device: as
+            :class:`~cseg_monai.workflows.large_volume.LargeVolumeInference`.
+
+    Memory per block in flight, roughly (V = voxels of a block, W = of a window): sliding window
+    4 B x (input box + 2 x 2 V + ``sw_batch_size`` x network activations of W); segmentation
+    about 60 B x (block + halo) for the watershed, region graph and multicut; the default
+    32 x 256 x 256 block stays under 1.5 GB (measured in ``scripts/benchmarks/large_instances.py``).
+    Disk: the intermediates take about 17 B per model-grid voxel before compression.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        ckpt_path: str | os.PathLike | None = None,
+        rescale: RescaleToSpacingd | None = None,
+        roi_size: Sequence[int] = (8, 96, 96),
+        overlap: float = 0.5,
+        mode: str = "gaussian",
+        sigma_scale: float = 0.125,
+        sw_batch_size: int = 2,
+        intensity_percentiles: Sequence[float] = (1.0, 99.8),
+        instance_params: InstanceParams | None = None,
+        boundary_channel: int = 0,
+        foreground_channel: int | None = 1,
+        stitch_halo: Sequence[int] = (8, 32, 32),
+        stitch_iou: float = 0.5,
+        estimate_box: Sequence[int] = (32, 1024, 1024),
+        prob_dtype: str = "uint8",
+        block_shape: Sequence[int] = (32, 256, 256),
+        chunks: Sequence[int] = (32, 128, 128),
+        scheduler: str | None = None,
+        n_workers: int = 1,
+        threads_per_worker: int | None = None,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if len(tuple(roi_size)) != 3 or len(tuple(block_shape)) != 3:
+            raise ValueError(f"roi_size {tuple(roi_size)} and block_shape {tuple(block_shape)} must be (Z, Y, X)")
+        super().__init__(
+            network, ckpt_path, method="sliding_window", roi_size=roi_size, overlap=overlap, mode=mode, sigma_scale=sigma_scale,
+            sw_batch_size=sw_batch_size, n_transforms=1, activation="sigmoid", normalise="none", labels=None, prob_dtype=prob_dtype,
+            block_shape=block_shape, chunks=chunks, scheduler=scheduler, n_workers=n_workers, threads_per_worker=threads_per_worker,
+            overwrite=overwrite, progress=progress, device=device,
+        )  # fmt: skip
+        self.rescale = rescale if rescale is not None else RescaleToSpacingd("image", model_spacing=None)
+        if not isinstance(self.rescale, RescaleToSpacingd):
+            raise ValueError(f"rescale must be a RescaleToSpacingd, got {type(rescale).__name__}")
+        lo, hi = (float(q) for q in intensity_percentiles)
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"intensity_percentiles must be (low, high) with 0 <= low < high <= 100, got {tuple(intensity_percentiles)}")
+        self.percentile_range = (lo, hi)
+        self.params = instance_params or InstanceParams()
+        if not isinstance(self.params, InstanceParams):
+            raise ValueError(f"instance_params must be an InstanceParams, got {type(instance_params).__name__}")
+        check_block_params(self.params)
+        if self.params.mask_watershed and foreground_channel is None:
+            raise ValueError("mask_watershed needs a foreground_channel")
+        self.channels = (int(boundary_channel), None if foreground_channel is None else int(foreground_channel))
+        self.stitch_halo = tuple(int(h) for h in stitch_halo)
+        if len(self.stitch_halo) != 3 or min(self.stitch_halo) < 0:
+            raise ValueError(f"stitch_halo {tuple(stitch_halo)} must be 3 non-negative widths (Z, Y, X)")
+        if not 0.0 < float(stitch_iou) <= 1.0:
+            raise ValueError(f"stitch_iou must lie in (0, 1], got {stitch_iou}")
+        self.stitch_iou = float(stitch_iou)
+        self.estimate_box = tuple(int(e) for e in estimate_box)
+        if len(self.estimate_box) != 3 or min(self.estimate_box) < 1:
+            raise ValueError(f"estimate_box {tuple(estimate_box)} must be 3 positive sizes (Z, Y, X)")
+
+    def _estimate_crop(self, volume: LazyVolume) -> np.ndarray:
+        starts = [max((n - e) // 2, 0) for n, e in zip(volume.shape, self.estimate_box)]
+        return volume[tuple(slice(s, s + e) for s, e in zip(starts, self.estimate_box))].astype(np.float32)
+
+    def _plan(self, volume: LazyVolume) -> RescalePlan:
+        return self.rescale.plan(volume.shape, volume.spacing, lambda: self._estimate_crop(volume), name=volume.path)
+
+    def _instance_arguments(self, volume: LazyVolume, plan: RescalePlan) -> dict[str, Any]:
+        rescale = {k: getattr(self.rescale, k) for k in ("model_spacing", "spacing", "default_spacing", "object_size", "object_diameter", "tolerance")}
+        return {
+            **self._arguments(volume),
+            "rescale": {**rescale, "zoom": plan.zoom, "new_shape": plan.new_shape, "estimate_box": self.estimate_box},
+            "percentiles": self.percentile_range,
+            "instance_params": self.params.to_dict(),
+            "channels": self.channels,
+            "stitch": [self.stitch_halo, self.stitch_iou],
+        }
+
+    def _pass(self, store: BlockStore, name: str, items: list[tuple[str, Box]], fn: Callable[..., str], shared: Sequence[Any],
+              client: Client | None) -> int:  # fmt: skip
+        """Run ``fn(*shared, block_id, core)`` for every block not yet done in pass ``name``; returns how many ran."""
+        done = store.done_blocks(name)
+        todo = [(i, core) for i, core in items if i not in done]
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=name, unit="block", disable=not self.progress)
+        try:
+            if client is None or not todo:
+                for block_id, core in todo:
+                    fn(*shared, block_id, core)
+                    bar.update(1)
+            else:
+                scattered = [client.scatter(s, broadcast=True, hash=False) for s in shared]
+                futures = [client.submit(fn, *scattered, block_id, core, pure=False) for block_id, core in todo]
+                for future in as_completed(futures):
+                    future.result()
+                    bar.update(1)
+        finally:
+            bar.close()
+        return len(todo)
+
+    def run_one(self, path: str | os.PathLike, output: str | os.PathLike, client: Client | None = None) -> dict[str, Any]:
+        """Segment one volume into the OME-Zarr store ``output``; resume it when interrupted before.
+
+        Returns:
+            ``{"output", "shape", "model_shape", "zoom", "spacing", "spacing_source", "object_size_source",
+            "instances", "blocks", "skipped", "seconds", "vox_per_s"}`` (plus ``object_chord`` when measured).
+
+        Raises:
+            ImageReadError: a volume that is not 3D; ValueError: a constant volume, NaN.
+        """
+        start = time.perf_counter()
+        volume = open_volume(path)
+        if volume.ndim != 3:
+            raise ImageReadError(f"{volume.path}: out-of-core instances need a (Z, Y, X) volume, got shape {volume.shape}; use inference.json")
+        plan = self._plan(volume)
+        model_shape = tuple(plan.new_shape)
+        block = tuple(min(b, n) for b, n in zip(self.block_shape, model_shape))
+        store = BlockStore.create(
+            output, (2,) + volume.shape, chunks=tuple(min(c, n) for c, n in zip(self.chunks, volume.shape)), prob_dtype=self.prob_dtype,
+            labels_dtype="uint32", spacing=plan.spacing, spacing_unit=volume.spacing_unit if plan.source == "file" else "um" if plan.spacing else None,
+            arguments=self._instance_arguments(volume, plan), overwrite=self.overwrite,
+        )  # fmt: skip
+        out_blocks = self._blocks(volume.shape)
+        record: dict[str, Any] = {
+            "output": store.final, "shape": list(volume.shape), "model_shape": list(model_shape), "zoom": plan.zoom, "spacing": plan.spacing,
+            "spacing_source": plan.source, **plan.meta, "blocks": len(out_blocks),
+        }  # fmt: skip
+        if plan.meta.get("object_size_source") == "estimated":
+            record["object_estimate_box"] = [min(e, n) for e, n in zip(self.estimate_box, volume.shape)]
+        if store.complete:
+            stitched = zarr.open_group(store.final, mode="r").attrs["cseg_inference"].get("instances")
+            return {**record, "instances": stitched, "skipped": len(out_blocks), "seconds": 0.0, "vox_per_s": None}
+        model_blocks = self._blocks(model_shape)
+        job = _Job(volume, store, model_shape, plan.rescales)
+        if plan.rescales:
+            store.work_array("input", model_shape, block, "float32")
+        store.work_array("prob", (2,) + model_shape, (1,) + block, "float32")
+        store.work_array("raw", model_shape, block, "uint64")
+        store.work_array("labels", model_shape, block, "uint32")
+        if plan.rescales:
+            self._pass(store, "input", model_blocks, _resample_input, [job], client)
+        norm = store.load_table("percentiles")
+        if norm is None:
+            source = da.from_zarr(store.work_path("input")) if plan.rescales else volume.to_dask()
+            values = exact_percentiles(source, self.percentile_range, name=volume.path)
+            if not values[1] > values[0]:
+                raise ValueError(f"{volume.path}: the volume is constant between the {self.percentile_range} percentiles ({values[0]}); nothing to segment")
+            store.save_table("percentiles", values=values)
+            norm = {"values": values}
+        job.percentiles = (float(norm["values"][0]), float(norm["values"][1]))
+        job.window = BlockSlidingWindow(model_shape, device=self.device, **self.window_settings)
+        self._pass(store, "prob", model_blocks, _predict, [job, self.network.to(self.device)], client)
+        job.params, job.grid, job.halo, job.channels = self.params, plan.grid, self.stitch_halo, self.channels
+        job.cores = dict(model_blocks)
+        job.index = {block_id: k for k, (block_id, _) in enumerate(model_blocks)}
+        self._pass(store, "segment", model_blocks, _segment, [job], client)
+        table = store.load_table("stitch")
+        if table is None:
+            table = self._stitch(store, [block_id for block_id, _ in model_blocks])
+        instances = int(table["values"].max()) if len(table["values"]) else 0
+        self._pass(store, "relabel", model_blocks, _relabel, [job], client)
+        written = self._pass(store, "output", out_blocks, _write_output, [job], client)
+        root = zarr.open_group(store.path, mode="r+", zarr_format=2)
+        root.attrs["cseg_inference"] = {**root.attrs["cseg_inference"], "instances": instances, "rescale": {**plan.meta, "zoom": plan.zoom}}
+        final = store.finish()
+        seconds = time.perf_counter() - start
+        logger.info("%s: %d instances in %.1f s -> %s", volume.path, instances, seconds, final)
+        return {**record, "output": final, "instances": instances, "skipped": len(out_blocks) - written,
+                "seconds": round(seconds, 3), "vox_per_s": round(volume.size / seconds, 1) if seconds > 0 else None}  # fmt: skip
+
+    def _stitch(self, store: BlockStore, block_ids: list[str]) -> dict[str, np.ndarray]:
+        """Match ids across block borders and number the objects (the ``stitch`` pass, on the client)."""
+        raw = _work(store, "raw")
+        ids, counts, background, pairs = [], [], [], []
+        for block_id in tqdm(block_ids, desc="stitch", unit="block", disable=not self.progress):
+            table = store.load_table(f"segment_{block_id}")
+            if table is None:
+                raise RuntimeError(f"{store.path}: block {block_id} was marked segmented but its table is missing")
+            ids.append(table["ids"])
+            counts.append(table["counts"])
+            background.append(table["background"])
+            pairs.append(stitch_pairs(table, lambda box: raw[_sl(box)], self.stitch_iou))
+        matched = mutual_pairs(np.concatenate(pairs))
+        keys, values = merge_table(np.concatenate(ids), np.concatenate(counts), matched, np.concatenate(background), self.params.min_size, self.params.max_size)
+        store.save_table("stitch", keys=keys, values=values)
+        return {"keys": keys, "values": values}
+
