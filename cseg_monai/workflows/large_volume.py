@@ -275,7 +275,9 @@ class LargeVolumeInference:
             last block of an axis may be shorter). Choose it for RAM: see the module docstring.
         chunks: the output's chunk shape (``(Z, Y, X)``), for the next reader.
         scheduler: ``None`` (a LocalCluster), ``"synchronous"`` (this process), or a scheduler address.
-        n_workers / threads_per_worker: of the LocalCluster (threads: default cores / workers).
+        n_workers / threads_per_worker: of the LocalCluster. Each worker thread runs one block at
+            a time (blocks in flight = workers x threads, default 1 thread), and torch in each
+            worker uses cores / (workers x threads) threads.
         overwrite: replace an output written with other arguments.
         progress: a bar over the blocks (default: when stderr is a terminal).
         device: where the network runs.
@@ -343,7 +345,8 @@ class LargeVolumeInference:
         self.normalise, self.labels = normalise, labels
         self.threshold, self.label_channel, self.prob_dtype = float(threshold), int(label_channel), prob_dtype
         self.scheduler, self.n_workers = scheduler, int(n_workers)
-        self.threads_per_worker = int(threads_per_worker) if threads_per_worker else max(1, (os.cpu_count() or 1) // self.n_workers)
+        self.threads_per_worker = int(threads_per_worker) if threads_per_worker else 1
+        self.torch_threads = max(1, (os.cpu_count() or 1) // (self.n_workers * self.threads_per_worker))
         self.overwrite = bool(overwrite)
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
         self.device = torch.device(device)
@@ -359,10 +362,12 @@ class LargeVolumeInference:
             "block_shape": self.block_shape,
         }
 
-    def _blocks(self, shape: tuple[int, ...]) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
-        block = self.block_shape[-len(shape) :] if len(shape) <= len(self.block_shape) else None
+    def _blocks(self, shape: tuple[int, ...], block_shape: Sequence[int] | None = None) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
+        """``(id, core)`` of the blocks of ``block_shape`` (default ``self.block_shape``) covering ``shape``."""
+        block_shape = tuple(block_shape or self.block_shape)
+        block = block_shape[-len(shape) :] if len(shape) <= len(block_shape) else None
         if block is None:
-            raise ValueError(f"block_shape {self.block_shape} has fewer axes than the volume {shape}")
+            raise ValueError(f"block_shape {block_shape} has fewer axes than the volume {shape}")
         out = []
         for b in iter_blocks(shape, block, halo=0):
             out.append(("_".join(str(a // s) for (a, _), s in zip(b.core, block)), b.core))
@@ -444,8 +449,7 @@ class LargeVolumeInference:
             client = Client(cluster)
         else:
             client = Client(self.scheduler)
-        threads = self.threads_per_worker
-        client.run(torch.set_num_threads, threads)
+        client.run(torch.set_num_threads, self.torch_threads)
         logger.info("Dask dashboard: %s", client.dashboard_link)
         print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
         return client

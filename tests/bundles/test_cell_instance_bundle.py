@@ -430,7 +430,7 @@ def test_out_of_core_instances_equal_in_memory_inference_on_a_volume_several_blo
     mem.run()
     big = bundle_workflow(CONFIGS, ["inference.json", "inference_large.json"], "infer", dataset_dir=str(tmp_path / "in" / "fiji.tif"),
                           output_dir=str(tmp_path / "big"), progress_bar=False, scheduler="synchronous", prob_dtype="float32",
-                          block_shape=[16, 64, 64], chunks=[8, 32, 32])  # fmt: skip
+                          predict_block_shape=[16, 64, 64], block_shape=[16, 64, 64], chunks=[8, 32, 32])  # fmt: skip
     big.initialize()
     big.run()
     summary = json.loads((tmp_path / "big" / "run_summary.json").read_text())["succeeded"][0]
