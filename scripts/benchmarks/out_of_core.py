@@ -11,11 +11,12 @@ each as its own ``python -m monai.bundle run`` process (the bundle's ``inference
   bundle process and its Dask workers), polled every 0.2 s with psutil;
 - ``vox_per_s``: volume voxels / wall time of the out-of-core run (every pass, start-up included);
 - ``in_memory_vox_per_s``: the same model through ``inference.json`` on a crop held in memory
-  (``--crop``), in the same script run;
+  (``--crop``; the 2D bundles get its slices as files), in the same script run;
 - ``workers_1_vox_per_s`` / ``workers_2_vox_per_s``: out-of-core on that crop with one worker of
   2 threads and with two workers of one thread (a ``LocalCluster`` each);
 - instances: ``ids_equal_in_memory``: the crop's ids from both paths, compared as partitions
-  (identical up to numbering), with F1 at IoU 0.5 between them.
+  (identical up to numbering), the voxels where they disagree (each out-of-core id mapped to the
+  in-memory id it overlaps most) and F1 at IoU 0.5 between them.
 
 Every path's record is written to the JSON as soon as it is measured; a rerun skips the paths
 already in the file (``--redo`` measures them again), so the benchmark can run in parts.
@@ -128,6 +129,17 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
+def disagreeing_voxels(ours: np.ndarray, theirs: np.ndarray) -> int:
+    """Voxels where ``ours``, each id mapped to the ``theirs`` id it overlaps most, differs from ``theirs``."""
+    pairs, counts = np.unique(np.stack([ours.ravel(), theirs.ravel()]), axis=1, return_counts=True)
+    best: dict[int, tuple[int, int]] = {}
+    for (a, b), n in zip(pairs.T.tolist(), counts.tolist()):
+        if a not in best or n > best[a][1]:
+            best[a] = (b, n)
+    agree = sum(n for a, (b, n) in best.items() if a == 0 and b == 0 or a != 0 and b != 0)
+    return int(ours.size - agree)
+
+
 def measure(name: str, volume: Path, crop_shape: tuple[int, ...], work: Path, extra: dict[str, Any]) -> dict[str, Any]:
     shape = zarr.open_array(str(volume), mode="r").shape
     n_vox = int(np.prod(shape))
@@ -138,7 +150,11 @@ def measure(name: str, volume: Path, crop_shape: tuple[int, ...], work: Path, ex
     crop = zarr.open_array(str(volume), mode="r")[tuple(slice(0, c) for c in crop_shape)]
     folder = work / f"{name}_crop"
     folder.mkdir(exist_ok=True)
-    tifffile.imwrite(folder / "crop.tif", crop, photometric="minisblack")
+    if name == "instances":
+        tifffile.imwrite(folder / "crop.tif", crop, photometric="minisblack")
+    else:  # the 2D bundles' inference.json takes images: one file per slice
+        for z, plane in enumerate(crop):
+            tifffile.imwrite(folder / f"crop_{z:04d}.tif", plane, photometric="minisblack")
     crop_zarr = work / f"{name}_crop.zarr"
     zarr.open_array(str(crop_zarr), mode="w", shape=crop.shape, chunks=(min(32, crop.shape[0]), 256, 256), dtype="u1", zarr_format=2)[:] = crop
     n_crop = int(crop.size)
@@ -157,6 +173,8 @@ def measure(name: str, volume: Path, crop_shape: tuple[int, ...], work: Path, ex
         ours = zarr.open_group(str(work / f"{name}_w1" / "instances_crop.ome.zarr"), mode="r")["labels/segmentation/0"][:].astype(np.int64)
         theirs = tifffile.imread(work / f"{name}_mem" / "crop_labels.tif").astype(np.int64)
         record["ids_equal_in_memory"] = same_partition(ours, theirs)
+        record["voxels_disagreeing"] = disagreeing_voxels(ours, theirs)
+        record["voxels_disagreeing_fraction"] = round(record["voxels_disagreeing"] / ours.size, 6)
         record["f1_iou50_vs_in_memory"] = round(instance_scores(theirs, ours, thresholds=(0.5,))["f1"][0], 4)
         record["instances_in_memory"], record["instances_out_of_core"] = int(theirs.max()), int(ours.max())
     return record
