@@ -65,7 +65,17 @@ from cseg_monai.inferers.block_centre_voxel import BlockCentreVoxel
 from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box
 from cseg_monai.workflows.folder_run import FileReport
 
-__all__ = ["IntensityNorm", "LargeVolumeInference", "NORMALISATIONS", "large_inputs", "load_weights", "worker_environment"]
+__all__ = [
+    "IntensityNorm",
+    "LargeVolumeInference",
+    "NORMALISATIONS",
+    "large_inputs",
+    "close_client",
+    "dask_client",
+    "load_weights",
+    "output_name",
+    "worker_environment",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +218,8 @@ def _pages(path: Path) -> int:
     return vol.shape[0] if vol.ndim == 3 else 1
 
 
-def _output_name(path: str) -> str:
+def output_name(path: str) -> str:
+    """The output stem of an input volume: its name without ``.zarr``, ``.h5``, ``.tif`` ... (``v.ome.zarr`` -> ``v``)."""
     name = Path(path.rstrip("/")).name
     for suffix in sorted(LAZY_SUFFIXES + (".ome.zarr",), key=len, reverse=True):
         if name.lower().endswith(suffix):
@@ -269,6 +280,41 @@ def worker_environment(threads: int) -> dict[str, Any]:
     env = {k: v for k, v in dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
     env.update(OMP_NUM_THREADS=int(threads), MKL_NUM_THREADS=int(threads))
     return env
+
+
+def dask_client(scheduler: str | None, n_workers: int = 1, threads_per_worker: int = 1, torch_threads: int | None = None) -> Client | None:
+    """A Dask client: a new ``LocalCluster`` (``scheduler`` None or ``"local"``), an existing
+    scheduler (``"tcp://host:port"``), or ``None`` for ``"synchronous"`` (run in this process).
+
+    The workers' torch uses ``torch_threads`` threads (default cores / (workers x threads)); the
+    dashboard link is logged and printed.
+    """
+    if scheduler == "synchronous":
+        return None
+    torch_threads = torch_threads or max(1, (os.cpu_count() or 1) // (int(n_workers) * int(threads_per_worker)))
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # a bundle's logging.conf sets INFO everywhere
+    if scheduler in (None, "local"):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(torch_threads)}):
+            cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=int(threads_per_worker), processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    client.run(torch.set_num_threads, torch_threads)
+    logger.info("Dask dashboard: %s", client.dashboard_link)
+    print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+    return client
+
+
+def close_client(client: Client | None) -> None:
+    """Close ``client`` and the LocalCluster it started (an existing cluster stays up)."""
+    if client is None:
+        return
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 class LargeVolumeInference:
@@ -456,21 +502,7 @@ class LargeVolumeInference:
     # -- many volumes, one cluster ------------------------------------------------------
     def client(self) -> Client | None:
         """The Dask client of the configured scheduler (``None`` for ``"synchronous"``)."""
-        if self.scheduler == "synchronous":
-            return None
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core", "distributed.worker"):
-            logging.getLogger(name).setLevel(logging.WARNING)  # a bundle's logging.conf sets INFO everywhere
-        if self.scheduler in (None, "local"):
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environment(self.torch_threads)}):
-                cluster = LocalCluster(n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
-                                       dashboard_address=":0", silence_logs=logging.ERROR)
-            client = Client(cluster)
-        else:
-            client = Client(self.scheduler)
-        client.run(torch.set_num_threads, self.torch_threads)
-        logger.info("Dask dashboard: %s", client.dashboard_link)
-        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        return client
+        return dask_client(self.scheduler, self.n_workers, self.threads_per_worker, self.torch_threads)
 
     def run(self, inputs: str | os.PathLike | Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, Any]:
         """Infer every volume of ``inputs`` into ``output_dir/NAME.ome.zarr``; a failing volume is reported and skipped.
@@ -492,11 +524,7 @@ class LargeVolumeInference:
         try:
             for path in paths:
                 with report.item(path) as record:
-                    record.update(self.run_one(path, Path(output_dir) / f"{_output_name(str(path))}.ome.zarr", client))
+                    record.update(self.run_one(path, Path(output_dir) / f"{output_name(str(path))}.ome.zarr", client))
         finally:
-            if client is not None:
-                cluster = client.cluster
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+            close_client(client)
         return report.finish()

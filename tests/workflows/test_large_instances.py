@@ -19,8 +19,8 @@ from cseg_monai.transforms import RescaleToSpacingd
 from cseg_monai.workflows.large_instances import LargeInstanceInference
 
 PARAMS = dict(method="multicut", sigma_seeds=2.0, min_supervoxel_size=5, mask_watershed=True, min_size=20)
-SETTINGS = dict(roi_size=(8, 32, 32), predict_block_shape=(8, 32, 32), block_shape=(8, 32, 32), chunks=(8, 32, 32), stitch_halo=(4, 12, 12), prob_dtype="float32",
-                scheduler="synchronous", progress=False)  # fmt: skip
+SETTINGS = dict(roi_size=(8, 32, 32), predict_block_shape=(8, 32, 32), block_shape=(8, 32, 32), chunks=(8, 32, 32), stitch_halo=(4, 12, 12),
+                prob_dtype="float32", scheduler="synchronous", progress=False)  # fmt: skip
 
 
 class PhantomNet(torch.nn.Module):
