@@ -137,19 +137,19 @@ class CLI:
         """
         bundle_dir = resolve_bundle(bundle)
         src = Path(input)
-        if not src.exists():
+        if not Path(str(input).split("::", 1)[0]).exists():
             raise FileNotFoundError(f"input {src} does not exist")
         if large:
             if not (bundle_dir / "configs" / "inference_large.json").is_file():
                 raise ValueError(f"bundle {bundle_dir.name} has no configs/inference_large.json (no out-of-core inference yet)")
-            override.setdefault("dataset_dir", str(src.resolve()))
+            override.setdefault("dataset_dir", str(input) if "::" in str(input) else str(src.resolve()))
             override.setdefault("output_dir", str(Path(output).resolve()))
             run_bundle(bundle_dir, ["inference.json", "inference_large.json", *overrides_files], "infer", **override)
             return f"OME-Zarr predictions written to {Path(output).resolve()}"
         if src.is_file():
             override.setdefault("datalist", [{"image": str(src.resolve())}])
         else:
-            override.setdefault("dataset_dir", str(src.resolve()))
+            override.setdefault("dataset_dir", str(input) if "::" in str(input) else str(src.resolve()))
         override.setdefault("output_dir", str(Path(output).resolve()))
         run_bundle(bundle_dir, ["inference.json", *overrides_files], "infer", **override)
         return f"predictions written to {Path(output).resolve()}"

@@ -191,6 +191,11 @@ def large_inputs(path: str | os.PathLike) -> list[str]:
         >>> large_inputs(folder) == [folder]
         True
     """
+    if "::" in str(path):  # a dataset inside a container: FILE.h5::raw, STORE.zarr::group
+        container = str(path).split("::", 1)[0]
+        if not os.path.exists(container):
+            raise FileNotFoundError(f"input {container} does not exist")
+        return [str(path)]
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"input {root} does not exist")

@@ -11,7 +11,8 @@ each as its own ``python -m monai.bundle run`` process (the bundle's ``inference
   bundle process and its Dask workers), polled every 0.2 s with psutil;
 - ``vox_per_s``: volume voxels / wall time of the out-of-core run (every pass, start-up included);
 - ``in_memory_vox_per_s``: the same model through ``inference.json`` on a crop held in memory
-  (``--crop``; the 2D bundles get its slices as files), in the same script run;
+  (``--crop`` for the instances; for the 2D bundles as many voxels in whole slices, given as
+  one file per slice, so that both paths lay the same windows on a slice), in the same script run;
 - ``workers_1_vox_per_s`` / ``workers_2_vox_per_s``: out-of-core on that crop with one worker of
   2 threads and with two workers of one thread (a ``LocalCluster`` each);
 - instances: ``ids_equal_in_memory``: the crop's ids from both paths, compared as partitions
@@ -222,6 +223,8 @@ def main() -> None:
         volume = volumes["slab" if name == "organelles" else "volume"]
         vol_shape = zarr.open_array(str(volume), mode="r").shape
         crop = tuple(min(c, n) for c, n in zip(args.crop or (256, 256, 256), vol_shape))
+        if name != "instances":  # 2D bundles: whole slices (windows of the same layout), as many voxels
+            crop = (max(1, min(vol_shape[0], int(np.prod(crop)) // (vol_shape[1] * vol_shape[2]))), *vol_shape[1:])
         record = measure(name, volume, crop, work, extra[name])
         record["command"] = " ".join([".venv/bin/python", "scripts/benchmarks/out_of_core.py", *sys.argv[1:]])
         result["paths"][name] = record

@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import dask.array as da
+import h5py
 import numpy as np
 import pytest
 import tifffile
@@ -151,6 +152,13 @@ def test_large_inputs_and_settings_are_checked(tmp_path):
         tifffile.imwrite(tmp_path / f"{z}.tif", VOLUME[z])
     assert large_inputs(tmp_path) == [str(tmp_path)]  # single-page slices: one stack
     assert large_inputs(tmp_path / "0.tif") == [str(tmp_path / "0.tif")]
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["raw"] = VOLUME
+    assert large_inputs(f"{tmp_path}/v.h5::raw") == [f"{tmp_path}/v.h5::raw"]
+    result = _runner(_net()).run_one(f"{tmp_path}/v.h5::raw", tmp_path / "h5.ome.zarr")
+    assert np.allclose(zarr.open_group(result["output"])["0"][:], _in_memory(_net()), atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        large_inputs(f"{tmp_path}/nope.h5::raw")
     with pytest.raises(FileNotFoundError):
         large_inputs(tmp_path / "missing")
     with pytest.raises(ValueError, match="multiple of chunks"):
