@@ -140,8 +140,12 @@ class BlockStore:
         settings = {"prob_shape": prob_shape, "chunks": chunks, "prob_dtype": prob_dtype, "labels_dtype": labels_dtype}
         key = fingerprint({"arguments": arguments, "settings": settings})
         partial = final + ".partial"
+        if cls._fingerprint_of(partial) == key and cls._is_complete(partial):
+            cls._promote(partial, final)  # a run that stopped inside finish(): nothing left but the rename
         existing = cls._fingerprint_of(final)
         if existing is not None and existing == key and cls._is_complete(final):
+            for leftover in (_DONE, _WORK):  # a crash after the rename left them
+                shutil.rmtree(os.path.join(final, leftover), ignore_errors=True)
             return cls(final, final, complete=True)
         if existing is not None and existing != key and not overwrite:
             raise OutputExistsError(
@@ -280,13 +284,32 @@ class BlockStore:
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)
 
-    def load_table(self, name: str) -> dict[str, np.ndarray] | None:
-        """The arrays :meth:`save_table` saved, or ``None`` when there are none yet."""
+    def load_table(self, name: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray] | None:
+        """The arrays :meth:`save_table` saved (only ``keys`` when given), or ``None`` when there are none yet."""
         path = self.work_path(name + ".npz")
         if not os.path.isfile(path):
             return None
         with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+            return {k: data[k] for k in (data.files if keys is None else keys)}
+
+    @staticmethod
+    def _promote(partial: str, final: str) -> None:
+        """Rename a complete partial store to ``final`` (an old output goes only now), then drop the run's bookkeeping.
+
+        Every step can be repeated: a crash in between leaves either a complete partial store
+        (:meth:`create` promotes it) or a complete final one with leftovers (removed on reuse).
+        """
+        if os.path.exists(partial):
+            old = None
+            if os.path.exists(final):
+                old = final + ".old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+            os.replace(partial, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(os.path.join(final, _DONE), ignore_errors=True)
+        shutil.rmtree(os.path.join(final, _WORK), ignore_errors=True)
 
     def finish(self) -> str:
         """Mark the store complete and move it to its final name (replacing an old output only now).
@@ -300,15 +323,6 @@ class BlockStore:
         info = dict(root.attrs[_ATTR])
         info["complete"] = True
         root.attrs[_ATTR] = info
-        shutil.rmtree(os.path.join(self.path, _DONE), ignore_errors=True)
-        shutil.rmtree(os.path.join(self.path, _WORK), ignore_errors=True)
-        old = None
-        if os.path.exists(self.final):
-            old = self.final + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.final, old)
-        os.replace(self.path, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        self._promote(self.path, self.final)
         self.path, self.complete, self._arrays = self.final, True, None
         return self.final

@@ -58,7 +58,7 @@ def kth_smallest(array: da.Array, ks: Sequence[int], bins: int = 4096, max_gathe
         raise ValueError(f"ranks {ks} must lie in [0, {n})")
     if bins < 2 or max_gather < 1:
         raise ValueError(f"bins ({bins}) must be >= 2 and max_gather ({max_gather}) >= 1")
-    x = array.ravel().astype(np.float64)
+    x = array.astype(np.float64)  # any shape: the reductions and masks below need no flattening
     lo, hi = (float(v) for v in dask.compute(x.min(), x.max()))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"{name}: contains NaN or infinite values")

@@ -292,12 +292,16 @@ class BlockSlidingWindow:
                     dst = tuple(slice(max(c0, a) - c0, min(c1, b) - c0) for (a, b), (c0, c1) in zip(win, core[lead:]))
                     num[(slice(None), slice(None)) + dst] += part[(slice(None), slice(None)) + src] * weight[src]
                     den[dst] += weight[src]
-            result = num / den
-            if self.activation is not None:
+            result = num.div_(den)  # in place: a block's buffers are the largest arrays of a run
+            if self.activation is torch.sigmoid:
+                result = result.sigmoid_()
+            elif self.activation is not None:
                 result = self.activation(result)
-            total = result if total is None else total + result
+            total = result if total is None else total.add_(result)
+            del num, result
         assert total is not None
-        total = total / len(self.transforms)
+        if len(self.transforms) > 1:
+            total = total.div_(len(self.transforms))
         # (S, C, *spatial) -> (C, *slices, *spatial)
         channels = total.shape[1]
         return total.movedim(1, 0).reshape((channels,) + core_shape)

@@ -9,7 +9,7 @@ saw (the torch-em / elf recipe of overlap-based stitching, with the graph part d
    :func:`offset_labels` (block number in the upper 32 bits of a ``uint64``), and its
    segmentation of the halo where it reaches into a neighbour's core;
 2. :func:`overlap_pairs` matches the block's ids there with the neighbour's own ids over the
-   same voxels: two ids overlapping with IoU >= ``min_iou`` (0.5 by default, so an id matches
+   same voxels: two ids overlapping with IoU > ``min_iou`` (0.5 by default, so an id matches
    at most one id of the other block) are one object when the neighbour, looking back across
    the same border, matches them too (:func:`mutual_pairs`: blocks that disagree, one seeing
    two touching objects as one, cannot chain distinct objects together);
@@ -79,11 +79,11 @@ def offset_labels(local: np.ndarray, block_index: int) -> np.ndarray:
 
 
 def overlap_pairs(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> np.ndarray:
-    """Pairs ``(id in a, id in b)`` of non-zero ids whose overlap over these voxels has IoU >= ``min_iou``.
+    """Pairs ``(id in a, id in b)`` of non-zero ids whose overlap over these voxels has IoU > ``min_iou`` (1: equal).
 
     Args:
         a / b: two labelings of the same voxels (``uint64`` ids from two blocks).
-        min_iou: in ``(0, 1]``; above 0.5 an id matches at most one id of the other labeling.
+        min_iou: in ``(0, 1]``; from 0.5 on an id matches at most one id of the other labeling.
 
     Returns:
         ``(K, 2)`` ``uint64``, sorted.
@@ -103,7 +103,7 @@ def overlap_pairs(a: np.ndarray, b: np.ndarray, min_iou: float = 0.5) -> np.ndar
     sa = size_a[np.searchsorted(ids_a, pairs[:, 0])]
     sb = size_b[np.searchsorted(ids_b, pairs[:, 1])]
     iou = inter / (sa + sb - inter)
-    return pairs[iou >= float(min_iou)]
+    return pairs[iou > float(min_iou)] if float(min_iou) < 1.0 else pairs[iou >= 1.0]
 
 
 def mutual_pairs(pairs: np.ndarray) -> np.ndarray:
@@ -236,7 +236,9 @@ def segment_block(
     check_block_params(params)
     p = np.asarray(prob, dtype=np.float32)
     boundary = np.clip(p[boundary_channel], 0.0, 1.0)
-    foreground = None if foreground_channel is None else p[foreground_channel] >= params.foreground_threshold
+    foreground = None
+    if foreground_channel is not None and params.mask_watershed:  # the background filter waits for whole objects (merge_table)
+        foreground = p[foreground_channel] >= params.foreground_threshold
     return segment_instances(boundary, params.replace(min_size=0, max_size=None), spacing=spacing, foreground=foreground)
 
 

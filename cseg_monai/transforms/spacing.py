@@ -246,7 +246,7 @@ class RescaleToSpacingd(MapTransform):
         zoom = [1.0 if abs(z - 1.0) <= self.tolerance or n == 1 else z for z, n in zip(zoom, shape)]
         new_shape = [max(1, int(round(n * z))) for n, z in zip(shape, zoom)] if any(z != 1.0 for z in zoom) else list(shape)
         grid = None if spacing is None else list(spacing)
-        if spacing is not None and new_shape != list(shape):
+        if spacing is not None and any(z != 1.0 for z in zoom):
             grid = [s * n / m for s, n, m in zip(spacing, shape, new_shape)]
             if self.object_size is not None:  # the model's frame: in-plane voxels are the unit
                 grid = [g / grid[-1] for g in grid]

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from distributed import Client, as_completed
+from distributed import Client
 from tqdm.auto import tqdm
 
 from cseg_monai.common.tiling import iter_blocks
@@ -49,7 +49,7 @@ from cseg_monai.data.lazy_volumes import LazyVolume, open_volume
 from cseg_monai.data.readers import ImageReadError
 from cseg_monai.postprocessing.crf import DenseCRF
 from cseg_monai.workflows.folder_run import FileReport
-from cseg_monai.workflows.large_volume import IntensityNorm, close_client, dask_client, large_inputs, output_name
+from cseg_monai.workflows.large_volume import IntensityNorm, close_client, dask_client, large_inputs, output_name, run_blocks
 
 __all__ = ["LargeCRF", "open_probabilities"]
 
@@ -81,6 +81,14 @@ def open_probabilities(path: str | os.PathLike) -> tuple[Any, float]:
     if node.ndim != 4:
         raise ImageReadError(f"{path}: probabilities of shape {node.shape}; expected (classes, Z, Y, X)")
     return node, scale
+
+
+def _fingerprint_of(path: str | os.PathLike) -> str | None:
+    """The fingerprint of the run that wrote an out-of-core output (changes when it is rewritten with other settings)."""
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs).get("cseg_inference", {}).get("fingerprint")
+    except Exception:  # noqa: BLE001 - a plain zarr array has no run record
+        return None
 
 
 class _Job:
@@ -189,10 +197,9 @@ class LargeCRF:
         halo = self.halo()
         outer_voxels = int(np.prod([min(b + 2 * h, n) for b, h, n in zip(self.block_shape, halo, volume.shape)]))
         self.crf.block_voxels = max(self.crf.block_voxels, outer_voxels)  # each block is one CRF block
-        norm = IntensityNorm.fit(volume.to_dask(), "unit_range_per_slice" if self.slice_wise else "unit_range", name=volume.path)
         arguments = {
             "input": {"path": os.path.abspath(volume.path), "dataset": volume.dataset, "token": volume.token()},
-            "probabilities": {"path": os.path.abspath(str(probabilities)), "shape": list(prob.shape)},
+            "probabilities": {"path": os.path.abspath(str(probabilities)), "shape": list(prob.shape), "written_by": _fingerprint_of(probabilities)},
             "crf": self.crf.params.to_dict() if hasattr(self.crf.params, "to_dict") else repr(self.crf.params),
             "spacing": self.spacing, "slice_wise": self.slice_wise, "block_shape": self.block_shape,
         }  # fmt: skip
@@ -206,18 +213,11 @@ class LargeCRF:
             return {**record, "skipped": len(blocks), "seconds": 0.0}
         done = store.done_blocks()
         todo = [(i, core) for i, core in blocks if i not in done]
+        norm = IntensityNorm.fit(volume.to_dask(), "unit_range_per_slice" if self.slice_wise else "unit_range", name=volume.path)
         job = _Job(self.crf, volume, norm, str(probabilities), scale, store, halo, self.spacing, self.slice_wise)
         bar = tqdm(total=len(blocks), initial=len(blocks) - len(todo), desc=f"CRF {Path(volume.path).name}", unit="block", disable=not self.progress)
         try:
-            if client is None:
-                for block_id, core in todo:
-                    job(block_id, core)
-                    bar.update(1)
-            else:
-                shared = client.scatter(job, broadcast=True, hash=False)
-                for future in as_completed([client.submit(_run, shared, block_id, core, pure=False) for block_id, core in todo]):
-                    future.result()
-                    bar.update(1)
+            run_blocks(_run, [job], todo, client, bar)
         finally:
             bar.close()
         final = store.finish()

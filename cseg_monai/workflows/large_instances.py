@@ -14,8 +14,10 @@ grid), in passes over blocks that each fit in memory, on Dask, into an OME-Zarr 
    in-memory inference to float tolerance;
 4. ``segment``: each block's core plus ``stitch_halo`` segmented
    (:func:`~cseg_monai.postprocessing.block_instances.segment_one_block`);
-5. ``stitch``: ids matched across block borders by overlap, size filters applied to whole
-   objects, ids 1..N (:func:`~cseg_monai.postprocessing.block_instances.merge_table`);
+5. ``match``: each block's halo ids matched with its neighbours' core ids by overlap
+   (:func:`~cseg_monai.postprocessing.block_instances.stitch_pairs`), then ``stitch`` (on the
+   client, from small per-block tables): ids joined where both blocks agree, size filters
+   applied to whole objects, ids 1..N (:func:`~cseg_monai.postprocessing.block_instances.merge_table`);
 6. ``relabel`` and ``output``: final ids, then probabilities (linear) and ids (nearest)
    resampled back to the input's grid and written block by block (``uint32`` labels).
 
@@ -25,8 +27,10 @@ arguments resumes in the pass where it stopped; the intermediates go when the st
 complete. Memory is bounded per block: see :class:`LargeInstanceInference` for the sizes.
 
 The object size of an input (when ``object_size`` is set and ``object_diameter`` is not) is
-measured on a central crop of at most ``estimate_box`` voxels, which is the whole volume for
-any volume the in-memory path could hold; the summary records the crop.
+measured on a central crop of at most ``estimate_box`` voxels (64 x 1024 x 1024 by default); a
+volume larger than that is measured on part of it, so its zoom, and with it the result, can
+differ a little from ``inference.json``, which measures the whole volume. The summary records
+the crop; ``--object_diameter`` fixes the zoom for both.
 
 Example:
     >>> import tempfile, numpy as np, torch, zarr
@@ -45,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -55,7 +60,7 @@ import dask.array as da
 import numpy as np
 import torch
 import zarr
-from distributed import Client, as_completed
+from distributed import Client
 from tqdm.auto import tqdm
 
 from cseg_monai.data.block_store import BlockStore
@@ -67,14 +72,14 @@ from cseg_monai.postprocessing.block_instances import check_block_params, merge_
 from cseg_monai.postprocessing.instance_params import InstanceParams
 from cseg_monai.transforms.block_resample import resample_box, source_box
 from cseg_monai.transforms.spacing import RescalePlan, RescaleToSpacingd
-from cseg_monai.workflows.large_volume import LargeVolumeInference
+from cseg_monai.workflows.large_volume import LargeVolumeInference, run_blocks
 
 __all__ = ["LargeInstanceInference", "PASSES"]
 
 logger = logging.getLogger(__name__)
 
 #: The passes of one volume, in order (each one's finished blocks are recorded).
-PASSES = ("input", "prob", "segment", "stitch", "relabel", "output")
+PASSES = ("input", "prob", "segment", "match", "stitch", "relabel", "output")
 
 Box = tuple[tuple[int, int], ...]
 
@@ -102,6 +107,7 @@ class _Job:
         self.index: dict[str, int] = {}
         self.channels: tuple[int, int | None] = (0, 1)
         self.torch_threads = 0
+        self.iou = 0.5
         self._lut: tuple[np.ndarray, np.ndarray] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -139,12 +145,24 @@ def _predict(job: _Job, network: torch.nn.Module, block_id: str, core: Box) -> s
 def _segment(job: _Job, block_id: str, core: Box) -> str:
     assert job.params is not None
     outer = tuple((max(a - h, 0), min(b + h, n)) for (a, b), h, n in zip(core, job.halo, job.model_shape))
-    neighbours = [c for c in job.cores.values() if c != core and all(a < o1 and b > o0 for (a, b), (o0, o1) in zip(c, outer))]
+    index = tuple(int(i) for i in block_id.split("_"))
+    near = [job.cores.get("_".join(str(i + d) for i, d in zip(index, step))) for step in itertools.product((-1, 0, 1), repeat=3) if any(step)]
+    neighbours = [c for c in near if c is not None and all(a < o1 and b > o0 for (a, b), (o0, o1) in zip(c, outer))]
     prob = _work(job.store, "prob")[(slice(None),) + _sl(outer)]
     core_labels, table = segment_one_block(prob, core, outer, neighbours, job.index[block_id], job.params, job.grid, *job.channels)
     _work(job.store, "raw")[_sl(core)] = core_labels
     job.store.save_table(f"segment_{block_id}", **table)
     job.store.mark_done(block_id, "segment")
+    return block_id
+
+
+def _match(job: _Job, block_id: str, core: Box) -> str:
+    table = job.store.load_table(f"segment_{block_id}")
+    if table is None:
+        raise RuntimeError(f"{job.store.path}: block {block_id} was marked segmented but its table is missing")
+    raw = _work(job.store, "raw")
+    job.store.save_table(f"match_{block_id}", pairs=stitch_pairs(table, lambda box: raw[_sl(box)], job.iou))
+    job.store.mark_done(block_id, "match")
     return block_id
 
 
@@ -165,7 +183,7 @@ def _write_output(job: _Job, block_id: str, core: Box) -> str:
     src = source_box(model, shape, core, "nearest")
     labels = resample_box(_work(job.store, "labels")[_sl(src)], src, model, shape, core, "nearest")
     job.store.write(core, prob, labels)
-    job.store.mark_done(block_id)
+    job.store.mark_done(block_id, "output")
     return block_id
 
 
@@ -183,28 +201,31 @@ class LargeInstanceInference(LargeVolumeInference):
             are not available out of core).
         boundary_channel / foreground_channel: which output is which.
         stitch_halo: context (model-grid voxels, Z, Y, X) each block's segmentation sees beyond
-            its core; about one object diameter (default (8, 32, 32): the generalist's nuclei are
-            about 15 x 22 voxels across in its grid).
+            its core; about one object diameter (default (8, 32, 32): in the generalist's grid a
+            nucleus has a mean in-plane chord of 15 voxels, about 22 across in-plane and 10 in z).
         stitch_iou: overlap (IoU) above which two blocks' ids are one object.
         estimate_box: the central crop on which objects are measured.
         prob_dtype: ``"uint8"`` (x 255), ``"float16"`` or ``"float32"`` probabilities in the output.
         predict_block_shape: the block of the network pass (model grid), a multiple of
-            ``block_shape`` (default: the largest multiple up to 64 x 1024 x 1024): every block computes the windows that touch it, so a window across a
-            block border runs once for each block it touches; large blocks keep that rare (the
-            default 64 x 1024 x 1024 recomputes about 6% of the windows on z and 5% on y and x of
-            a large volume; 32 x 256 x 256 would recompute about 60% in all), at about 1.2 GB
-            per block in flight for the default network.
+            ``block_shape`` (default: the largest multiple up to 32 x 1024 x 1024). Every block
+            computes the windows that touch it, so a window across a block border runs once for
+            each block it touches; large blocks keep that rare (by count, the default recomputes
+            about 12% of the windows on z and 5% on y and on x of a large volume; 32 x 256 x 256
+            blocks would recompute about 60% in all; 64 x 1024 x 1024 blocks 6% on z, at about
+            twice the memory).
         block_shape: the block of the other passes, in voxels of the grid the pass works in (model
             grid, then input grid for the output); a multiple of ``chunks``.
         chunks: the output's chunks (Z, Y, X).
         scheduler / n_workers / threads_per_worker / overwrite / progress / device: as
             :class:`~cseg_monai.workflows.large_volume.LargeVolumeInference`.
 
-    Memory per block in flight, roughly (V = voxels of a block, W = of a window): sliding window
-    4 B x (input box + 2 x 2 V + ``sw_batch_size`` x network activations of W); segmentation
-    about 60 B x (block + halo) for the watershed, region graph and multicut; the default
-    32 x 256 x 256 block stays under 1.5 GB (measured in ``scripts/benchmarks/large_instances.py``).
-    Disk: the intermediates take about 17 B per model-grid voxel before compression.
+    Memory per block in flight, roughly (V = voxels of a block, W = of a window): network pass
+    4 B x (input box + 3 x 2 V) plus ``sw_batch_size`` x the network's activations on W;
+    segmentation pass the watershed, region graph and multicut of one ``block_shape`` block plus
+    its halo. The peak of the whole process tree with the defaults is measured by
+    ``scripts/benchmarks/out_of_core.py`` (see the bundle's docs). Disk: the intermediates take
+    24 B per model-grid voxel before compression (input 4, probabilities 8, block ids 8, final ids 4),
+    plus each block's ids in its halo (compressed tables).
     """
 
     def __init__(
@@ -223,7 +244,7 @@ class LargeInstanceInference(LargeVolumeInference):
         foreground_channel: int | None = 1,
         stitch_halo: Sequence[int] = (8, 32, 32),
         stitch_iou: float = 0.5,
-        estimate_box: Sequence[int] = (32, 1024, 1024),
+        estimate_box: Sequence[int] = (64, 1024, 1024),
         prob_dtype: str = "uint8",
         predict_block_shape: Sequence[int] | None = None,
         block_shape: Sequence[int] = (32, 256, 256),
@@ -258,13 +279,15 @@ class LargeInstanceInference(LargeVolumeInference):
             raise ValueError("mask_watershed needs a foreground_channel")
         self.channels = (int(boundary_channel), None if foreground_channel is None else int(foreground_channel))
         self.stitch_halo = tuple(int(h) for h in stitch_halo)
-        if len(self.stitch_halo) != 3 or min(self.stitch_halo) < 0:
-            raise ValueError(f"stitch_halo {tuple(stitch_halo)} must be 3 non-negative widths (Z, Y, X)")
+        if len(self.stitch_halo) != 3 or min(self.stitch_halo) < 1:
+            raise ValueError(f"stitch_halo {tuple(stitch_halo)} must be 3 widths >= 1 (Z, Y, X): without a halo, objects across block borders split")
+        if any(h > b for h, b in zip(self.stitch_halo, self.block_shape)):
+            raise ValueError(f"stitch_halo {self.stitch_halo} must not exceed block_shape {self.block_shape} (a block's halo reaches its neighbours only)")
         if not 0.0 < float(stitch_iou) <= 1.0:
             raise ValueError(f"stitch_iou must lie in (0, 1], got {stitch_iou}")
         self.stitch_iou = float(stitch_iou)
         if predict_block_shape is None:
-            predict_block_shape = [b * max(1, t // b) for b, t in zip(self.block_shape, (64, 1024, 1024))]
+            predict_block_shape = [b * max(1, t // b) for b, t in zip(self.block_shape, (32, 1024, 1024))]
         self.predict_block_shape = tuple(int(b) for b in predict_block_shape)
         if len(self.predict_block_shape) != 3 or any(p < b or p % b for p, b in zip(self.predict_block_shape, self.block_shape)):
             raise ValueError(f"predict_block_shape {self.predict_block_shape} must be a multiple of block_shape {self.block_shape} on every axis")
@@ -299,16 +322,7 @@ class LargeInstanceInference(LargeVolumeInference):
         todo = [(i, core) for i, core in items if i not in done]
         bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=name, unit="block", disable=not self.progress)
         try:
-            if client is None or not todo:
-                for block_id, core in todo:
-                    fn(*shared, block_id, core)
-                    bar.update(1)
-            else:
-                scattered = [client.scatter(s, broadcast=True, hash=False) for s in shared]
-                futures = [client.submit(fn, *scattered, block_id, core, pure=False) for block_id, core in todo]
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update(1)
+            run_blocks(fn, shared, todo, client, bar)
         finally:
             bar.close()
         self._timings[name] = round(time.perf_counter() - start, 3)
@@ -329,11 +343,15 @@ class LargeInstanceInference(LargeVolumeInference):
         volume = open_volume(path)
         if volume.ndim != 3:
             raise ImageReadError(f"{volume.path}: out-of-core instances need a (Z, Y, X) volume, got shape {volume.shape}; use inference.json")
+        with torch.no_grad():
+            channels = int(self.network.to(self.device)(torch.zeros((1, 1) + self.window_settings["roi_size"], device=self.device)).shape[1])
+        if channels <= max(c for c in self.channels if c is not None):
+            raise ValueError(f"the network gives {channels} output channel(s); boundary / foreground channels {self.channels} do not exist")
         plan = self._plan(volume)
         model_shape = tuple(plan.new_shape)
         block = tuple(min(b, n) for b, n in zip(self.block_shape, model_shape))
         store = BlockStore.create(
-            output, (2,) + volume.shape, chunks=tuple(min(c, n) for c, n in zip(self.chunks, volume.shape)), prob_dtype=self.prob_dtype,
+            output, (channels,) + volume.shape, chunks=tuple(min(c, n) for c, n in zip(self.chunks, volume.shape)), prob_dtype=self.prob_dtype,
             labels_dtype="uint32", spacing=plan.spacing, spacing_unit=volume.spacing_unit if plan.source == "file" else "um" if plan.spacing else None,
             arguments=self._instance_arguments(volume, plan), overwrite=self.overwrite,
         )  # fmt: skip
@@ -351,7 +369,7 @@ class LargeInstanceInference(LargeVolumeInference):
         job = _Job(volume, store, model_shape, plan.rescales)
         if plan.rescales:
             store.work_array("input", model_shape, block, "float32")
-        store.work_array("prob", (2,) + model_shape, (1,) + block, "float32")
+        store.work_array("prob", (channels,) + model_shape, (1,) + block, "float32")
         store.work_array("raw", model_shape, block, "uint64")
         store.work_array("labels", model_shape, block, "uint32")
         if plan.rescales:
@@ -374,6 +392,8 @@ class LargeInstanceInference(LargeVolumeInference):
         job.cores = dict(model_blocks)
         job.index = {block_id: k for k, (block_id, _) in enumerate(model_blocks)}
         self._pass(store, "segment", model_blocks, _segment, [job], client)
+        job.iou = self.stitch_iou
+        self._pass(store, "match", model_blocks, _match, [job], client)
         table = store.load_table("stitch")
         tic = time.perf_counter()
         if table is None:
@@ -392,19 +412,20 @@ class LargeInstanceInference(LargeVolumeInference):
                 "vox_per_s": round(volume.size / seconds, 1) if seconds > 0 else None}  # fmt: skip
 
     def _stitch(self, store: BlockStore, block_ids: list[str]) -> dict[str, np.ndarray]:
-        """Match ids across block borders and number the objects (the ``stitch`` pass, on the client)."""
-        raw = _work(store, "raw")
+        """Join the matched ids (both sides agreeing) and number the objects (the ``stitch`` step, on the client)."""
         ids, counts, background, pairs = [], [], [], []
         for block_id in tqdm(block_ids, desc="stitch", unit="block", disable=not self.progress):
-            table = store.load_table(f"segment_{block_id}")
-            if table is None:
-                raise RuntimeError(f"{store.path}: block {block_id} was marked segmented but its table is missing")
+            table = store.load_table(f"segment_{block_id}", keys=("ids", "counts", "background"))
+            matched = store.load_table(f"match_{block_id}")
+            if table is None or matched is None:
+                raise RuntimeError(f"{store.path}: block {block_id} was marked done but its tables are missing")
             ids.append(table["ids"])
             counts.append(table["counts"])
             background.append(table["background"])
-            pairs.append(stitch_pairs(table, lambda box: raw[_sl(box)], self.stitch_iou))
-        matched = mutual_pairs(np.concatenate(pairs))
-        keys, values = merge_table(np.concatenate(ids), np.concatenate(counts), matched, np.concatenate(background), self.params.min_size, self.params.max_size)
+            pairs.append(matched["pairs"])
+        matched_pairs = mutual_pairs(np.concatenate(pairs))
+        keys, values = merge_table(
+            np.concatenate(ids), np.concatenate(counts), matched_pairs, np.concatenate(background), self.params.min_size, self.params.max_size
+        )
         store.save_table("stitch", keys=keys, values=values)
         return {"keys": keys, "values": values}
-

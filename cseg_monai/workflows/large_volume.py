@@ -47,7 +47,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ __all__ = [
     "dask_client",
     "load_weights",
     "output_name",
+    "run_blocks",
     "worker_environment",
 ]
 
@@ -224,12 +225,21 @@ def _pages(path: Path) -> int:
 
 
 def output_name(path: str) -> str:
-    """The output stem of an input volume: its name without ``.zarr``, ``.h5``, ``.tif`` ... (``v.ome.zarr`` -> ``v``)."""
+    """The output stem of an input volume: its name without ``.zarr``, ``.h5``, ``.tif`` ..., and
+    the dataset of a container after an underscore.
+
+    Example:
+        >>> output_name("/d/v.ome.zarr"), output_name("/d/a.h5::volumes/raw"), output_name("/d/slices/")
+        ('v', 'a_volumes_raw', 'slices')
+    """
+    path, _, dataset = str(path).partition("::")
     name = Path(path.rstrip("/")).name
     for suffix in sorted(LAZY_SUFFIXES + (".ome.zarr",), key=len, reverse=True):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)] or name
-    return name
+            name = name[: -len(suffix)] or name
+            break
+    dataset = dataset.strip("/").replace("/", "_")
+    return f"{name}_{dataset}" if dataset else name
 
 
 class _Task:
@@ -266,8 +276,32 @@ class _Task:
         return block_id
 
 
-def _run_task(task: _Task, network: torch.nn.Module, core: tuple[tuple[int, int], ...], block_id: str) -> str:
+def _run_task(task: _Task, network: torch.nn.Module, block_id: str, core: tuple[tuple[int, int], ...]) -> str:
     return task(network, core, block_id)
+
+
+def run_blocks(fn: Callable[..., Any], shared: Sequence[Any], todo: Sequence[tuple[str, Any]], client: Client | None, bar: Any = None) -> None:
+    """``fn(*shared, block_id, core)`` for every ``(block_id, core)`` of ``todo``: here, or as tasks on
+    ``client`` with each shared object sent once to every worker (not once per block).
+
+    Args:
+        fn: a module-level function (picklable); it writes its block and marks it done.
+        shared: what every block needs (the network, the run's settings).
+        todo: the blocks to compute.
+        client: a Dask client, or ``None`` for this process.
+        bar: a tqdm bar advanced per finished block.
+    """
+    if client is None or not todo:
+        for block_id, core in todo:
+            fn(*shared, block_id, core)
+            if bar is not None:
+                bar.update(1)
+        return
+    scattered = [client.scatter(obj, broadcast=True, hash=False) for obj in shared]
+    for future in as_completed([client.submit(fn, *scattered, block_id, core, pure=False) for block_id, core in todo]):
+        future.result()
+        if bar is not None:
+            bar.update(1)
 
 
 def worker_environment(threads: int) -> dict[str, Any]:
@@ -485,17 +519,7 @@ class LargeVolumeInference:
         task = _Task(volume, norm, window, store, self.labels, self.threshold, self.label_channel)
         bar = tqdm(total=len(blocks), initial=len(blocks) - len(todo), desc=Path(volume.path).name, unit="block", disable=not self.progress)
         try:
-            if client is None:
-                for block_id, core in todo:
-                    task(self.network.to(self.device), core, block_id)
-                    bar.update(1)
-            else:
-                shared = client.scatter(task, broadcast=True, hash=False)
-                net = client.scatter(self.network, broadcast=True, hash=False)
-                futures = [client.submit(_run_task, shared, net, core, block_id, pure=False) for block_id, core in todo]
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update(1)
+            run_blocks(_run_task, [task, self.network.to(self.device)], todo, client, bar)
         finally:
             bar.close()
         final = store.finish()

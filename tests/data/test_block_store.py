@@ -74,3 +74,17 @@ def test_a_foreign_folder_is_never_overwritten_silently(tmp_path):
     with pytest.raises(ValueError, match="prob_dtype"):
         BlockStore.create(tmp_path / "x.ome.zarr", (1, 4, 8, 8), chunks=(2, 8, 8), prob_dtype="int7")
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_a_run_that_stopped_inside_finish_is_promoted_not_recomputed(tmp_path):
+    out = tmp_path / "v.ome.zarr"
+    store = _store(out)
+    store.write(CORE, np.ones((2, 2, 8, 8), np.float32))
+    store.mark_done("0_0_0")
+    store.work_array("raw", (4, 8, 8), (2, 8, 8), "uint64")
+    root = zarr.open_group(store.path, mode="r+", zarr_format=2)
+    root.attrs["cseg_inference"] = {**root.attrs["cseg_inference"], "complete": True}  # finish() marked it, then the run died
+    again = _store(out)
+    assert again.complete and out.is_dir() and not (tmp_path / "v.ome.zarr.partial").exists()
+    assert not (out / ".cseg_work").exists() and not (out / ".cseg_blocks_done").exists()
+    assert zarr.open_group(out)["0"][0, 0, 0, 0] == 255

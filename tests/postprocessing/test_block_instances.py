@@ -79,8 +79,10 @@ def test_pieces():
     with pytest.raises(ValueError, match="block-local ids"):
         offset_labels(np.array([-1]), 0)
     b = np.array([[0, 9, 9], [0, 8, 8]], np.uint64)
-    # 3 overlaps 9 (IoU 2/3) and 8 (1/4); 1 overlaps 8 (1/2)
-    assert overlap_pairs(a, b).tolist() == [[(3 << 32) + 1, 8], [(3 << 32) + 3, 9]]
+    # 3 overlaps 9 (IoU 2/3) and 8 (1/4); 1 overlaps 8 (1/2, not above 0.5)
+    assert overlap_pairs(a, b).tolist() == [[(3 << 32) + 3, 9]]
+    halves = overlap_pairs(np.array([7, 7, 7, 7]), np.array([1, 1, 2, 2]))  # a tie at IoU 0.5 joins neither half
+    assert halves.shape == (0, 2)
     assert overlap_pairs(a, b, min_iou=0.2).tolist() == [[(3 << 32) + 1, 8], [(3 << 32) + 3, 8], [(3 << 32) + 3, 9]]
     with pytest.raises(ValueError, match="different shapes"):
         overlap_pairs(a, b[:1])

@@ -103,3 +103,37 @@ def test_a_local_cluster_of_two_workers_gives_the_same_ids(tmp_path):
     summary = _runner(scheduler=None, n_workers=2, threads_per_worker=1).run(src, tmp_path / "out")
     assert summary["n_failed"] == 0
     assert np.array_equal(zarr.open_group(tmp_path / "out" / "in.ome.zarr")["labels/segmentation/0"][:], reference)
+
+
+def test_a_run_stopped_in_the_output_pass_resumes_there(tmp_path, monkeypatch):
+    """A failure after some output blocks were written: the rerun writes only the others, same ids."""
+    from cseg_monai.workflows import large_instances
+
+    src = _volume(tmp_path / "in.zarr")
+    reference = zarr.open_group(_runner().run_one(src, tmp_path / "ref.ome.zarr")["output"])["labels/segmentation/0"][:]
+    write, calls = large_instances._write_output, []
+
+    def failing(job, block_id, core):
+        if len(calls) == 3:
+            raise OSError("disk full (injected)")
+        calls.append(block_id)
+        return write(job, block_id, core)
+
+    monkeypatch.setattr(large_instances, "_write_output", failing)
+    with pytest.raises(OSError, match="injected"):
+        _runner().run_one(src, tmp_path / "out.ome.zarr")
+    monkeypatch.setattr(large_instances, "_write_output", write)
+    again = _runner().run_one(src, tmp_path / "out.ome.zarr")
+    assert again["skipped"] == 3 and again["pass_seconds"]["prob"] < 1.0  # the network pass was not run again
+    assert np.array_equal(zarr.open_group(again["output"])["labels/segmentation/0"][:], reference)
+
+
+def test_halo_and_channels_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="must not exceed block_shape"):
+        _runner(stitch_halo=(4, 40, 12))
+    with pytest.raises(ValueError, match=r"stitch_halo .* >= 1"):
+        _runner(stitch_halo=(0, 12, 12))
+    one = LargeInstanceInference(torch.nn.Conv3d(1, 1, 1), rescale=RescaleToSpacingd("image", model_spacing=None), **SETTINGS)
+    with pytest.raises(ValueError, match="1 output channel"):
+        one.run_one(_volume(tmp_path / "v.zarr"), tmp_path / "never.ome.zarr")
+    assert not (tmp_path / "never.ome.zarr").exists() and not (tmp_path / "never.ome.zarr.partial").exists()
