@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cseg_monai.common.tiling import iter_blocks
 from cseg_monai.inferers.block_sliding_window import _ACTIVATIONS, Box, _dihedral, _forward, _inverse
 from cseg_monai.inferers.centre_voxel import CentreVoxelInferer, dense_rewrite
 from cseg_monai.networks.centre_voxel import CentreVoxelNet
@@ -48,6 +49,8 @@ class BlockCentreVoxel:
         n_transforms: 1, 2, 4 or 8 dihedral transforms of the last two axes.
         activation: ``"softmax"`` (default), ``"sigmoid"`` or ``None``, per transform before the mean.
         device: where the network runs.
+        dense_block_size: output tile of the dense inferer within a block (as the bundle's
+            ``block_size``, default 256: tiles run faster than one large image and give the same result).
 
     Raises:
         TypeError: ``net`` is not a CentreVoxelNet. ValueError: a padded net, or bad settings.
@@ -62,6 +65,7 @@ class BlockCentreVoxel:
         n_transforms: int = 1,
         activation: str | None = "softmax",
         device: str | torch.device = "cpu",
+        dense_block_size: int | Sequence[int] | None = 256,
     ) -> None:
         if not isinstance(net, CentreVoxelNet):
             raise TypeError(f"net must be a CentreVoxelNet, got {type(net).__name__}")
@@ -79,6 +83,8 @@ class BlockCentreVoxel:
         self.transforms = _dihedral(n_transforms)
         self.activation_name = activation
         self.device = torch.device(device)
+        self.dense_block_size = dense_block_size
+        CentreVoxelInferer(block_size=dense_block_size)  # checks it
         self._inferer: CentreVoxelInferer | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -121,20 +127,37 @@ class BlockCentreVoxel:
         if tuple(block.shape) != tuple(b - a for a, b in block_box) or any(n0 < b0 or n1 > b1 for (n0, n1), (b0, b1) in zip(need, block_box)):
             raise ValueError(f"block of shape {tuple(block.shape)} over {block_box} does not cover the input box {need}")
         if self._inferer is None:
-            self._inferer = CentreVoxelInferer()
+            self._inferer = CentreVoxelInferer(block_size=self.dense_block_size)
+        dense = self._inferer.dense_net(network)
+        before = tuple(p // 2 for p in dense.patch_size)
+        after = tuple(r - b for r, b in zip(dense.reach, before))
         lead = self.slice_axes
         crop = tuple(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(need, block_box))
         x = block[crop]
         x = x.reshape((-1, 1) + tuple(x.shape[lead:]))  # slice axes become the batch
-        inner = tuple(slice(h, -h) if h else slice(None) for h in self.halo)
+        core_spatial = tuple(b - a for a, b in core[lead:])
         activation = _ACTIVATIONS[self.activation_name]
         total = None
         for k, flip in self.transforms:
-            logits = self._inferer(_forward(x, k, flip).to(self.device), network).float().cpu()
-            y = _inverse(logits, k, flip)[(slice(None), slice(None)) + inner]
+            xt = _forward(x, k, flip)
+            core_t = tuple(_forward(torch.empty((1, 1) + core_spatial), k, flip).shape[2:])
+            pads = [(s - c) // 2 for s, c in zip(xt.shape[2:], core_t)]  # the symmetric halo, per axis of the transformed block
+            if any(p < max(bf, af) for p, bf, af in zip(pads, before, after)):
+                raise ValueError(f"the block's halo {pads} is narrower than the net's reach {list(zip(before, after))} (a non-square patch under rotation?)")
+            sizes = self._inferer.block_size
+            tile = core_t if sizes is None else tuple(sizes * len(core_t) if len(sizes) == 1 else sizes)
+            y = torch.empty((x.shape[0], dense.n_classes) + core_t, dtype=torch.float32)
+            # the dense net on tiles of the core only (the block already holds the halo), one image of
+            # the batch at a time as the in-memory inferer sees one image
+            with torch.no_grad():
+                for piece in iter_blocks(core_t, tile, halo=0):
+                    sl = tuple(slice(p + a - bf, p + b + af) for (a, b), p, bf, af in zip(piece.core, pads, before, after))
+                    for i in range(x.shape[0]):
+                        y[(slice(i, i + 1), slice(None)) + piece.core_slices] = dense(xt[(slice(i, i + 1), slice(None)) + sl].to(self.device)).float().cpu()
+            y = _inverse(y, k, flip)
             if activation is not None:
                 y = activation(y)
-            total = y if total is None else total + y
+            total = y if total is None else total.add_(y)
         total = total / len(self.transforms)
         shape = tuple(b - a for a, b in core)
         return total.movedim(1, 0).reshape((total.shape[1],) + shape)

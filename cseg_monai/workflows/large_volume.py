@@ -383,6 +383,7 @@ class LargeVolumeInference:
         overwrite: replace an output written with other arguments.
         progress: a bar over the blocks (default: when stderr is a terminal).
         device: where the network runs.
+        dense_block_size: for ``"centre_voxel"``: the dense inferer's output tile (the bundle's ``block_size``).
 
     Raises:
         ValueError: bad settings, before anything is read or written.
@@ -413,6 +414,7 @@ class LargeVolumeInference:
         overwrite: bool = False,
         progress: bool | None = None,
         device: str | torch.device = "cpu",
+        dense_block_size: int | Sequence[int] | None = 256,
     ) -> None:
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
@@ -439,8 +441,8 @@ class LargeVolumeInference:
         self.method = method
         self.network = load_weights(network, ckpt_path).cpu().eval()
         if method == "centre_voxel":
-            self.window_settings = {"method": method, "n_transforms": int(n_transforms), "activation": activation}
-            BlockCentreVoxel((1 << 16,) * self.network.spatial_dims, self.network, n_transforms, activation)  # checks the settings
+            self.window_settings = {"method": method, "n_transforms": int(n_transforms), "activation": activation, "dense_block_size": dense_block_size}
+            BlockCentreVoxel((1 << 16,) * self.network.spatial_dims, self.network, n_transforms, activation, dense_block_size=dense_block_size)
         else:
             BlockSlidingWindow((1 << 16,) * len(self.window_settings["roi_size"]), **self.window_settings)  # checks the settings
         self.ckpt = None if ckpt_path is None else {"file": Path(ckpt_path).name, "sha256": _sha256(ckpt_path)}
@@ -485,7 +487,8 @@ class LargeVolumeInference:
         volume = open_volume(path)
         if self.method == "centre_voxel":
             window: BlockSlidingWindow | BlockCentreVoxel = BlockCentreVoxel(
-                volume.shape, self.network, self.window_settings["n_transforms"], self.window_settings["activation"], self.device
+                volume.shape, self.network, self.window_settings["n_transforms"], self.window_settings["activation"], self.device,
+                dense_block_size=self.window_settings["dense_block_size"],
             )
             channels = int(self.network.n_classes)
         else:

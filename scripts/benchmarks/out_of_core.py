@@ -10,6 +10,10 @@ each as its own ``python -m monai.bundle run`` process (the bundle's ``inference
 - ``peak_rss_mb``: the largest sum of resident memory over the run's whole process tree (the
   bundle process and its Dask workers), polled every 0.2 s with psutil;
 - ``vox_per_s``: volume voxels / wall time of the out-of-core run (every pass, start-up included);
+  ``compute_vox_per_s`` the same without process and cluster start-up (the volume's own seconds
+  in ``run_summary.json``), against ``in_memory_compute_vox_per_s`` (Ignite's engine time of the
+  in-memory run): ``compute_throughput_ratio``, the fair comparison on crops small enough for
+  start-up to dominate;
 - ``in_memory_vox_per_s``: the same model through ``inference.json`` on a crop held in memory
   (``--crop`` for the instances; for the 2D bundles as many voxels in whole slices, given as
   one file per slice, so that both paths lay the same windows on a slice), in the same script run;
@@ -141,6 +145,34 @@ def disagreeing_voxels(ours: np.ndarray, theirs: np.ndarray) -> int:
     return int(ours.size - agree)
 
 
+def compute_rates(record: dict[str, Any], name: str, work: Path) -> dict[str, Any]:
+    """Rates without process start-up, from the runs' own records: the in-memory engine time (the sum of
+    Ignite's "Engine run finished" times in its log) and the out-of-core time of the volume
+    (``run_summary.json``); their ratio is ``compute_throughput_ratio``."""
+    import re
+
+    engine = sum(
+        int(h) * 3600 + int(m) * 60 + float(sec)
+        for h, m, sec in re.findall(r"Engine run finished\. Time taken: (\d+):(\d+):([\d.]+)", (work / f"{name}_mem.log").read_text())
+    )
+    n_crop = int(np.prod(record["crop_shape"]))
+    volume_seconds = json.loads((work / f"{name}_big" / "run_summary.json").read_text())["succeeded"][0]["seconds"]
+    out = {
+        "in_memory_engine_seconds": round(engine, 2),
+        "in_memory_compute_vox_per_s": round(n_crop / engine, 1),
+        "volume_seconds": round(volume_seconds, 2),
+        "compute_vox_per_s": round(int(np.prod(record["volume_shape"])) / volume_seconds, 1),
+    }
+    out["compute_throughput_ratio"] = round(out["compute_vox_per_s"] / out["in_memory_compute_vox_per_s"], 3)
+    if name == "instances":  # the zoom differs between the volume and the crop: compare per voxel of the model's grid
+        big_model = np.prod(json.loads((work / f"{name}_big" / "run_summary.json").read_text())["succeeded"][0]["model_shape"])
+        crop_model = np.prod(json.loads((work / f"{name}_w1" / "run_summary.json").read_text())["succeeded"][0]["model_shape"])  # the crop's plan, as in memory
+        out["compute_model_vox_per_s"] = round(float(big_model) / volume_seconds, 1)
+        out["in_memory_compute_model_vox_per_s"] = round(float(crop_model) / engine, 1)
+        out["compute_model_throughput_ratio"] = round(out["compute_model_vox_per_s"] / out["in_memory_compute_model_vox_per_s"], 3)
+    return out
+
+
 def measure(name: str, volume: Path, crop_shape: tuple[int, ...], work: Path, extra: dict[str, Any]) -> dict[str, Any]:
     shape = zarr.open_array(str(volume), mode="r").shape
     n_vox = int(np.prod(shape))
@@ -171,6 +203,7 @@ def measure(name: str, volume: Path, crop_shape: tuple[int, ...], work: Path, ex
         record[f"workers_{workers}_vox_per_s"] = round(n_crop / run["seconds"], 1)
         record[f"workers_{workers}_peak_rss_mb"] = run["peak_rss_mb"]
     record["throughput_ratio"] = round(record["vox_per_s"] / record["in_memory_vox_per_s"], 3)
+    record.update(compute_rates(record, name, work))
     if name == "instances":
         ours = zarr.open_group(str(work / f"{name}_w1" / "instances_crop.ome.zarr"), mode="r")["labels/segmentation/0"][:].astype(np.int64)
         theirs = tifffile.imread(work / f"{name}_mem" / "crop_labels.tif").astype(np.int64)
@@ -193,12 +226,20 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="PATH:KEY=VALUE", help="config overrides, e.g. membrane:tta_transforms=1")
     parser.add_argument("--work", default=None, help="scratch folder (default a temporary one)")
     parser.add_argument("--redo", action="store_true", help="measure paths already in the JSON again")
+    parser.add_argument("--rates", action="store_true", help="only add the start-up-free rates to the paths in the JSON, from --work's logs")
     args = parser.parse_args()
     shape = tuple(args.shape) if args.shape else ((256, 1024, 1024) if args.quick else (1024, 1024, 1024))
     slab = tuple(args.slab) if args.slab else ((16, 512, 512) if args.quick else (64, 1024, 1024))
     result_path = Path(args.json)
     result = json.loads(result_path.read_text()) if result_path.is_file() else {}
     result.setdefault("paths", {})
+    if args.rates:
+        work = Path(args.work or ".")
+        for name, record in result["paths"].items():
+            record.update(compute_rates(record, name, work))
+        with atomic_path(result_path) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+        return
     result.update(
         volume_shape=list(shape), slab_shape=list(slab), quick=bool(args.quick),
         machine={"cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1), "cpu": platform.processor() or platform.machine()},
