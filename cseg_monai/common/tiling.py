@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["Block", "fit_block_shape", "iter_blocks", "reflect_indices"]
+__all__ = ["Block", "check_core", "fit_block_shape", "iter_blocks", "reflect_indices"]
 
 Box = tuple[tuple[int, int], ...]
 
@@ -171,3 +171,16 @@ def reflect_indices(n: int, start: int, stop: int) -> np.ndarray:
     period = 2 * (n - 1)
     idx = np.remainder(idx, period)
     return np.where(idx >= n, period - idx, idx)
+
+
+def check_core(core: Sequence[tuple[int, int]], shape: Sequence[int]) -> Box:
+    """``core`` as int pairs, checked to be a non-empty box inside a grid of ``shape``.
+
+    Example:
+        >>> check_core([(0, 2), (1, 3)], (4, 4))
+        ((0, 2), (1, 3))
+    """
+    out = tuple((int(a), int(b)) for a, b in core)
+    if len(out) != len(shape) or any(not 0 <= a < b <= n for (a, b), n in zip(out, shape)):
+        raise ValueError(f"core {out} is not a non-empty box inside the volume {tuple(shape)}")
+    return out

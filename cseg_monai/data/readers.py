@@ -81,6 +81,7 @@ __all__ = [
     "em_readers",
     "load_image",
     "list_images",
+    "slice_files",
     "natural_key",
     "PIL_SUFFIXES",
     "TIFF_SUFFIXES",
@@ -674,6 +675,19 @@ class MRCReader(_EMReader):
         return array, meta
 
 
+def slice_files(folder: str | os.PathLike) -> tuple[list[Path], Any]:
+    """The 2D slices of ``folder`` in natural order and the reader for their format (TIFF or PIL).
+
+    Raises:
+        ImageReadError: a folder that mixes slice formats (names it).
+    """
+    files = list_images(folder, SLICE_SUFFIXES)
+    kinds = {"tif" if f.suffix.lower() in TIFF_SUFFIXES else f.suffix.lower() for f in files}
+    if len(kinds) > 1:
+        raise ImageReadError(f"{folder}: mixes slice formats {sorted(kinds)}; keep one format per folder")
+    return files, (TiffVolumeReader() if kinds == {"tif"} else GreyPILReader())
+
+
 class SliceFolderReader(_EMReader):
     """A folder of 2D slices (PNG/JPEG/BMP/GIF or single-page TIFF) stacked to ``(Z, Y, X)``.
 
@@ -709,11 +723,7 @@ class SliceFolderReader(_EMReader):
         folder = str(name)
         if not os.path.exists(folder):
             raise _missing(folder)
-        files = list_images(folder, SLICE_SUFFIXES)
-        kinds = {"tif" if f.suffix.lower() in TIFF_SUFFIXES else f.suffix.lower() for f in files}
-        if len(kinds) > 1:
-            raise ImageReadError(f"{folder}: mixes slice formats {sorted(kinds)}; keep one format per folder")
-        reader = TiffVolumeReader() if kinds == {"tif"} else GreyPILReader()
+        files, reader = slice_files(folder)
         first, first_meta = reader.load(files[0])
         if first.ndim != 2 + (first_meta["original_channel_dim"] == -1):
             raise ImageReadError(f"{files[0]}: is not a 2D slice (shape {first.shape})")

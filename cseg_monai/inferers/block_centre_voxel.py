@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cseg_monai.common.tiling import iter_blocks
+from cseg_monai.common.tiling import check_core, iter_blocks
 from cseg_monai.inferers.block_sliding_window import _ACTIVATIONS, Box, _dihedral, _forward, _inverse
 from cseg_monai.inferers.centre_voxel import CentreVoxelInferer, dense_rewrite
 from cseg_monai.networks.centre_voxel import CentreVoxelNet
@@ -93,10 +93,7 @@ class BlockCentreVoxel:
         return state
 
     def _check_core(self, core: Box) -> Box:
-        core = tuple((int(a), int(b)) for a, b in core)
-        if len(core) != len(self.volume_shape) or any(not 0 <= a < b <= n for (a, b), n in zip(core, self.volume_shape)):
-            raise ValueError(f"core {core} is not a non-empty box inside the volume {self.volume_shape}")
-        return core
+        return check_core(core, self.volume_shape)
 
     def input_box(self, core: Box) -> Box:
         """The core plus the patch halo on both sides of every axis the net sees (may reach outside the volume).

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
+from cseg_monai.common.tiling import check_core
+
 __all__ = ["BlockSlidingWindow", "read_box", "window_starts"]
 
 Box = tuple[tuple[int, int], ...]
@@ -220,10 +222,7 @@ class BlockSlidingWindow:
         ]
 
     def _check_core(self, core: Box) -> Box:
-        core = tuple((int(a), int(b)) for a, b in core)
-        if len(core) != len(self.volume_shape) or any(not 0 <= a < b <= n for (a, b), n in zip(core, self.volume_shape)):
-            raise ValueError(f"core {core} is not a non-empty box inside the volume {self.volume_shape}")
-        return core
+        return check_core(core, self.volume_shape)
 
     def input_box(self, core: Box) -> Box:
         """The box of input the core needs: the union of the windows that touch it (may reach outside the volume).
