@@ -89,4 +89,4 @@ def test_infer_large_writes_ome_zarr_and_refuses_a_bundle_without_it(tmp_path):
     assert root["0"].shape == (1, 2, 96, 80) and root["0"].dtype == np.uint8
     assert set(np.unique(root["labels/segmentation/0"][:])) <= {0, 1}
     with pytest.raises(ValueError, match="no configs/inference_large.json"):
-        CLI().infer("em_densecrf_postprocessing", str(tmp_path / "stack.tif"), str(tmp_path / "x"), large=True)
+        CLI().infer("em_selfsupervised_pretraining", str(tmp_path / "stack.tif"), str(tmp_path / "x"), large=True)
