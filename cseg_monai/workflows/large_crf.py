@@ -43,13 +43,12 @@ import zarr
 from distributed import Client
 from tqdm.auto import tqdm
 
-from cseg_monai.common.tiling import iter_blocks
 from cseg_monai.data.block_store import PROB_DTYPES, BlockStore
 from cseg_monai.data.lazy_volumes import LazyVolume, open_volume
 from cseg_monai.data.readers import ImageReadError
 from cseg_monai.postprocessing.crf import DenseCRF
 from cseg_monai.workflows.folder_run import FileReport
-from cseg_monai.workflows.large_volume import IntensityNorm, close_client, dask_client, large_inputs, output_name, run_blocks
+from cseg_monai.workflows.large_volume import IntensityNorm, block_items, close_client, dask_client, large_inputs, output_name, run_blocks
 
 __all__ = ["LargeCRF", "open_probabilities"]
 
@@ -207,7 +206,7 @@ class LargeCRF:
             output, tuple(prob.shape), chunks=tuple(min(c, n) for c, n in zip(self.chunks, volume.shape)), prob_dtype=self.prob_dtype,
             labels_dtype="uint8", spacing=volume.spacing, spacing_unit=volume.spacing_unit, arguments=arguments, overwrite=self.overwrite,
         )  # fmt: skip
-        blocks = [("_".join(str(a // s) for (a, _), s in zip(b.core, self.block_shape)), b.core) for b in iter_blocks(volume.shape, self.block_shape, halo=0)]
+        blocks = block_items(volume.shape, self.block_shape)
         record = {"output": store.final, "shape": list(volume.shape), "classes": int(prob.shape[0]), "halo": list(halo), "blocks": len(blocks)}
         if store.complete:
             return {**record, "skipped": len(blocks), "seconds": 0.0}

@@ -106,7 +106,6 @@ class _Job:
         self.cores: dict[str, Box] = {}
         self.index: dict[str, int] = {}
         self.channels: tuple[int, int | None] = (0, 1)
-        self.torch_threads = 0
         self.iou = 0.5
         self._lut: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -129,8 +128,6 @@ def _resample_input(job: _Job, block_id: str, core: Box) -> str:
 
 def _predict(job: _Job, network: torch.nn.Module, block_id: str, core: Box) -> str:
     assert job.window is not None
-    if job.torch_threads and torch.get_num_threads() != job.torch_threads:
-        torch.set_num_threads(job.torch_threads)  # per thread: a Dask worker runs tasks in its own threads
     box = job.window.input_box(core)
     lo, hi = np.float32(job.percentiles[0]), np.float32(job.percentiles[1])
     x = read_box(job.source(), box, mode="replicate")
@@ -386,7 +383,6 @@ class LargeInstanceInference(LargeVolumeInference):
         job.percentiles = (float(norm["values"][0]), float(norm["values"][1]))
         self._timings["percentiles"] = round(time.perf_counter() - tic, 3)
         job.window = BlockSlidingWindow(model_shape, device=self.device, **self.window_settings)
-        job.torch_threads = self.torch_threads if client is not None else 0
         self._pass(store, "prob", self._blocks(model_shape, self.predict_block_shape), _predict, [job, self.network.to(self.device)], client)
         job.params, job.grid, job.halo, job.channels = self.params, plan.grid, self.stitch_halo, self.channels
         job.cores = dict(model_blocks)

@@ -74,6 +74,7 @@ __all__ = [
     "dask_client",
     "load_weights",
     "output_name",
+    "block_items",
     "run_blocks",
     "worker_environment",
 ]
@@ -280,6 +281,21 @@ def _run_task(task: _Task, network: torch.nn.Module, block_id: str, core: tuple[
     return task(network, core, block_id)
 
 
+def block_items(shape: Sequence[int], block_shape: Sequence[int]) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
+    """``(id, core)`` of the blocks covering ``shape``; the id (``"i_j_k"``, block indices) names the block's marker.
+
+    ``block_shape`` may have more axes than ``shape`` (its last ones apply).
+
+    Example:
+        >>> block_items((3, 10), (2, 8))
+        [('0_0', ((0, 2), (0, 8))), ('0_1', ((0, 2), (8, 10))), ('1_0', ((2, 3), (0, 8))), ('1_1', ((2, 3), (8, 10)))]
+    """
+    if len(block_shape) < len(shape):
+        raise ValueError(f"block_shape {tuple(block_shape)} has fewer axes than the volume {tuple(shape)}")
+    block = tuple(int(b) for b in block_shape[len(block_shape) - len(shape) :])
+    return [("_".join(str(a // s) for (a, _), s in zip(b.core, block)), b.core) for b in iter_blocks(tuple(shape), block, halo=0)]
+
+
 def run_blocks(fn: Callable[..., Any], shared: Sequence[Any], todo: Sequence[tuple[str, Any]], client: Client | None, bar: Any = None) -> None:
     """``fn(*shared, block_id, core)`` for every ``(block_id, core)`` of ``todo``: here, or as tasks on
     ``client`` with each shared object sent once to every worker (not once per block).
@@ -468,14 +484,7 @@ class LargeVolumeInference:
 
     def _blocks(self, shape: tuple[int, ...], block_shape: Sequence[int] | None = None) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
         """``(id, core)`` of the blocks of ``block_shape`` (default ``self.block_shape``) covering ``shape``."""
-        block_shape = tuple(block_shape or self.block_shape)
-        block = block_shape[-len(shape) :] if len(shape) <= len(block_shape) else None
-        if block is None:
-            raise ValueError(f"block_shape {block_shape} has fewer axes than the volume {shape}")
-        out = []
-        for b in iter_blocks(shape, block, halo=0):
-            out.append(("_".join(str(a // s) for (a, _), s in zip(b.core, block)), b.core))
-        return out
+        return block_items(shape, block_shape or self.block_shape)
 
     def run_one(self, path: str | os.PathLike, output: str | os.PathLike, client: Client | None = None) -> dict[str, Any]:
         """Infer one volume into the OME-Zarr store ``output``; resume it when interrupted before.

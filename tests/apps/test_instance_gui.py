@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ import tifffile
 from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
 from cseg_monai.metrics.instances import instance_scores
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CSEG_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("CSEG_TEST_ARTIFACTS", ROOT / "test-artifacts"))
@@ -38,17 +39,12 @@ pytestmark = pytest.mark.slow
 UPLOAD_MB = 12  # the test server's upload limit: above the old fixed 5 MB, small enough to test the refusal
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("gradio", reason="the GUI needs gradio: bash scripts/setup.sh gui")
     out = tmp_path_factory.mktemp("gui_jobs")
-    port = _free_port()
+    port = free_port()
     cseg = Path(sys.executable).with_name("cseg")
     cmd = [str(cseg)] if cseg.exists() else [sys.executable, "-c", "from cseg_monai.cli import main; main()"]
     log = open(out / "server.log", "w")

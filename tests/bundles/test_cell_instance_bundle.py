@@ -17,7 +17,7 @@ import tifffile
 from cseg_monai.data.nuclei_phantom import make_nuclei_phantom, write_nuclei_dataset
 from cseg_monai.data.writers import write_tiff
 
-from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, require_data
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, free_port, require_data
 
 BUNDLE = BUNDLES / "cell_instance_boundary_segmentation_3d"
 CONFIGS = BUNDLE / "configs"
@@ -382,7 +382,7 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     torchrun = Path(sys.executable).with_name("torchrun")
     overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "cache_rate": 0.0}
     cmd = [
-        str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run", "training",
+        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run", "training",
         "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
         "--dataset_dir", str(nuclei_folder), "--output_dir", str(out),
     ]
@@ -401,13 +401,6 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     # 2 volumes x 3 training zooms = 6 items, 3 per process, batches of 2: 2 iterations, logged by rank 0 alone
     assert sorted(m.step for m in history) == [1, 2]
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

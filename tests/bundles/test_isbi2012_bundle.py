@@ -19,7 +19,7 @@ import torch
 import zarr
 from PIL import Image
 
-from conftest import BUNDLES, ROOT, bundle_workflow, require_data
+from conftest import BUNDLES, ROOT, bundle_workflow, free_port, require_data
 
 BUNDLE = BUNDLES / "isbi2012_em_membrane_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -243,13 +243,6 @@ def test_monai_bundle_command_line(phantom_isbi, tmp_path):
     assert "val_vrand_thinned" in proc.stdout + proc.stderr
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_real_mlflow_server_serves_the_run(trained):
@@ -259,7 +252,7 @@ def test_real_mlflow_server_serves_the_run(trained):
     import urllib.request
 
     out = trained["out"]
-    port = _free_port()
+    port = free_port()
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     proc = subprocess.Popen(
         [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{out / 'mlruns.db'}",
@@ -313,7 +306,7 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_isbi, tmp_pa
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [
-        str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run", "training",
+        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run", "training",
         "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
         "--dataset_dir", str(phantom_isbi), "--output_dir", str(out), "--max_epochs", "1", "--val_interval", "1",
         "--mlflow_experiment_name", "ddp", "--patch_size", "[64,64]", "--num_samples", "2", "--batch_size", "2",

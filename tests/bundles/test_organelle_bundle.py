@@ -22,7 +22,7 @@ import zarr
 from cseg_monai.data import load_image
 from cseg_monai.data.phantom import write_organelle_dataset
 
-from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, require_data, run_workflow
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, free_port, require_data, run_workflow
 
 BUNDLE = BUNDLES / "fibsem_organelle_centervoxel_segmentation"
 CONFIGS = BUNDLE / "configs"
@@ -225,7 +225,7 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_organelles, 
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [
-        str(torchrun), "--nproc_per_node=2", "--master_port", str(_free_port()), "-m", "monai.bundle", "run",
+        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run",
         "training", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
         "--dataset_kind", "folder", "--dataset_dir", phantom_organelles, "--output_dir", str(out), "--max_epochs", "1",
         "--val_interval", "1", "--mlflow_experiment_name", "ddp", "--grid_size", "2", "--num_samples", "2",
@@ -244,13 +244,6 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes(phantom_organelles, 
     assert len(runs) == 1, [r.info.run_name for r in runs]  # rank 0 alone logs: one run, not one per process
     assert {"train_loss", "val_macro_ap"} <= set(runs[0].data.metrics)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_folder_data_config_splits_off_validation_images(phantom_organelles):
