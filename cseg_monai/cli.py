@@ -129,7 +129,7 @@ class CLI:
         Args:
             bundle: bundle name (see ``cseg bundles``) or folder.
             input: a folder of images in any supported format, or one image file; with ``--large``
-                a zarr / OME-Zarr store, an HDF5 or TIFF file, a folder of 2D slices, or a folder of volumes.
+                a zarr / OME-Zarr store, an N5 container, an HDF5 or TIFF file, a folder of 2D slices, or a folder of volumes.
             output: output folder (created).
             overrides_files: extra config files of the bundle merged on top (e.g. ``swinunetr.json``).
             large: out-of-core inference into OME-Zarr (the bundle's ``inference_large.json``).

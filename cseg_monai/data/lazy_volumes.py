@@ -1,7 +1,8 @@
-"""Volumes read lazily, box by box: zarr / OME-Zarr, HDF5, multi-page TIFF, folders of slices.
+"""Volumes read lazily, box by box: zarr / OME-Zarr, N5, HDF5, multi-page TIFF, folders of slices.
 
 A :class:`LazyVolume` is array-like (``shape``, ``dtype``, ``ndim``, ``volume[z0:z1, y0:y1, x0:x1]``)
-and reads only what is asked for: a zarr or HDF5 box through the container's own chunked reads,
+and reads only what is asked for: a zarr, N5 or HDF5 box through the container's own chunked reads
+(N5 through ``tensorstore``),
 a TIFF stack page by page (``tifffile``, only the pages of the box), a folder of 2D slices file by
 file. It pickles without its open file handle, so it can be sent to ``dask.distributed`` workers,
 each of which opens the file once. :meth:`LazyVolume.to_dask` wraps it as a ``dask.array`` for
@@ -9,8 +10,8 @@ reductions over the whole volume (intensity statistics) that never hold it in me
 
 The axis convention is the readers' (:mod:`cseg_monai.data.readers`): ``(Z, Y, X)`` or ``(Y, X)``,
 grey values only. The voxel size comes from the same places the readers take it from: ImageJ
-TIFF metadata, ``element_size_um`` / ``resolution`` attributes of HDF5 and zarr, and the
-``multiscales`` scale of an OME-Zarr image (level 0).
+TIFF metadata, ``element_size_um`` / ``resolution`` attributes of HDF5 and zarr, the
+``multiscales`` scale of an OME-Zarr image (level 0), and N5's ``pixelResolution`` / ``resolution``.
 
 Example:
     >>> import numpy as np, tempfile, zarr
@@ -39,22 +40,25 @@ import zarr
 
 from cseg_monai.data.readers import (
     HDF5_SUFFIXES,
+    N5_SUFFIXES,
     SLICE_SUFFIXES,
     TIFF_SUFFIXES,
     ZARR_SUFFIXES,
     GreyPILReader,
     ImageReadError,
+    N5Reader,
     TiffVolumeReader,
     ZarrReader,
     _ContainerReader,
     _split_dataset,
     list_images,
+    open_n5,
 )
 
 __all__ = ["LazyVolume", "open_volume", "LAZY_SUFFIXES"]
 
-LAZY_SUFFIXES = ZARR_SUFFIXES + HDF5_SUFFIXES + TIFF_SUFFIXES
-_KINDS = ("zarr", "hdf5", "tiff", "slices")
+LAZY_SUFFIXES = ZARR_SUFFIXES + N5_SUFFIXES + HDF5_SUFFIXES + TIFF_SUFFIXES
+_KINDS = ("zarr", "n5", "hdf5", "tiff", "slices")
 
 
 def _ome_level0(group: Any) -> tuple[str, list[float] | None, list[str] | None, str | None] | None:
@@ -83,7 +87,7 @@ class LazyVolume:
 
     Attributes:
         path: the file, store or slice folder.
-        kind: ``"zarr"``, ``"hdf5"``, ``"tiff"`` or ``"slices"``.
+        kind: ``"zarr"``, ``"n5"``, ``"hdf5"``, ``"tiff"`` or ``"slices"``.
         dataset: the array inside a container (``None`` for a single array, TIFF and slices).
         shape / dtype: of the stored volume, ``(Z, Y, X)`` or ``(Y, X)``.
         spacing: voxel size per axis when the file states it, else ``None``; ``spacing_unit`` its unit.
@@ -143,6 +147,8 @@ class LazyVolume:
             if self.kind == "zarr":
                 node = zarr.open(store=self.path, mode="r")
                 self._handle = node if self.dataset is None else node[self.dataset]
+            elif self.kind == "n5":
+                self._handle = open_n5(self.path, self.dataset)[0]
             elif self.kind == "hdf5":
                 self._handle = h5py.File(self.path, "r")[self.dataset]
             elif self.kind == "tiff":
@@ -176,6 +182,8 @@ class LazyVolume:
                 full.insert(axis, slice(0, 1))
             out = np.asarray(self._open()[tuple(full)])
             return out.reshape([s.stop - s.start for s in box])
+        if self.kind == "n5":
+            return np.asarray(self._open()[box].read().result())
         if self.ndim == 2:
             page = self._page(0)
             return np.ascontiguousarray(page[box])
@@ -257,6 +265,15 @@ def _open_container(path: str, dataset: str | None, kind: str) -> LazyVolume:
     return LazyVolume(path, "zarr", shape, arr.dtype, chunks, key, spacing, unit, squeeze=squeeze)
 
 
+def _open_n5(path: str, dataset: str | None) -> LazyVolume:
+    array, key, spacing, unit = open_n5(path, dataset)
+    shape = tuple(int(n) for n in array.shape)
+    _grey(path, shape, "dataset")
+    layout = array.chunk_layout.read_chunk.shape
+    chunks = tuple(int(c) if c else n for c, n in zip(layout, shape))
+    return LazyVolume(path, "n5", shape, array.dtype.numpy_dtype, chunks, key, spacing, unit)
+
+
 def _open_tiff(path: str) -> LazyVolume:
     try:
         with tifffile.TiffFile(path) as tif:
@@ -290,9 +307,10 @@ def open_volume(path: str | os.PathLike, dataset: str | None = None) -> LazyVolu
     """Open a volume for box-wise reading without loading it.
 
     Args:
-        path: a zarr / OME-Zarr store, an HDF5 file (``"f.h5::raw"`` names the dataset), a TIFF
+        path: a zarr / OME-Zarr store, an N5 container (``"c.n5::volumes/raw"``), an HDF5 file
+            (``"f.h5::raw"`` names the dataset), a TIFF
             (one page or a stack), or a folder of 2D slices (PNG or TIFF, natural order).
-        dataset: the array inside a zarr or HDF5 container when the path names none; for an
+        dataset: the array inside a zarr, N5 or HDF5 container when the path names none; for an
             OME-Zarr store holding several images, the image group.
 
     Raises:
@@ -314,12 +332,14 @@ def open_volume(path: str | os.PathLike, dataset: str | None = None) -> LazyVolu
     if not os.path.exists(name):
         raise FileNotFoundError(f"input {name} does not exist")
     lower = name.lower().rstrip("/\\")
+    if lower.endswith(N5_SUFFIXES) or N5Reader()._accepts(name):
+        return _open_n5(name, inner)
     if lower.endswith(ZARR_SUFFIXES) or ZarrReader()._accepts(name):
         return _open_container(name, inner, "zarr")
     if lower.endswith(HDF5_SUFFIXES):
         return _open_container(name, inner, "hdf5")
     if inner is not None:
-        raise ValueError(f"{name}: dataset {inner!r} applies to zarr and HDF5 only")
+        raise ValueError(f"{name}: dataset {inner!r} applies to zarr, N5 and HDF5 only")
     if lower.endswith(TIFF_SUFFIXES):
         return _open_tiff(name)
     if os.path.isdir(name):

@@ -22,6 +22,8 @@ Readers and what they assume:
 * :class:`GreyPILReader` - PNG/JPEG/BMP/GIF; grey-looking RGB(A)/LA collapse to 2D.
 * :class:`TiffVolumeReader` - every page of a TIFF through ``tifffile``.
 * :class:`HDF5Reader` / :class:`ZarrReader` - one named array (``file.h5::raw``).
+* :class:`N5Reader` - one dataset of an N5 container (BigDataViewer, BigStitcher, Paintera)
+  through ``tensorstore``, its ``(X, Y, Z)`` dimensions and resolution reversed to ``(Z, Y, X)``.
 * :class:`NiftiZYXReader` - NIfTI, transposed from its ``(X, Y, Z)`` to ``(Z, Y, X)``.
 * :class:`ITKVolumeReader` - NRRD and MetaImage (``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``)
   through MONAI's ``ITKReader`` (``itk-io``), spacing reversed to ``(Z, Y, X)``.
@@ -51,6 +53,7 @@ Example:
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -76,6 +79,7 @@ __all__ = [
     "TiffVolumeReader",
     "HDF5Reader",
     "ZarrReader",
+    "N5Reader",
     "NiftiZYXReader",
     "SliceFolderReader",
     "em_readers",
@@ -87,6 +91,7 @@ __all__ = [
     "TIFF_SUFFIXES",
     "HDF5_SUFFIXES",
     "ZARR_SUFFIXES",
+    "N5_SUFFIXES",
     "NIFTI_SUFFIXES",
     "ITK_SUFFIXES",
     "MRC_SUFFIXES",
@@ -98,14 +103,15 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 ZARR_SUFFIXES = (".zarr",)
+N5_SUFFIXES = (".n5",)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".map")
 SLICE_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
 FILE_SUFFIXES = SLICE_SUFFIXES + HDF5_SUFFIXES + NIFTI_SUFFIXES + ITK_SUFFIXES + MRC_SUFFIXES
-SUPPORTED_SUFFIXES = FILE_SUFFIXES + ZARR_SUFFIXES
+SUPPORTED_SUFFIXES = FILE_SUFFIXES + ZARR_SUFFIXES + N5_SUFFIXES
 _ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
-_CONTAINER_RE = re.compile(r"^(?P<path>.*?\.(?:h5|hdf5|hdf|zarr))::(?P<dataset>.*)$", re.IGNORECASE)
+_CONTAINER_RE = re.compile(r"^(?P<path>.*?\.(?:h5|hdf5|hdf|zarr|n5))::(?P<dataset>.*)$", re.IGNORECASE)
 
 
 class ImageReadError(ValueError):
@@ -558,6 +564,125 @@ class ZarrReader(_ContainerReader):
             yield from cls._walk(sub, prefix + name + "/")
 
 
+def _n5_attributes(folder: str) -> dict:
+    """The ``attributes.json`` of an N5 group or dataset folder (``{}`` when it has none)."""
+    file = os.path.join(folder, "attributes.json")
+    if not os.path.isfile(file):
+        return {}
+    with open(file, encoding="utf-8") as handle:
+        attrs = json.load(handle)
+    if not isinstance(attrs, dict):
+        raise ValueError(f"{file} holds {type(attrs).__name__}, not a JSON object")
+    return attrs
+
+
+def _is_n5_dataset(attrs: dict) -> bool:
+    return "dimensions" in attrs and "dataType" in attrs
+
+
+def n5_datasets(root: str) -> list[str]:
+    """The datasets of an N5 container, as ``/``-joined paths below ``root`` in natural order.
+
+    A BigDataViewer / Paintera multiscale group (datasets ``s0``, ``s1``, ...) is listed as its
+    group name and stands for its full-resolution level ``s0``.
+    """
+    found: list[str] = []
+    for folder, subdirs, _ in os.walk(root):
+        subdirs.sort(key=natural_key)
+        rel = os.path.relpath(folder, root).replace(os.sep, "/")
+        attrs = _n5_attributes(folder)
+        if _is_n5_dataset(attrs):
+            subdirs[:] = []  # block folders
+            parent, _, leaf = rel.rpartition("/")
+            if not (re.fullmatch(r"s\d+", leaf) and _is_n5_dataset(_n5_attributes(os.path.join(root, parent, "s0")))):
+                found.append("" if rel == "." else rel)
+            elif leaf == "s0":
+                found.append(parent)
+    return found
+
+
+def open_n5(path: str, dataset: str | None) -> tuple[Any, str, tuple[float, ...] | None, str | None]:
+    """Open one N5 dataset lazily: ``(array, key, spacing, unit)``, all in ``(Z, Y, X)`` order.
+
+    ``array`` is a ``tensorstore`` view whose ``array[box].read().result()`` reads the box.
+    N5 lists dimensions fastest-first (``(X, Y, Z)``, as Java writes them); the view and the
+    spacing are reversed to the readers' ``(Z, Y, X)``. The spacing is ``pixelResolution``
+    (``{"dimensions": [...], "unit": "um"}``, N5-viewer / BigDataViewer) or ``resolution``
+    (Paintera), from the dataset, else its multiscale group, else the root.
+
+    Raises:
+        ImageReadError: not an N5 container, no such dataset, several datasets and none named,
+            or metadata tensorstore refuses (names the folder).
+    """
+    import tensorstore as ts
+
+    if not os.path.isdir(path):
+        raise ImageReadError(f"{path}: not a folder, an N5 container is one")
+    try:
+        available = n5_datasets(path)
+    except (OSError, ValueError) as exc:
+        raise _corrupt(path, "N5", exc) from exc
+    if not available:
+        raise ImageReadError(f"{path}: empty N5 container or not N5, it holds no dataset (no attributes.json with 'dimensions')")
+    key = _ContainerReader()._choose(path, dataset, available)
+    folder = os.path.join(path, key)
+    leaf = folder if _is_n5_dataset(_n5_attributes(folder)) else os.path.join(folder, "s0")
+    try:
+        store = ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": leaf}, "open": True}, read=True).result()
+    except Exception as exc:
+        raise _corrupt(path, "N5", exc) from exc
+    spacing, unit = None, None
+    for attrs in (_n5_attributes(leaf), _n5_attributes(folder), _n5_attributes(path)):
+        value = attrs.get("pixelResolution", attrs.get("resolution"))
+        if isinstance(value, dict):
+            unit, value = value.get("unit"), value.get("dimensions")
+        if isinstance(value, list) and len(value) == store.rank:
+            spacing = tuple(float(v) for v in value[::-1])
+            unit = {"µm": "um", "micrometer": "um", "nanometer": "nm"}.get(unit, unit)
+            break
+        unit = None
+    return store.T, key, spacing, unit
+
+
+class N5Reader(_ContainerReader):
+    """One dataset of an N5 container (a folder named ``*.n5``, or holding an N5 ``attributes.json``)
+    through ``tensorstore``, ``(X, Y, Z)`` reversed to ``(Z, Y, X)``; dataset rules as :class:`HDF5Reader`
+    (``"c.n5::volumes/raw"``); a multiscale group (``s0``, ``s1``, ...) reads ``s0``. Spacing: see :func:`open_n5`.
+
+    Example:
+        >>> import numpy as np, tempfile, tensorstore as ts
+        >>> path = tempfile.mkdtemp() + "/c.n5"
+        >>> spec = {"driver": "n5", "kvstore": {"driver": "file", "path": path + "/raw"}, "create": True,
+        ...         "metadata": {"dimensions": [4, 3, 2], "blockSize": [4, 3, 1], "dataType": "uint8", "compression": {"type": "gzip"}}}
+        >>> ts.open(spec).result().T.write(np.arange(24, dtype=np.uint8).reshape(2, 3, 4)).result()
+        >>> N5Reader().load(path)[0][1, 2].tolist()
+        [20, 21, 22, 23]
+    """
+
+    suffixes = N5_SUFFIXES
+    format_name = "N5"
+
+    def _accepts(self, name: str) -> bool:
+        path = _split_dataset(name)[0]
+        if super()._accepts(name):
+            return True
+        try:
+            return os.path.isdir(path) and "n5" in _n5_attributes(path)
+        except (OSError, ValueError):
+            return False
+
+    def load(self, name: str | os.PathLike) -> tuple[np.ndarray, dict]:
+        path, wanted = _split_dataset(str(name))
+        if not os.path.exists(path):
+            raise _missing(path)
+        array, key, spacing, unit = open_n5(path, wanted or self.dataset)
+        try:
+            data = np.asarray(array.read().result())
+        except Exception as exc:
+            raise _corrupt(path, "N5", exc) from exc
+        return data, _make_meta(path, data, spacing=spacing, spacing_unit=unit, format="N5", dataset=key or None)
+
+
 class NiftiZYXReader(_EMReader):
     """NIfTI through ``nibabel``, transposed to this package's axis order.
 
@@ -712,7 +837,7 @@ class SliceFolderReader(_EMReader):
 
     def _accepts(self, name: str) -> bool:
         if os.path.isdir(name):  # folders without slices are left to others (MONAI reads DICOM folders)
-            return not ZarrReader()._accepts(name) and any(
+            return not ZarrReader()._accepts(name) and not N5Reader()._accepts(name) and any(
                 e.is_file() and not e.name.startswith(".") and _has_suffix(e.name, SLICE_SUFFIXES)
                 for e in os.scandir(name)
             )
@@ -746,13 +871,14 @@ def em_readers(dataset: str | None = None) -> list[ImageReader]:
 
     MONAI tries user readers last-to-first (and only then its defaults). Every reader here
     refuses paths of other formats, so the order only decides who is asked first: the most
-    common 2D formats. ``dataset`` is passed to the HDF5 and Zarr readers.
+    common 2D formats. ``dataset`` is passed to the HDF5, Zarr and N5 readers.
 
     Args:
         dataset: default dataset inside HDF5/Zarr containers (a ``::name`` path suffix wins).
 
     Returns:
-        ``[SliceFolderReader, MRCReader, ITKVolumeReader, NiftiZYXReader, ZarrReader, HDF5Reader, TiffVolumeReader, GreyPILReader]``.
+        ``[SliceFolderReader, MRCReader, ITKVolumeReader, NiftiZYXReader, N5Reader, ZarrReader, HDF5Reader, TiffVolumeReader,
+        GreyPILReader]``.
 
     Example:
         >>> from monai.transforms import LoadImage, LoadImaged
@@ -764,6 +890,7 @@ def em_readers(dataset: str | None = None) -> list[ImageReader]:
         MRCReader(),
         ITKVolumeReader(),
         NiftiZYXReader(),
+        N5Reader(dataset),
         ZarrReader(dataset),
         HDF5Reader(dataset),
         TiffVolumeReader(),
@@ -799,7 +926,7 @@ def load_image(path: str | os.PathLike, dataset: str | None = None) -> tuple[np.
     for reader in em_readers(dataset)[::-1]:
         if reader.verify_suffix(name):
             if dataset is not None and not isinstance(reader, _ContainerReader):
-                raise ValueError(f"{name}: dataset={dataset!r} applies to HDF5/Zarr only")
+                raise ValueError(f"{name}: dataset={dataset!r} applies to HDF5, Zarr and N5 only")
             return reader.load(name)
     if os.path.isdir(name):
         return SliceFolderReader().load(name)  # raises: a folder with no slices

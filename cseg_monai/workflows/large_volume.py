@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 from cseg_monai.common.tiling import iter_blocks, reflect_indices
 from cseg_monai.data.block_store import PROB_DTYPES, BlockStore
 from cseg_monai.data.lazy_volumes import LAZY_SUFFIXES, LazyVolume, open_volume
-from cseg_monai.data.readers import SLICE_SUFFIXES, TIFF_SUFFIXES, ImageReadError
+from cseg_monai.data.readers import SLICE_SUFFIXES, TIFF_SUFFIXES, ImageReadError, N5Reader, ZarrReader
 from cseg_monai.inferers.block_centre_voxel import BlockCentreVoxel
 from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box
 from cseg_monai.workflows.folder_run import FileReport
@@ -182,8 +182,9 @@ def _sha256(path: str | os.PathLike) -> str:
 
 
 def large_inputs(path: str | os.PathLike) -> list[str]:
-    """The volumes at ``path``: itself when it is a volume (a zarr store, an HDF5 or TIFF file, a
-    folder of 2D slices), or each volume inside a folder of zarr stores / HDF5 / multi-page TIFF files.
+    """The volumes at ``path``: itself when it is a volume (a zarr store, an N5 container, an HDF5 or
+    TIFF file, a folder of 2D slices), or each volume inside a folder of zarr stores / N5 containers /
+    HDF5 / multi-page TIFF files.
 
     Example:
         >>> import tempfile, numpy as np, tifffile
@@ -193,7 +194,7 @@ def large_inputs(path: str | os.PathLike) -> list[str]:
         >>> large_inputs(folder) == [folder]
         True
     """
-    if "::" in str(path):  # a dataset inside a container: FILE.h5::raw, STORE.zarr::group
+    if "::" in str(path):  # a dataset inside a container: FILE.h5::raw, STORE.zarr::group, C.n5::volumes/raw
         container = str(path).split("::", 1)[0]
         if not os.path.exists(container):
             raise FileNotFoundError(f"input {container} does not exist")
@@ -202,10 +203,10 @@ def large_inputs(path: str | os.PathLike) -> list[str]:
     if not root.exists():
         raise FileNotFoundError(f"input {root} does not exist")
     name = str(root)
-    if root.is_file() or name.lower().rstrip("/").endswith(".zarr") or (root / ".zattrs").exists() or (root / "zarr.json").exists():
+    if root.is_file() or name.lower().rstrip("/").endswith((".zarr", ".n5")) or ZarrReader()._accepts(name) or N5Reader()._accepts(name):
         return [name]
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
-    volumes = [p for p in entries if p.name.lower().endswith((".zarr",) + tuple(s for s in LAZY_SUFFIXES if s != ".zarr"))]
+    volumes = [p for p in entries if p.name.lower().endswith(LAZY_SUFFIXES)]
     slices = [p for p in entries if p.is_file() and p.suffix.lower() in SLICE_SUFFIXES]
     if slices and all(p.suffix.lower() not in TIFF_SUFFIXES for p in slices):
         return [name]  # PNG / JPEG slices: one stack
@@ -214,7 +215,7 @@ def large_inputs(path: str | os.PathLike) -> list[str]:
         return [str(p) for p in stacks]
     if slices:
         return [name]  # single-page TIFF slices: one stack
-    raise ValueError(f"{root}: holds no volume (zarr stores, HDF5 or TIFF files, or 2D slices)")
+    raise ValueError(f"{root}: holds no volume (zarr stores, N5 containers, HDF5 or TIFF files, or 2D slices)")
 
 
 def _pages(path: Path) -> int:

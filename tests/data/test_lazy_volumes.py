@@ -62,6 +62,19 @@ def test_hdf5_and_zarr_with_their_spacing(tmp_path):
     assert open_volume(tmp_path / "v.zarr").spacing == (1.0, 2.0, 3.0)
 
 
+def test_n5_box_by_box_with_its_resolution(tmp_path):
+    import tensorstore as ts
+
+    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": str(tmp_path / "v.n5" / "em" / "raw")}, "create": True,
+            "metadata": {"dimensions": list(VOLUME.shape[::-1]), "blockSize": [16, 16, 2], "dataType": "uint16",
+                         "compression": {"type": "gzip"}, "pixelResolution": {"dimensions": [8.0, 8.0, 30.0], "unit": "nm"}}}  # fmt: skip
+    ts.open(spec).result().T.write(VOLUME).result()
+    vol = open_volume(f"{tmp_path / 'v.n5'}::em/raw")
+    assert vol.kind == "n5" and vol.chunks == (2, 16, 16)
+    assert vol.spacing == (30.0, 8.0, 8.0) and vol.spacing_unit == "nm"
+    _check(vol)
+
+
 def test_ome_zarr_level_0_with_its_scale_and_a_channel_axis_of_one(tmp_path):
     root = zarr.open_group(tmp_path / "img.ome.zarr", mode="w", zarr_format=2)
     root.create_array("0", shape=(1,) + VOLUME.shape, chunks=(1, 4, 16, 16), dtype=VOLUME.dtype)[:] = VOLUME[None]

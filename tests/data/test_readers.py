@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import gzip
 import h5py
+import itertools
+import json
 import itk
 import mrcfile
 import nibabel as nib
@@ -23,6 +26,7 @@ from cseg_monai.data import (
     ImageReadError,
     ITKVolumeReader,
     MRCReader,
+    N5Reader,
     NiftiZYXReader,
     SliceFolderReader,
     TiffVolumeReader,
@@ -258,6 +262,76 @@ def test_zarr_array_and_group(tmp_path):
         load_image((tmp_path / "plain").rename(tmp_path / "plain.zarr"))
 
 
+# ---------------------------------------------------------------- N5
+
+
+def write_n5(folder: Path, zyx: np.ndarray, block: tuple[int, int, int], compression: str = "raw", **attrs) -> None:
+    """An N5 dataset written by hand from the N5 specification, not by tensorstore: dimensions and
+    block sizes listed X first, each block a big-endian header (mode 0, rank, its X, Y, Z size)
+    then its voxels big-endian with X fastest, in folder ``x/y/z``; "gzip" blocks gzip-compressed."""
+    folder.mkdir(parents=True)
+    dtype = {"u1": "uint8", "u2": "uint16", "f4": "float32"}[zyx.dtype.str[1:]]
+    meta = {"dimensions": list(zyx.shape[::-1]), "blockSize": list(block[::-1]), "dataType": dtype, "compression": {"type": compression}}
+    (folder / "attributes.json").write_text(json.dumps({**meta, **attrs}))
+    for index in itertools.product(*(range(-(-n // b)) for n, b in zip(zyx.shape, block))):
+        part = zyx[tuple(slice(i * b, (i + 1) * b) for i, b in zip(index, block))]
+        header = np.array([0, 3], ">u2").tobytes() + np.array(part.shape[::-1], ">u4").tobytes()
+        body = part.astype(zyx.dtype.newbyteorder(">")).tobytes()
+        target = folder.joinpath(*(str(i) for i in index[::-1]))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(header + (gzip.compress(body) if compression == "gzip" else body))
+
+
+def test_n5_written_by_the_specification_reads_as_zyx(tmp_path):
+    vol = ramp((5, 6, 7), np.uint16, step=13)
+    root = tmp_path / "c.n5"
+    root.mkdir()
+    (root / "attributes.json").write_text(json.dumps({"n5": "4.0.0"}))
+    write_n5(root / "volumes" / "raw", vol, (2, 4, 3), "gzip", pixelResolution={"dimensions": [4.0, 4.0, 40.0], "unit": "nm"})
+    got, meta = load_image(root)  # the only dataset, edge blocks cut short
+    np.testing.assert_array_equal(got, vol)
+    assert got.dtype == np.uint16 and meta["dataset"] == "volumes/raw" and meta["format"] == "N5"
+    np.testing.assert_allclose(meta["spacing"], [40.0, 4.0, 4.0])
+    assert meta["spacing_unit"] == "nm"
+    assert tuple(monai_load(f"{root}::volumes/raw").shape) == (1, 5, 6, 7)
+
+    # a folder without the suffix is N5 by its root attributes; several datasets must be named
+    write_n5(root / "volumes" / "labels", (vol % 3).astype(np.uint8), (5, 6, 7), resolution=[1.0, 2.0, 3.0])
+    plain = root.rename(tmp_path / "plain")
+    with pytest.raises(ImageReadError, match="available datasets: volumes/labels, volumes/raw"):
+        load_image(plain)
+    got, meta = N5Reader("volumes/labels").load(plain)
+    np.testing.assert_array_equal(got, vol % 3)
+    np.testing.assert_allclose(meta["spacing"], [3.0, 2.0, 1.0])
+    with pytest.raises(ImageReadError, match="no array dataset 'volumes/nope'"):
+        N5Reader("volumes/nope").load(plain)
+
+
+def test_n5_multiscale_group_reads_s0_and_bad_containers_name_the_folder(tmp_path):
+    vol = ramp((4, 8, 8))
+    root = tmp_path / "ms.n5"
+    write_n5(root / "raw" / "s0", vol, (4, 8, 8))
+    write_n5(root / "raw" / "s1", vol[::2, ::2, ::2], (2, 4, 4))
+    (root / "raw" / "attributes.json").write_text(json.dumps({"resolution": [0.5, 0.5, 2.0], "scales": [[1, 1, 1], [2, 2, 2]]}))
+    got, meta = load_image(root)
+    np.testing.assert_array_equal(got, vol)
+    assert meta["dataset"] == "raw" and meta["spacing"].tolist() == [2.0, 0.5, 0.5]
+
+    (tmp_path / "empty.n5").mkdir()
+    with pytest.raises(ImageReadError, match=r"empty\.n5: empty N5 container"):
+        load_image(tmp_path / "empty.n5")
+    broken = tmp_path / "broken.n5"
+    write_n5(broken / "raw", vol, (4, 8, 8))
+    (broken / "raw" / "0" / "0" / "0").write_bytes(b"\x00\x00\x00\x03garbage")
+    with pytest.raises(ImageReadError, match=r"broken\.n5: corrupt or not a N5 file"):
+        load_image(broken)
+    (broken / "raw" / "attributes.json").write_text("[1, 2]")
+    with pytest.raises(ImageReadError, match=r"broken\.n5: corrupt or not a N5 file.*not a JSON object"):
+        load_image(broken)
+    with pytest.raises(FileNotFoundError, match="missing.n5"):
+        load_image(tmp_path / "missing.n5")
+
+
 # ---------------------------------------------------------------- NIfTI
 
 
@@ -459,7 +533,7 @@ def test_empty_image_and_unsupported_suffix(tmp_path):
     (tmp_path / "x.xyz").write_text("?")
     with pytest.raises(ValueError, match=r"x\.xyz: unsupported.*\.png .*\.tif .*\.h5"):
         load_image(tmp_path / "x.xyz")
-    with pytest.raises(ValueError, match="HDF5/Zarr only"):
+    with pytest.raises(ValueError, match="HDF5, Zarr and N5 only"):
         load_image(tmp_path / "zero.h5".replace("h5", "png"), dataset="raw")
 
 

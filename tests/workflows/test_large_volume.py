@@ -38,6 +38,16 @@ def _zarr(path, volume=VOLUME, chunks=(4, 20, 26)):
     return str(path)
 
 
+def _n5(path, volume=VOLUME):
+    """An N5 container holding ``volume`` as ``raw`` (written by tensorstore, dimensions X first)."""
+    import tensorstore as ts
+
+    spec = {"driver": "n5", "kvstore": {"driver": "file", "path": f"{path}/raw"}, "create": True,
+            "metadata": {"dimensions": list(volume.shape[::-1]), "blockSize": [26, 20, 4], "dataType": "uint8", "compression": {"type": "gzip"}}}  # fmt: skip
+    ts.open(spec).result().T.write(volume).result()
+    return str(path)
+
+
 def _runner(net, **kw):
     options = dict(roi_size=(8, 24, 24), overlap=0.5, activation="softmax", normalise="mean_std", labels="argmax",
                    prob_dtype="float32", block_shape=(4, 20, 26), chunks=(4, 20, 26), scheduler="synchronous", progress=False)
@@ -139,12 +149,14 @@ def test_a_bad_volume_in_a_folder_costs_only_itself(tmp_path):
     _zarr(folder / "a.zarr")
     (folder / "b.h5").write_bytes(b"not hdf5 at all")
     tifffile.imwrite(folder / "c.tif", VOLUME[:4], photometric="minisblack")
-    assert [p.rsplit("/", 1)[1] for p in large_inputs(folder)] == ["a.zarr", "b.h5", "c.tif"]
+    _n5(folder / "d.n5")
+    assert [p.rsplit("/", 1)[1] for p in large_inputs(folder)] == ["a.zarr", "b.h5", "c.tif", "d.n5"]
     with pytest.raises(FolderRunError, match="b.h5"):
         _runner(_net()).run(folder, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
-    assert [s["file"].rsplit("/", 1)[1] for s in summary["succeeded"]] == ["a.zarr", "c.tif"]
+    assert [s["file"].rsplit("/", 1)[1] for s in summary["succeeded"]] == ["a.zarr", "c.tif", "d.n5"]
     assert (tmp_path / "out" / "a.ome.zarr").is_dir() and (tmp_path / "out" / "c.ome.zarr").is_dir()
+    assert np.allclose(zarr.open_group(tmp_path / "out" / "d.ome.zarr")["0"][:], _in_memory(_net()), atol=1e-5)
 
 
 def test_large_inputs_and_settings_are_checked(tmp_path):
