@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import itertools
+import json
 import math
 from pathlib import Path
 
-import gzip
 import h5py
-import itertools
-import json
 import itk
 import mrcfile
 import nibabel as nib
