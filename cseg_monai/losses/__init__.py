@@ -1,6 +1,8 @@
-"""Losses: voxel-wise classification with sparse labels (ignore index); weighted BCE + Dice for boundaries; the pretexts' VAE and masked losses."""
+"""Losses: voxel-wise classification with sparse labels (ignore index); weighted BCE + Dice for boundaries;
+per-crop balanced focal and BCE + Dice for rare targets (synaptic clefts); the pretexts' VAE and masked losses."""
 
 from cseg_monai.losses.boundary import WeightedBCEDiceLoss
+from cseg_monai.losses.cleft import BalancedBCEDiceLoss, BalancedBinaryFocalLoss, crop_positive_weight, crop_weight_map
 from cseg_monai.losses.classification import FocalLoss, MaskedCrossEntropyLoss
 from cseg_monai.losses.pretext import (
     MaskedReconstructionLoss,
@@ -17,6 +19,10 @@ __all__ = [
     "MaskedCrossEntropyLoss",
     "FocalLoss",
     "WeightedBCEDiceLoss",
+    "BalancedBinaryFocalLoss",
+    "BalancedBCEDiceLoss",
+    "crop_positive_weight",
+    "crop_weight_map",
     "VAELoss",
     "kl_divergence",
     "MaskedReconstructionLoss",

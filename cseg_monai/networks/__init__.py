@@ -43,10 +43,13 @@ from cseg_monai.networks.pretraining import (
     reparameterise,
 )
 from cseg_monai.networks.registry import BACKBONES, build_centre_voxel_net, nominal_patch_size
+from cseg_monai.networks.res_unet import ResUNet3D, ResUNetPlus3D
 from cseg_monai.networks.unet3d import UNet3D
 
 __all__ = [
     "UNet3D",
+    "ResUNet3D",
+    "ResUNetPlus3D",
     "PixPro",
     "pixel_propagation",
     "BACKBONES",
