@@ -2,8 +2,8 @@
 per-crop balanced focal and BCE + Dice for rare targets (synaptic clefts); the pretexts' VAE and masked losses."""
 
 from cseg_monai.losses.boundary import WeightedBCEDiceLoss
-from cseg_monai.losses.cleft import BalancedBCEDiceLoss, BalancedBinaryFocalLoss, crop_positive_weight, crop_weight_map
 from cseg_monai.losses.classification import FocalLoss, MaskedCrossEntropyLoss
+from cseg_monai.losses.cleft import BalancedBCEDiceLoss, BalancedBinaryFocalLoss, crop_positive_weight, crop_weight_map
 from cseg_monai.losses.pretext import (
     MaskedReconstructionLoss,
     PixProLoss,

@@ -220,7 +220,7 @@ class _ResidualUNet(nn.Module):
                 + format_shape(x.shape) + " (crop or pad it, or pick the roi_size check_input_shape accepts)"
             )  # fmt: skip
         skips: list[torch.Tensor] = []
-        for level, (encoder, pool) in enumerate(zip(self.encoders, self.pools)):
+        for encoder, pool in zip(self.encoders, self.pools):
             x = encoder(x)
             skips.append(x)
             x = pool(x)
