@@ -1,4 +1,4 @@
-"""Dihedral test-time augmentation."""
+"""Test-time augmentation: the 16 flips and y/x transposes of a volume, and the dihedral (Y, X) case."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from cseg_monai.inferers import DihedralTTAInferer, dihedral_tta
+from cseg_monai.inferers.tta import (
+    FLIP_TRANSPOSE_16,
+    FlipTransposeTTAInferer,
+    apply_flip_transpose,
+    flip_transpose_tta,
+    undo_flip_transpose,
+)
 
 
 def _net():
@@ -51,3 +58,60 @@ def test_inferer_wraps_sliding_window_and_applies_activation_before_averaging():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DihedralTTAInferer(**kwargs)
+
+
+# ---------------------------------------------------------------- 16-fold flips and transposes
+
+
+def test_every_one_of_the_16_transforms_is_distinct_and_undoes_to_the_identity():
+    x = torch.rand(2, 3, 4, 6, 5)  # Y != X: the transpose changes the shape, undoing restores it
+    cube = torch.rand(1, 1, 4, 6, 6)
+    seen = []
+    for t in FLIP_TRANSPOSE_16:
+        assert torch.equal(undo_flip_transpose(apply_flip_transpose(x, t), t), x)
+        seen.append(apply_flip_transpose(cube, t))
+    assert len(FLIP_TRANSPOSE_16) == 16 and len(set(FLIP_TRANSPOSE_16)) == 16
+    assert all(not torch.equal(a, b) for i, a in enumerate(seen) for b in seen[i + 1 :])
+
+
+def test_the_first_eight_are_the_dihedral_group_in_its_order():
+    x = torch.rand(1, 1, 3, 5, 5)
+    reference = [torch.rot90(torch.flip(x, (-1,)) if f else x, k, (-2, -1)) for f in (False, True) for k in range(4)]
+    for t, ref in zip(FLIP_TRANSPOSE_16[:8], reference):
+        assert not t[0] and torch.equal(apply_flip_transpose(x, t), ref)
+    assert all(t[0] for t in FLIP_TRANSPOSE_16[8:])
+
+
+def test_a_model_equivariant_to_the_group_is_unchanged_by_tta_and_others_are_averaged():
+    torch.manual_seed(3)
+    conv = torch.nn.Conv3d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():  # symmetrise the kernel over the 16 transforms: the conv becomes equivariant
+        k = conv.weight.clone()
+        conv.weight.copy_(sum(apply_flip_transpose(k, t) for t in FLIP_TRANSPOSE_16) / 16)
+    x = torch.rand(1, 1, 6, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(flip_transpose_tta(x, conv, 16), conv(x), atol=1e-6)
+        assert torch.allclose(flip_transpose_tta(x, conv, 16, reduce="max"), conv(x), atol=1e-6)
+        plain = torch.nn.Conv3d(1, 1, 3, padding=1)
+        outs = [undo_flip_transpose(torch.sigmoid(plain(apply_flip_transpose(x, t))), t) for t in FLIP_TRANSPOSE_16]
+        mean = flip_transpose_tta(x, plain, 16, torch.sigmoid)
+        assert torch.allclose(mean, torch.stack(outs).mean(0), atol=1e-6)
+        assert not torch.allclose(mean, torch.sigmoid(plain(x)), atol=1e-3)
+        assert torch.equal(flip_transpose_tta(x, plain, 16, torch.sigmoid, "max"), torch.stack(outs).amax(0))
+
+
+def test_the_16_fold_inferer_wraps_a_sliding_window():
+    x = torch.rand(1, 1, 4, 16, 16)
+    inf = FlipTransposeTTAInferer(SlidingWindowInferer(roi_size=(2, 8, 8), overlap=0.5), n_transforms=16, activation="sigmoid")
+    with torch.no_grad():
+        out = inf(x, torch.nn.Identity())
+    assert torch.allclose(out, torch.sigmoid(x), atol=1e-6)
+    assert flip_transpose_tta(torch.rand(1, 1, 4, 4), lambda t: t, 8).shape == (1, 1, 4, 4)
+    with pytest.raises(ValueError, match="16 transforms need"):
+        flip_transpose_tta(torch.rand(1, 1, 4, 4), lambda t: t, 16)
+    with pytest.raises(ValueError, match="a z flip needs"):
+        flip_transpose_tta(torch.rand(1, 1, 4, 4), lambda t: t, [(True, False, False, False)])
+    with pytest.raises(ValueError, match="reduce"):
+        FlipTransposeTTAInferer(reduce="median")
+    with pytest.raises(ValueError, match="n_transforms"):
+        FlipTransposeTTAInferer(n_transforms=3)
