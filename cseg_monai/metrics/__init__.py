@@ -1,4 +1,4 @@
-"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances; pretext scores."""
+"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances; synaptic clefts (CREMI); pretext scores."""
 
 from cseg_monai.metrics.ignite_metrics import MembraneDiceMetric, PixelErrorMetric, VInfoMetric, VRandMetric
 from cseg_monai.metrics.membrane import (
@@ -72,3 +72,7 @@ __all__ += ["MaskedErrorMetric", "MaskedGainMetric"]
 from cseg_monai.metrics.contrastive import PositiveSimilarityMetric  # noqa: E402
 
 __all__ += ["PositiveSimilarityMetric"]
+
+from cseg_monai.metrics.cleft import CLEFT_SCORES, CremiCleftMetric, cremi_cleft_scores  # noqa: E402
+
+__all__ += ["CLEFT_SCORES", "CremiCleftMetric", "cremi_cleft_scores"]
