@@ -2,7 +2,7 @@
 
 A transform is ``(flip_z, flip_y, flip_x, transpose)``: the flips first, then the swap of the
 last two (Y, X) axes; it is undone (transpose back, then the same flips) on each prediction
-before the reduction. :data:`FLIP_TRANSPOSE_16` lists the 16 combinations for 3D inputs, in an
+before the reduction. :data:`~cseg_monai.common.flips.FLIP_TRANSPOSE_16` lists the 16 combinations for 3D inputs, in an
 order whose first 1, 2, 4, 8 are useful subsets:
 
 * the first 8 leave z alone: they are the dihedral group D4 of the (Y, X) square, the eight
@@ -29,52 +29,16 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
+from cseg_monai.common.flips import FLIP_TRANSPOSE_16, FlipTranspose, apply_flip_transpose, undo_flip_transpose
+
 __all__ = ["FLIP_TRANSPOSE_16", "apply_flip_transpose", "undo_flip_transpose", "flip_transpose_tta", "FlipTransposeTTAInferer",
            "dihedral_tta", "DihedralTTAInferer"]  # fmt: skip
 
-FlipTranspose = tuple[bool, bool, bool, bool]
-
-_D4 = [(False, False, False), (False, True, True), (True, True, False), (True, False, True),
-       (False, True, False), (False, False, True), (True, False, False), (True, True, True)]  # fmt: skip
-#: the 16 ``(flip_z, flip_y, flip_x, transpose)`` transforms: D4 of (Y, X) in dihedral order, then each after a z flip.
-FLIP_TRANSPOSE_16: tuple[FlipTranspose, ...] = tuple((fz, fy, fx, t) for fz in (False, True) for fy, fx, t in _D4)
 _ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor] | None] = {
     None: None,
     "sigmoid": torch.sigmoid,
     "softmax": lambda t: torch.softmax(t, dim=1),
 }
-
-
-def _flip_dims(x: torch.Tensor, transform: FlipTranspose) -> list[int]:
-    flip_z, flip_y, flip_x, _ = transform
-    if flip_z and x.ndim < 5:
-        raise ValueError(f"a z flip needs (B, C, Z, Y, X) inputs, got shape {tuple(x.shape)}")
-    return [d for d, f in ((-3, flip_z), (-2, flip_y), (-1, flip_x)) if f]
-
-
-def apply_flip_transpose(x: torch.Tensor, transform: FlipTranspose) -> torch.Tensor:
-    """The flips of ``transform`` on the last three (Z, Y, X) axes, then the y/x transpose.
-
-    Example:
-        >>> apply_flip_transpose(torch.arange(4).view(1, 1, 2, 2), (False, True, False, True)).flatten().tolist()
-        [2, 0, 3, 1]
-    """
-    dims = _flip_dims(x, transform)
-    x = torch.flip(x, dims) if dims else x
-    return x.transpose(-2, -1) if transform[3] else x
-
-
-def undo_flip_transpose(y: torch.Tensor, transform: FlipTranspose) -> torch.Tensor:
-    """The inverse of :func:`apply_flip_transpose`: transpose back, then the same flips.
-
-    Example:
-        >>> x = torch.rand(1, 1, 3, 4, 4); t = (True, False, True, True)
-        >>> torch.equal(undo_flip_transpose(apply_flip_transpose(x, t), t), x)
-        True
-    """
-    y = y.transpose(-2, -1) if transform[3] else y
-    dims = _flip_dims(y, transform)
-    return torch.flip(y, dims) if dims else y
 
 
 def _select(n_transforms: int | Sequence[Sequence[bool]], ndim: int) -> list[FlipTranspose]:
