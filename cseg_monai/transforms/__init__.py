@@ -1,6 +1,15 @@
-"""MONAI dictionary transforms of cseg-monai (label conversions, checks, writers)."""
+"""MONAI dictionary transforms of cseg-monai (label conversions, checks, writers, EM augmentations)."""
 
 from cseg_monai.transforms.centre_voxel_tiles import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
+from cseg_monai.transforms.em_augment import (
+    RandElasticd,
+    RandFlipTransposed,
+    RandMisalignmentd,
+    RandMissingBandd,
+    RandMissingSectiond,
+    RandMotionBlurd,
+    RandSectionIntensityd,
+)
 from cseg_monai.transforms.instance_targets import (
     InstanceTargetsd,
     boundary_target,
@@ -17,6 +26,13 @@ from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 
 __all__ = [
+    "RandElasticd",
+    "RandFlipTransposed",
+    "RandMisalignmentd",
+    "RandMissingBandd",
+    "RandMissingSectiond",
+    "RandMotionBlurd",
+    "RandSectionIntensityd",
     "MaskCentreRegiond",
     "MaskCubesd",
     "PixProViewsd",
