@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.exceptions import NotComputableError
@@ -156,7 +157,7 @@ class CremiCleftMetric(Metric):
     scores (``cremi_score``, ``adf``, ``adgt``, ``fp``, ``fn``: lower is better) need
     ``key_metric_negative_sign`` / a ``metric_cmp_fn`` that prefers lower values when they pick
     the best checkpoint; :attr:`lower_is_better` says which. The per-volume score dicts of the last
-    epoch stay in ``self.items``.
+    epoch stay in ``self.items`` (this process's volumes); ``compute()`` averages over every process.
 
     Args:
         score: a key of :data:`CLEFT_SCORES`.
@@ -207,6 +208,11 @@ class CremiCleftMetric(Metric):
             self.items.append(cremi_cleft_scores(p > self.threshold, t > 0.5, self.voxel_size_nm, self.threshold_nm, self.min_size))
 
     def compute(self) -> float:
-        if not self.items:
+        """The mean over the volumes of every process (``DistributedSampler`` validation: summed across ranks)."""
+        values = [s[self.score] for s in self.items]
+        total = torch.tensor([float(np.sum(values)) if values else 0.0, float(len(values))], dtype=torch.float64)
+        if idist.get_world_size() > 1:
+            total = idist.all_reduce(total.to(idist.device())).cpu()
+        if total[1] == 0:
             raise NotComputableError("CremiCleftMetric needs at least one volume")
-        return float(np.mean([s[self.score] for s in self.items]))
+        return float(total[0] / total[1])

@@ -1,6 +1,7 @@
 """MONAI dictionary transforms of cseg-monai (label conversions, checks, writers, EM augmentations)."""
 
 from cseg_monai.transforms.centre_voxel_tiles import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
+from cseg_monai.transforms.clefts import CleftComponentsd, LoadCleftd, cleft_components
 from cseg_monai.transforms.em_augment import (
     RandElasticd,
     RandFlipTransposed,
@@ -26,6 +27,9 @@ from cseg_monai.transforms.sparse_sampling import RandSparseCentreVoxelPatchd
 from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 
 __all__ = [
+    "LoadCleftd",
+    "CleftComponentsd",
+    "cleft_components",
     "RandElasticd",
     "RandFlipTransposed",
     "RandMisalignmentd",

@@ -1,0 +1,163 @@
+"""The synaptic cleft bundle end to end on phantom clefts, in-process.
+
+Train (balanced focal loss, EM augmentations, CREMI validation, MLflow, resume), the res_unet_plus
+and BCE + Dice overrides, evaluate (16-fold TTA, prob and id TIFFs), inference on the sample volume
+with the shipped weights and over a folder with a bad file, a shape check that names the nearest
+valid patch, the real VNC sections as data, and a two-process torchrun on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from conftest import BUNDLES, bundle_workflow, error_chain, free_port, require_data, run_workflow
+
+BUNDLE = BUNDLES / "em_synaptic_cleft_detection"
+CONFIGS = BUNDLE / "configs"
+TINY = {
+    "phantom_shape": [8, 96, 96],
+    "patch_size": [8, 64, 64],
+    "network_def#filters": [4, 8, 8, 8, 8],
+    "n_train_phantoms": 1,
+    "num_samples": 2,
+    "batch_size": 2,
+    "progress_bar": False,
+    "mlflow_experiment_name": "tests",
+}
+PHANTOM = ["train.json", "data_phantom.json"]
+
+
+def _workflow(configs, workflow_type, **override):
+    return bundle_workflow(CONFIGS, configs, workflow_type, **override)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clefts")
+    wf = run_workflow(_workflow(PHANTOM, "train", output_dir=str(out), max_epochs=2, val_interval=1, **TINY))
+    evaluator = wf.parser.get_parsed_content("validate#evaluator")
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    return {"out": out, "metrics": dict(evaluator.state.metrics), "best": evaluator.state.best_metric, "epoch": trainer.state.epoch}
+
+
+def test_training_logs_cremi_scores_and_keeps_the_lowest(trained):
+    import mlflow
+
+    out, metrics = trained["out"], trained["metrics"]
+    assert {"val_cremi_score", "val_adf", "val_adgt", "val_voxel_f1", "val_detection_f1"} <= set(metrics)
+    assert metrics["val_cremi_score"] == pytest.approx((metrics["val_adf"] + metrics["val_adgt"]) / 2)
+    assert trained["best"] <= metrics["val_cremi_score"]  # lower is better: the best is the lowest seen
+    assert (out / "models" / "model.pt").is_file() and (out / "models" / "checkpoint_final.pt").is_file()
+    assert sorted(p.name for p in (out / "plots").glob("*.png"))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert len(runs) == 1 and {"train_loss", "val_cremi_score", "val_detection_f1"} <= set(runs[0].data.metrics)
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
+    import shutil
+
+    out = tmp_path / "resume"
+    shutil.copytree(trained["out"], out)
+    wf = run_workflow(_workflow(PHANTOM, "train", output_dir=str(out), max_epochs=3, val_interval=1, resume=True, **TINY))
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 3 and trainer.state.iteration == 3  # one more epoch of one iteration
+
+
+@pytest.mark.parametrize("override", [["res_unet_plus.json"], ["loss_bce_dice.json"]])
+def test_network_and_loss_overrides_train(override, tmp_path):
+    wf = run_workflow(_workflow(PHANTOM + override, "train", output_dir=str(tmp_path), max_epochs=1, val_interval=1, mlflow_enabled=False, **TINY))
+    name = type(wf.parser.get_parsed_content("network")).__name__
+    loss = type(wf.parser.get_parsed_content("loss")).__name__
+    assert name == ("ResUNetPlus3D" if override == ["res_unet_plus.json"] else "ResUNet3D")
+    assert loss == ("BalancedBCEDiceLoss" if override == ["loss_bce_dice.json"] else "BalancedBinaryFocalLoss")
+    assert "val_cremi_score" in wf.parser.get_parsed_content("validate#evaluator").state.metrics
+
+
+def test_evaluate_with_16_fold_tta_writes_probabilities_and_cleft_ids(trained):
+    out = trained["out"]
+    wf = run_workflow(_workflow(PHANTOM + ["evaluate.json"], "eval", output_dir=str(out), ckpt_path=str(out / "models" / "model.pt"), **TINY))
+    assert wf.parser.get_parsed_content("validate#inferer").n_transforms == 16
+    prob = tifffile.imread(out / "eval" / "phantom_1000_prob.tif")
+    ids = tifffile.imread(out / "eval" / "phantom_1000_labels.tif")
+    assert prob.shape == ids.shape == (8, 96, 96) and prob.dtype == np.float32 and ids.dtype == np.uint32
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    assert ((ids > 0) == (prob > 0.5)).all()
+    assert "val_cremi_score" in (out / "eval" / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
+def test_inference_on_the_sample_volume_and_a_folder_with_a_bad_file(tmp_path):
+    if not (BUNDLE / "models" / "model.pt").is_file():
+        pytest.skip("no shipped model")
+    out = tmp_path / "out"
+    wf = run_workflow(_workflow(["inference.json"], "infer", output_dir=str(out), tta_transforms=2))
+    prob = tifffile.imread(out / "cleft_phantom_2026_prob.tif")
+    ids = tifffile.imread(out / "cleft_phantom_2026_labels.tif")
+    assert prob.shape == (16, 192, 192) and ids.dtype == np.uint32 and 0 <= prob.min() <= prob.max() <= 1
+    assert wf is not None
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    tifffile.imwrite(folder / "good.tif", tifffile.imread(BUNDLE / "sample_data" / "cleft_phantom_2026.tif")[:8, :96, :96])
+    (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    with pytest.raises(Exception) as excinfo:
+        run_workflow(_workflow(["inference.json"], "infer", dataset_dir=str(folder), output_dir=str(tmp_path / "f"), tta_transforms=1))
+    assert "broken.tif" in error_chain(excinfo)
+    summary = json.loads((tmp_path / "f" / "run_summary.json").read_text())
+    assert [Path(s["file"]).name for s in summary["succeeded"]] == ["good.tif"]
+    assert (tmp_path / "f" / "good_labels.tif").is_file()
+
+
+def test_a_patch_that_does_not_fit_the_net_is_refused_with_the_nearest_valid_one(tmp_path):
+    wf = _workflow(PHANTOM, "train", output_dir=str(tmp_path), **{**TINY, "patch_size": [31, 204, 204]})
+    with pytest.raises(Exception) as excinfo:
+        wf.initialize()
+        wf.parser.get_parsed_content("network_def")
+    assert "nearest valid shape is (32, 208, 208)" in error_chain(excinfo)
+
+
+def test_real_vnc_sections_as_training_and_validation_data():
+    root = require_data("drosophila_vnc")
+    wf = _workflow(["train.json"], "train", dataset_dir=str(root), output_dir="/tmp/unused")
+    wf.initialize()
+    train = wf.parser.get_parsed_content("train#datalist")
+    val = wf.parser.get_parsed_content("validate#datalist")
+    assert train[0]["sections"] == list(range(10)) and val[0]["sections"] == [10, 11, 12, 13, 14]
+    item = wf.parser.get_parsed_content("validate#preprocessing")(val[0])
+    assert tuple(item["image"].shape) == (1, 5, 1024, 1024) and 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert 0.001 < float(item["label"].float().mean()) < 0.02
+
+
+@pytest.mark.slow
+def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(tmp_path):
+    import mlflow
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "n_train_phantoms": 2, "num_samples": 1, "batch_size": 1}
+    cmd = [
+        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run", "training",
+        "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'data_phantom.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    state = torch.load(out / "models" / "model.pt", map_location="cpu")
+    assert not any(k.startswith("module.") for k in state)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
+    assert len(runs) == 1 and {"train_loss", "val_cremi_score"} <= set(runs[0].data.metrics)
+    # 2 phantoms, one per process, batches of 1: one iteration each, logged by rank 0 alone
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")] == [1]
