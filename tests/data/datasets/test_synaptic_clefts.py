@@ -42,7 +42,8 @@ def test_a_folder_of_volumes_with_their_labels(tmp_path):
     vol = np.random.default_rng(0).integers(0, 255, (4, 32, 32), dtype=np.uint8)
     ids = np.zeros((4, 32, 32), np.uint16)
     ids[1, 4:8, 4:10] = 7
-    tifffile.imwrite(tmp_path / "images" / "a.tif", vol, imagej=True, resolution=(1 / 0.005, 1 / 0.005), metadata={"spacing": 0.04, "unit": "um", "axes": "ZYX"})
+    fiji = {"spacing": 0.04, "unit": "um", "axes": "ZYX"}
+    tifffile.imwrite(tmp_path / "images" / "a.tif", vol, imagej=True, resolution=(1 / 0.005, 1 / 0.005), metadata=fiji)
     tifffile.imwrite(tmp_path / "labels" / "a.tif", ids, photometric="minisblack")
     tifffile.imwrite(tmp_path / "images" / "b.tif", vol, photometric="minisblack")
     image, clefts, voxel = load_item(datalist("folder", tmp_path, [0])[0])
