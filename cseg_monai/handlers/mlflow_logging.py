@@ -24,6 +24,7 @@ from ignite.engine import Engine, Events
 from cseg_monai.tracking import RunLookup, active_bundle_config, log_config
 from cseg_monai.visualisation import (
     class_overlay_picture,
+    cleft_picture,
     instance_overlay_picture,
     learning_curve_plot,
     overlay_picture,
@@ -74,7 +75,7 @@ class MLflowConfigLogger:
 
 
 #: The pictures :class:`MLflowValidationLogger` draws.
-PICTURES = ("membrane", "classes", "instances", "reconstruction", "similarity")
+PICTURES = ("membrane", "classes", "instances", "reconstruction", "similarity", "cleft")
 
 
 class MLflowValidationLogger:
@@ -93,7 +94,8 @@ class MLflowValidationLogger:
         image_key, pred_key, label_key: keys of the evaluator's output items.
         picture: ``"membrane"`` (:func:`overlay_picture`, binary foreground), ``"classes"``
             (:func:`class_overlay_picture`, multi-class argmax), ``"instances"``
-            (:func:`instance_overlay_picture`; ``pred_key`` then names instance ids) or
+            (:func:`instance_overlay_picture`; ``pred_key`` then names instance ids), ``"cleft"``
+            (:func:`cleft_picture`: raw, probability, clefts of the section with the most clefts) or
             ``"reconstruction"`` (:func:`reconstruction_picture` of a pretext: masked input,
             reconstruction, original, for the first 4 items) or ``"similarity"``
             (:func:`similarity_picture` of PixPro features; the evaluator must not decollate).
@@ -169,6 +171,8 @@ class MLflowValidationLogger:
                 pic = reconstruction_picture(self._samples)
             elif self.picture == "instances":
                 pic = instance_overlay_picture(*self._sample)
+            elif self.picture == "cleft":
+                pic = cleft_picture(*self._sample)
             else:
                 pic = overlay_picture(*self._sample)
             path = save_png(pic, self.plot_dir / f"val_overlay_epoch{epoch:04d}.png")

@@ -41,6 +41,7 @@ __all__ = [
     "INSTANCE_COLOURS",
     "before_after_picture",
     "class_overlay_picture",
+    "cleft_picture",
     "f1_iou_plot",
     "grey_rgb",
     "instance_overlay_picture",
@@ -270,6 +271,38 @@ def overlay_picture(image: Any, prob: Any, label: Any | None = None, threshold: 
         gt = middle_plane(label) > 0.5
         over[gt, 1] = np.maximum(over[gt, 1], 0.8)
     return side_by_side([grey, np.repeat(p[..., None], 3, axis=-1), over])
+
+
+def cleft_picture(image: Any, prob: Any, label: Any | None = None, threshold: float = 0.5) -> np.ndarray:
+    """``raw | probability | ground truth`` of the section with the most true cleft voxels (else predicted).
+
+    Clefts are rare: the middle section may hold none, so the section is chosen by its clefts.
+    The ground-truth panel shows the true clefts green and the predicted ones (``prob > threshold``)
+    red over the image (yellow where both).
+
+    Args:
+        image / prob / label: channel-first ``(C, Z, Y, X)`` (or ``(C, Y, X)``) image, cleft
+            probability and 0/1 ground truth (``None``: prediction only).
+        threshold: the probability above which a voxel is cleft.
+
+    Example:
+        >>> p = np.zeros((1, 3, 8, 8)); p[0, 2, 2:4, 2:4] = 0.9
+        >>> cleft_picture(np.random.rand(1, 3, 8, 8), p, p > 0.5).shape
+        (8, 32, 3)
+    """
+    img, pr = _to_numpy(image)[0], np.clip(_to_numpy(prob)[0], 0, 1)
+    gt = None if label is None else _to_numpy(label)[0] > 0.5
+    if img.ndim == 3:
+        score = (gt if gt is not None and gt.any() else pr > threshold).reshape(img.shape[0], -1).sum(1)
+        z = int(np.argmax(score)) if score.any() else img.shape[0] // 2
+        img, pr, gt = img[z], pr[z], None if gt is None else gt[z]
+    grey = grey_rgb(img)
+    over = grey * 0.6
+    pred = pr > threshold
+    over[pred, 0] = np.maximum(over[pred, 0], 0.9)
+    if gt is not None:
+        over[gt, 1] = np.maximum(over[gt, 1], 0.9)
+    return side_by_side([grey, np.repeat(pr[..., None], 3, axis=-1), over])
 
 
 def class_overlay_picture(

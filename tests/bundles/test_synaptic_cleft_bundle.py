@@ -103,7 +103,7 @@ def test_inference_on_the_sample_volume_and_a_folder_with_a_bad_file(tmp_path):
     wf = run_workflow(_workflow(["inference.json"], "infer", output_dir=str(out), tta_transforms=2))
     prob = tifffile.imread(out / "cleft_phantom_2026_prob.tif")
     ids = tifffile.imread(out / "cleft_phantom_2026_labels.tif")
-    assert prob.shape == (16, 192, 192) and ids.dtype == np.uint32 and 0 <= prob.min() <= prob.max() <= 1
+    assert prob.shape == (8, 160, 160) and ids.dtype == np.uint32 and 0 <= prob.min() <= prob.max() <= 1
     assert wf is not None
     folder = tmp_path / "folder"
     folder.mkdir()

@@ -11,6 +11,7 @@ from cseg_monai.visualisation import (
     INSTANCE_COLOURS,
     before_after_picture,
     class_overlay_picture,
+    cleft_picture,
     f1_iou_plot,
     grey_rgb,
     instance_overlay_picture,
@@ -38,6 +39,24 @@ def test_overlay_picture_marks_prediction_and_truth():
     assert over[4, 1, 1] >= 200  # ground truth green
     # a 3D volume shows its middle plane
     assert overlay_picture(np.random.rand(1, 5, 6, 6), np.random.rand(1, 5, 6, 6)).shape == (6, 26, 3)
+
+
+def test_cleft_picture_shows_the_section_with_the_most_clefts():
+    image = np.random.default_rng(0).random((1, 5, 8, 8)).astype(np.float32)
+    label = np.zeros((1, 5, 8, 8), np.float32)
+    label[0, 1, 2:5, 2:5] = 1  # the clefts lie in section 1, not the middle one
+    prob = np.zeros_like(label)
+    prob[0, 1, 3, 3:7] = 0.9
+    pic = cleft_picture(image, prob, label)
+    assert pic.shape == (8, 32, 3)
+    raw, probability, over = pic[:, :8], pic[:, 12:20], pic[:, 24:]
+    assert np.allclose(raw[..., 0], grey_rgb(image[0, 1])[..., 0] * 255, atol=1)  # section 1, not 2
+    assert probability[3, 4, 0] > 200 and probability[0, 0, 0] == 0
+    assert over[2, 2, 1] > 200 and over[2, 2, 0] < 200  # true cleft only: green
+    assert over[3, 3, 0] > 200 and over[3, 3, 1] > 200  # both: yellow
+    assert over[3, 6, 0] > 200 and over[3, 6, 1] < 200  # predicted only: red
+    no_truth = cleft_picture(image, prob, None)
+    assert no_truth.shape == (8, 32, 3)
 
 
 def test_grey_and_middle_plane():
