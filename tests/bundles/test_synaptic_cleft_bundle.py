@@ -161,3 +161,20 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     assert len(runs) == 1 and {"train_loss", "val_cremi_score"} <= set(runs[0].data.metrics)
     # 2 phantoms, one per process, batches of 1: one iteration each, logged by rank 0 alone
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")] == [1]
+
+
+@pytest.mark.slow
+def test_experiment_script_runs_in_parts_and_draws_its_picture(tmp_path):
+    """scripts/experiments/synaptic_clefts.py --quick: two configurations on phantoms, the JSON written per configuration, a rerun skips them."""
+    script = BUNDLES.parent / "scripts" / "experiments" / "synaptic_clefts.py"
+    cmd = [sys.executable, str(script), "--quick", "--steps", "1", "--tta", "2", "--json", str(tmp_path / "r.json"), "--work", str(tmp_path / "w"),
+           "--picture", str(tmp_path / "p.png")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert sorted(result["configs"]) == ["res_unet_bce_dice", "res_unet_focal"]
+    for record in result["configs"].values():
+        assert record["steps"] == 1 and set(record["tta1"]) >= {"val_cremi_score", "val_detection_f1"} and "tta2" in record
+    assert (tmp_path / "p.png").is_file()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and again.stdout.count("already measured") == 2
