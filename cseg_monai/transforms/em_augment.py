@@ -71,10 +71,10 @@ def _like(template: Any, array: np.ndarray) -> Any:
     return array
 
 
-def _volume(name: str, key: Hashable, x: np.ndarray, need_z: bool = True) -> None:
-    if x.ndim != 4 and not (x.ndim == 3 and not need_z):
+def _volume(name: str, key: Hashable, shape: tuple[int, ...], need_z: bool = True) -> None:
+    if len(shape) != 4 and not (len(shape) == 3 and not need_z):
         want = "(C, Z, Y, X)" if need_z else "(C, Z, Y, X) or (C, Y, X)"
-        raise ValueError(f"{name}: {key!r} must be channel-first {want}, got shape {x.shape}")
+        raise ValueError(f"{name}: {key!r} must be channel-first {want}, got shape {shape}")
 
 
 def _check_prob(prob: float) -> float:
@@ -98,9 +98,8 @@ class _EMAugment(RandomizableTransform, MapTransform):
     def _shape(self, d: Mapping[Hashable, Any], need_z: bool = True) -> tuple[int, ...]:
         shapes = {}
         for key in self.key_iterator(d):
-            arr = d[key]
-            shape = tuple(arr.shape)
-            _volume(type(self).__name__, key, np.empty(shape, bool) if len(shape) <= 4 else np.empty((0,) * len(shape)), need_z)
+            shape = tuple(int(n) for n in d[key].shape)
+            _volume(type(self).__name__, key, shape, need_z)
             shapes[key] = shape[1:]
         if len(set(shapes.values())) > 1:
             raise ValueError(f"{type(self).__name__}: the keys' spatial shapes differ: {shapes} (image and label must align)")
