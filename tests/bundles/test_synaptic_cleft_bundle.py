@@ -125,9 +125,9 @@ def test_a_patch_that_does_not_fit_the_net_is_refused_with_the_nearest_valid_one
     assert "nearest valid shape is (32, 208, 208)" in error_chain(excinfo)
 
 
-def test_real_vnc_sections_as_training_and_validation_data():
+def test_real_vnc_sections_as_training_and_validation_data(tmp_path):
     root = require_data("drosophila_vnc")
-    wf = _workflow(["train.json"], "train", dataset_dir=str(root), output_dir="/tmp/unused")
+    wf = _workflow(["train.json"], "train", dataset_dir=str(root), output_dir=str(tmp_path))
     wf.initialize()
     train = wf.parser.get_parsed_content("train#datalist")
     val = wf.parser.get_parsed_content("validate#datalist")
