@@ -67,6 +67,7 @@ import h5py
 import mrcfile
 import nibabel as nib
 import numpy as np
+import tensorstore as ts
 import tifffile
 import zarr
 from monai.data import ImageReader, ITKReader
@@ -614,8 +615,6 @@ def open_n5(path: str, dataset: str | None) -> tuple[Any, str, tuple[float, ...]
         ImageReadError: not an N5 container, no such dataset, several datasets and none named,
             or metadata tensorstore refuses (names the folder).
     """
-    import tensorstore as ts
-
     if not os.path.isdir(path):
         raise ImageReadError(f"{path}: not a folder, an N5 container is one")
     try:

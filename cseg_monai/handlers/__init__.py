@@ -6,13 +6,14 @@ from cseg_monai.handlers.class_scores import ClassScoresSaver
 from cseg_monai.handlers.instance_curves import InstanceCurveLogger
 from cseg_monai.handlers.mlflow_logging import MLflowConfigLogger, MLflowValidationLogger
 from cseg_monai.handlers.progress import ProgressBarHandler, RunProgressHandler
-from cseg_monai.handlers.validation import FinalValidationHandler
+from cseg_monai.handlers.validation import FinalValidationHandler, LowerIsBetter
 
 __all__ = [
     "BackboneExportHandler",
     "ClassScoresSaver",
     "FinalValidationHandler",
     "InstanceCurveLogger",
+    "LowerIsBetter",
     "MLflowConfigLogger",
     "MLflowValidationLogger",
     "ProgressBarHandler",

@@ -1,4 +1,4 @@
-"""Validate once more when a training ends between two scheduled validations."""
+"""Validate once more when a training ends between two scheduled validations; key metrics where lower is better."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from ignite.engine import Events
 
-__all__ = ["FinalValidationHandler"]
+__all__ = ["FinalValidationHandler", "LowerIsBetter"]
 
 
 class FinalValidationHandler:
@@ -38,3 +38,30 @@ class FinalValidationHandler:
         last = getattr(state, "epoch", 0) if state is not None else 0
         if last != engine.state.epoch or getattr(state, "iteration", 0) == 0:
             self.validator.run(engine.state.epoch)
+
+
+def _lower(current: float, best: float) -> bool:
+    return best < 0 or current < best  # MONAI starts best_metric at -1; error scores are >= 0
+
+
+class LowerIsBetter:
+    """Make a MONAI evaluator's best key metric the LOWEST one (an error such as the CREMI score).
+
+    MONAI's ``Workflow`` starts ``best_metric`` at -1 and keeps a value that ``metric_cmp_fn``
+    prefers (default: higher). Listed in ``validate#handlers``, this sets the evaluator's
+    ``metric_cmp_fn`` when it is attached, so ``best_metric`` / ``best_metric_epoch`` (the
+    progress display, MLflow's best-checkpoint logging) follow the lowest value; pair it with
+    ``key_metric_negative_sign: true`` in the ``CheckpointSaver`` that keeps the best weights.
+    For scores >= 0.
+
+    Example:
+        >>> from ignite.engine import Engine
+        >>> engine = Engine(lambda e, b: None)
+        >>> LowerIsBetter().attach(engine)
+        >>> engine.metric_cmp_fn(3.0, -1), engine.metric_cmp_fn(3.0, 2.0), engine.metric_cmp_fn(1.0, 2.0)
+        (True, False, True)
+    """
+
+    def attach(self, engine: Any) -> None:
+        """Set ``engine.metric_cmp_fn`` (read by MONAI's ``Workflow`` at every validation)."""
+        engine.metric_cmp_fn = _lower
