@@ -166,12 +166,13 @@ def dihedral_tta(
     return flip_transpose_tta(inputs, predict, n_transforms, activation, "mean")
 
 
-class DihedralTTAInferer(Inferer):
-    """Wrap another MONAI inferer (e.g. ``SlidingWindowInferer``) with dihedral TTA.
+class DihedralTTAInferer(FlipTransposeTTAInferer):
+    """Wrap another MONAI inferer (e.g. ``SlidingWindowInferer``) with dihedral TTA: a
+    :class:`FlipTransposeTTAInferer` limited to the first 1, 2, 4 or 8 transforms (no z flip), averaged.
 
     Args:
         inferer: the inner inferer (``None``: call the network directly).
-        n_transforms: 1, 2, 4 or 8 dihedral transforms (the (Y, X) case of :class:`FlipTransposeTTAInferer`).
+        n_transforms: 1, 2, 4 or 8 dihedral transforms.
         activation: ``"sigmoid"``, ``"softmax"`` or ``None``; applied to each prediction
             before averaging. With an activation the output is a probability, so do not
             apply it again in post-processing.
@@ -184,19 +185,6 @@ class DihedralTTAInferer(Inferer):
     """
 
     def __init__(self, inferer: Inferer | None = None, n_transforms: int = 8, activation: str | None = None) -> None:
-        super().__init__()
         if n_transforms not in (1, 2, 4, 8):
             raise ValueError(f"n_transforms must be 1, 2, 4 or 8, got {n_transforms}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
-        self.inferer = inferer
-        self.n_transforms = n_transforms
-        self.activation = _ACTIVATIONS[activation]
-
-    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Sequence[Any], **kwargs: Any) -> Any:
-        def predict(x: torch.Tensor) -> torch.Tensor:
-            if self.inferer is None:
-                return network(x, *args, **kwargs)
-            return self.inferer(x, network, *args, **kwargs)
-
-        return dihedral_tta(inputs, predict, self.n_transforms, self.activation)
+        super().__init__(inferer, n_transforms, activation, reduce="mean")

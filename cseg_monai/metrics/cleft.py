@@ -42,7 +42,8 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from scipy import ndimage
 
-from cseg_monai.metrics._tensors import to_numpy
+from cseg_monai.common.caching import ArrayCache
+from cseg_monai.metrics._tensors import channel_first_pairs
 
 __all__ = ["cremi_cleft_scores", "CremiCleftMetric", "CLEFT_SCORES"]
 
@@ -52,6 +53,8 @@ CLEFT_SCORES: dict[str, bool] = {
     "voxel_precision": False, "voxel_recall": False, "voxel_f1": False,
     "detection_precision": False, "detection_recall": False, "detection_f1": False,
 }  # fmt: skip
+#: the bundle's five cleft metrics score the same masks: the first computes the distance transforms, the others hit this
+_SCORE_CACHE = ArrayCache(size=8)
 
 
 def _mask(name: str, x: Any) -> np.ndarray:
@@ -197,15 +200,10 @@ class CremiCleftMetric(Metric):
         self.items = []
 
     def update(self, output: Sequence[Any]) -> None:
-        pred, true = output
-        preds, trues = list(pred), list(true)
-        if len(preds) != len(trues):
-            raise ValueError(f"{len(preds)} predictions for {len(trues)} ground truths")
-        for p, t in zip(preds, trues):
-            p, t = to_numpy(p), to_numpy(t)
-            if p.ndim == 4 and p.shape[0] == 1:
-                p, t = p[0], t[0]
-            self.items.append(cremi_cleft_scores(p > self.threshold, t > 0.5, self.voxel_size_nm, self.threshold_nm, self.min_size))
+        for p, t in channel_first_pairs(output, ndim=4):
+            pred, gt = p > self.threshold, t > 0.5
+            key = (self.voxel_size_nm, self.threshold_nm, self.min_size)
+            self.items.append(_SCORE_CACHE.get((pred, gt), key, lambda pred=pred, gt=gt, key=key: cremi_cleft_scores(pred, gt, *key)))
 
     def compute(self) -> float:
         """The mean over the volumes of every process (``DistributedSampler`` validation: summed across ranks)."""

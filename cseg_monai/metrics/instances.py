@@ -35,7 +35,7 @@ from ignite.metrics import Metric
 from scipy.optimize import linear_sum_assignment
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from cseg_monai.metrics._tensors import to_numpy
+from cseg_monai.metrics._tensors import channel_first_pairs
 
 __all__ = [
     "DEFAULT_IOU_THRESHOLDS",
@@ -241,14 +241,7 @@ class InstanceScoresMetric(Metric):
         self.items = []
 
     def update(self, output: Sequence[Any]) -> None:
-        pred, true = output
-        preds, trues = list(pred), list(true)
-        if len(preds) != len(trues):
-            raise ValueError(f"{len(preds)} predictions for {len(trues)} ground truths")
-        for p, t in zip(preds, trues):
-            p, t = to_numpy(p), to_numpy(t)
-            if p.ndim == t.ndim and p.shape[0] == 1:
-                p, t = p[0], t[0]
+        for p, t in channel_first_pairs(output):
             self.items.append(instance_scores(t.astype(np.int64), p.astype(np.int64), self.thresholds))
 
     def compute(self) -> float:

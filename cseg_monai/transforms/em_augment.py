@@ -91,6 +91,11 @@ def _check_range(name: str, values: Sequence[float], low: float | None = None) -
 
 
 class _EMAugment(RandomizableTransform, MapTransform):
+    """What every transform here does per call: check the keys' shapes, draw (``randomize(shape=...)``),
+    and apply (``_apply``) when drawn. ``need_z``: the transform needs sections (``(C, Z, Y, X)``, Z >= 2)."""
+
+    need_z = False
+
     def __init__(self, keys: KeysCollection, prob: float, allow_missing_keys: bool) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         RandomizableTransform.__init__(self, _check_prob(prob))
@@ -104,6 +109,22 @@ class _EMAugment(RandomizableTransform, MapTransform):
         if len(set(shapes.values())) > 1:
             raise ValueError(f"{type(self).__name__}: the keys' spatial shapes differ: {shapes} (image and label must align)")
         return next(iter(shapes.values())) if shapes else ()
+
+    @staticmethod
+    def _depth(shape: tuple[int, ...]) -> int:
+        return shape[0] if len(shape) == 3 else 1
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        shape = self._shape(d, self.need_z)
+        self.randomize(shape=shape)
+        if not self._do_transform or not shape or (self.need_z and shape[0] < 2):
+            return d
+        self._apply(d, shape)
+        return d
+
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
+        raise NotImplementedError
 
 
 class RandFlipTransposed(_EMAugment):
@@ -128,24 +149,18 @@ class RandFlipTransposed(_EMAugment):
         self.z_flip = bool(z_flip)
         self._transform = FLIP_TRANSPOSE_16[0]
 
-    def randomize(self, data: Any = None, n: int = 16) -> None:
+    def randomize(self, data: Any = None, shape: tuple[int, ...] = ()) -> None:
         super().randomize(None)
-        self._transform = FLIP_TRANSPOSE_16[int(self.R.randint(n))]
+        self._transform = FLIP_TRANSPOSE_16[int(self.R.randint(16 if self.z_flip and len(shape) == 3 else 8))]
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d, need_z=False)
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         three_d = len(shape) == 3
-        self.randomize(n=16 if self.z_flip and three_d else 8)
-        if not self._do_transform or not shape:
-            return d
         if self._transform[3] and shape[-1] != shape[-2]:
             raise ValueError(f"RandFlipTransposed: a y/x transpose needs square sections, got {shape}")
         for key in self.key_iterator(d):
             x = torch.as_tensor(_numpy(d[key]))
             out = apply_flip_transpose(x[None] if three_d else x[None, :, None], self._transform)[0]
             d[key] = _like(d[key], (out if three_d else out[:, 0]).numpy())
-        return d
 
 
 def _smooth_field(rng: np.random.RandomState, shape: tuple[int, int], spacing: int, magnitude: float) -> np.ndarray:
@@ -208,12 +223,7 @@ class RandElasticd(_EMAugment):
         n = shape[0] if self.per_section and len(shape) == 3 else 1
         self._fields = [_smooth_field(self.R, shape[-2:], self.control_spacing, magnitude) for _ in range(n)]
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d, need_z=False)
-        self.randomize(shape=shape)
-        if not self._do_transform or not shape:
-            return d
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         yy, xx = np.meshgrid(np.arange(shape[-2]), np.arange(shape[-1]), indexing="ij")
         for key, mode in self.key_iterator(d, self.mode):
             x = _numpy(d[key])
@@ -225,7 +235,6 @@ class RandElasticd(_EMAugment):
                 for c in range(sections.shape[0]):
                     out[c, z] = ndimage.map_coordinates(sections[c, z], coords, order=_MODES[mode], mode="mirror")
             d[key] = _like(d[key], out if x.ndim == 4 else out[:, 0])
-        return d
 
 
 class RandMisalignmentd(_EMAugment):
@@ -249,6 +258,8 @@ class RandMisalignmentd(_EMAugment):
         (1, True)
     """
 
+    need_z = True
+
     def __init__(self, keys: KeysCollection, prob: float = 0.5, max_displacement: int = 16, slip_ratio: float = 0.5,
                  allow_missing_keys: bool = False) -> None:  # fmt: skip
         super().__init__(keys, prob, allow_missing_keys)
@@ -258,8 +269,9 @@ class RandMisalignmentd(_EMAugment):
         self.slip_ratio = _check_prob(slip_ratio)
         self._plan: tuple[int, bool, int, int] = (0, True, 0, 0)
 
-    def randomize(self, data: Any = None, depth: int = 1) -> None:
+    def randomize(self, data: Any = None, shape: tuple[int, ...] = ()) -> None:
         super().randomize(None)
+        depth = self._depth(shape)
         if not self._do_transform:
             return
         slip = bool(self.R.uniform() < self.slip_ratio)
@@ -269,19 +281,13 @@ class RandMisalignmentd(_EMAugment):
             dy, dx = (int(v) for v in self.R.randint(-self.max_displacement, self.max_displacement + 1, 2))
         self._plan = (z, slip, dy, dx)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d)
-        self.randomize(depth=shape[0] if shape else 1)
-        if not self._do_transform or not shape or shape[0] < 2:
-            return d
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         z, slip, dy, dx = self._plan
         moved = slice(z, z + 1) if slip else slice(z, None)
         for key in self.key_iterator(d):
             x = _numpy(d[key]).copy()
             x[:, moved] = ndimage.shift(x[:, moved], (0, 0, dy, dx), order=0, mode="mirror")
             d[key] = _like(d[key], x)
-        return d
 
 
 class RandSectionIntensityd(_EMAugment):
@@ -317,19 +323,15 @@ class RandSectionIntensityd(_EMAugment):
         self.per_section = bool(per_section)
         self._draws = np.ones((1, 3))
 
-    def randomize(self, data: Any = None, depth: int = 1) -> None:
+    def randomize(self, data: Any = None, shape: tuple[int, ...] = ()) -> None:
         super().randomize(None)
+        depth = self._depth(shape)
         if not self._do_transform:
             return
         n = depth if self.per_section else 1
         self._draws = np.stack([self.R.uniform(*r, n) for r in (self.contrast_range, self.brightness_range, self.gamma_range)], 1)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d, need_z=False)
-        self.randomize(depth=shape[0] if len(shape) == 3 else 1)
-        if not self._do_transform or not shape:
-            return d
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         for key in self.key_iterator(d):
             x = _numpy(d[key])
             sections = (x if x.ndim == 4 else x[:, None]).astype(np.float32, copy=True)
@@ -342,7 +344,6 @@ class RandSectionIntensityd(_EMAugment):
                 part[...] = np.clip(mean + c * (part - mean) + b * (hi - lo), lo, hi)
                 part[...] = lo + (hi - lo) * ((part - lo) / (hi - lo)) ** g
             d[key] = _like(d[key], sections if x.ndim == 4 else sections[:, 0])
-        return d
 
 
 def _pick_sections(rng: np.random.RandomState, depth: int, most: int) -> list[int]:
@@ -364,6 +365,8 @@ class RandMissingSectiond(_EMAugment):
         [1.0, 2.0, 3.0, 4.0, 0.0]
     """
 
+    need_z = True
+
     def __init__(self, keys: KeysCollection, prob: float = 0.3, max_sections: int = 2, mode: str = "interpolate", fill: float = 0.0,
                  allow_missing_keys: bool = False) -> None:  # fmt: skip
         super().__init__(keys, prob, allow_missing_keys)
@@ -374,17 +377,13 @@ class RandMissingSectiond(_EMAugment):
         self.mode, self.fill, self.max_sections = mode, float(fill), int(max_sections)
         self._sections: list[int] = []
 
-    def randomize(self, data: Any = None, depth: int = 1) -> None:
+    def randomize(self, data: Any = None, shape: tuple[int, ...] = ()) -> None:
         super().randomize(None)
+        depth = self._depth(shape)
         if self._do_transform:
             self._sections = _pick_sections(self.R, depth, self.max_sections)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d)
-        self.randomize(depth=shape[0] if shape else 1)
-        if not self._do_transform or not shape or shape[0] < 2:
-            return d
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         for key in self.key_iterator(d):
             x = _numpy(d[key])
             out = x.astype(np.float32, copy=True) if self.mode == "interpolate" else x.copy()
@@ -395,7 +394,6 @@ class RandMissingSectiond(_EMAugment):
                     near = [n for n in (z - 1, z + 1) if 0 <= n < x.shape[1]]
                     out[:, z] = np.mean([x[:, n].astype(np.float32) for n in near], axis=0)
             d[key] = _like(d[key], out.astype(x.dtype, copy=False))
-        return d
 
 
 class RandMissingBandd(_EMAugment):
@@ -430,12 +428,7 @@ class RandMissingBandd(_EMAugment):
             cy, cx = float(self.R.uniform(0, shape[-2])), float(self.R.uniform(0, shape[-1]))
             self._bands.append((z, cy, cx, float(self.R.uniform(0, np.pi)), float(self.R.uniform(*self.width_range))))
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d, need_z=False)
-        self.randomize(shape=shape)
-        if not self._do_transform or not shape:
-            return d
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         yy, xx = np.meshgrid(np.arange(shape[-2]), np.arange(shape[-1]), indexing="ij")
         for key in self.key_iterator(d):
             x = _numpy(d[key]).copy()
@@ -444,7 +437,6 @@ class RandMissingBandd(_EMAugment):
                 distance = np.abs((yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle))  # from the line through (cy, cx)
                 sections[:, z][:, distance < width / 2] = self.fill
             d[key] = _like(d[key], x)
-        return d
 
 
 class RandMotionBlurd(_EMAugment):
@@ -469,8 +461,9 @@ class RandMotionBlurd(_EMAugment):
         self.section_prob = _check_prob(section_prob)
         self._plan: tuple[int, int, np.ndarray] = (1, -1, np.zeros(0, bool))
 
-    def randomize(self, data: Any = None, depth: int = 1) -> None:
+    def randomize(self, data: Any = None, shape: tuple[int, ...] = ()) -> None:
         super().randomize(None)
+        depth = self._depth(shape)
         if not self._do_transform:
             return
         size = int(self.R.randint(self.size_range[0], self.size_range[1] + 1)) | 1  # odd: centred
@@ -480,12 +473,7 @@ class RandMotionBlurd(_EMAugment):
             chosen[int(self.R.randint(depth))] = True
         self._plan = (size, axis, chosen)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        shape = self._shape(d, need_z=False)
-        self.randomize(depth=shape[0] if len(shape) == 3 else 1)
-        if not self._do_transform or not shape:
-            return d
+    def _apply(self, d: dict[Hashable, Any], shape: tuple[int, ...]) -> None:
         size, axis, chosen = self._plan
         for key in self.key_iterator(d):
             x = _numpy(d[key])
@@ -494,4 +482,3 @@ class RandMotionBlurd(_EMAugment):
             for z in np.flatnonzero(chosen):
                 sections[:, z] = ndimage.uniform_filter1d(sections[:, z], size, axis=axis, mode="reflect")
             d[key] = _like(d[key], out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out)
-        return d
