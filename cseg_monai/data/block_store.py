@@ -230,6 +230,17 @@ class BlockStore:
         if seg is not None and labels is not None:
             seg[box] = np.asarray(labels, dtype=seg.dtype)
 
+    def write_labels(self, core: Sequence[tuple[int, int]], labels: np.ndarray) -> None:
+        """Write the labels of one block alone (a later pass than its probabilities).
+
+        Raises:
+            ValueError: the store has no label image.
+        """
+        _, seg = self._open()
+        if seg is None:
+            raise ValueError(f"{self.path} has no label image")
+        seg[tuple(slice(a, b) for a, b in core)] = np.asarray(labels, dtype=seg.dtype)
+
     def _marker(self, block_id: str, stage: str = "") -> str:
         return os.path.join(self.path, _DONE, stage, block_id) if stage else os.path.join(self.path, _DONE, block_id)
 

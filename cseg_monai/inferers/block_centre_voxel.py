@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from cseg_monai.common.tiling import check_core, iter_blocks
-from cseg_monai.inferers.block_sliding_window import _ACTIVATIONS, Box, _dihedral, _forward, _inverse
+from cseg_monai.inferers.block_sliding_window import _ACTIVATIONS, Box, _forward, _inverse, _transforms
 from cseg_monai.inferers.centre_voxel import CentreVoxelInferer, dense_rewrite
 from cseg_monai.networks.centre_voxel import CentreVoxelNet
 
@@ -80,7 +80,7 @@ class BlockCentreVoxel:
         dense = dense_rewrite(net)  # refuses padded nets
         self.halo = tuple(max(p // 2, r - p // 2) for p, r in zip(dense.patch_size, dense.reach))
         self.slice_axes = len(self.volume_shape) - n
-        self.transforms = _dihedral(n_transforms)
+        self.transforms = _transforms(n_transforms)
         self.activation_name = activation
         self.device = torch.device(device)
         self.dense_block_size = dense_block_size
@@ -135,9 +135,9 @@ class BlockCentreVoxel:
         core_spatial = tuple(b - a for a, b in core[lead:])
         activation = _ACTIVATIONS[self.activation_name]
         total = None
-        for k, flip in self.transforms:
-            xt = _forward(x, k, flip)
-            core_t = tuple(_forward(torch.empty((1, 1) + core_spatial), k, flip).shape[2:])
+        for transform in self.transforms:
+            xt = _forward(x, transform)
+            core_t = tuple(_forward(torch.empty((1, 1) + core_spatial), transform).shape[2:])
             pads = [(s - c) // 2 for s, c in zip(xt.shape[2:], core_t)]  # the symmetric halo, per axis of the transformed block
             if any(p < max(bf, af) for p, bf, af in zip(pads, before, after)):
                 raise ValueError(f"the block's halo {pads} is narrower than the net's reach {list(zip(before, after))} (a non-square patch under rotation?)")
@@ -151,7 +151,7 @@ class BlockCentreVoxel:
                     sl = tuple(slice(p + a - bf, p + b + af) for (a, b), p, bf, af in zip(piece.core, pads, before, after))
                     for i in range(x.shape[0]):
                         y[(slice(i, i + 1), slice(None)) + piece.core_slices] = dense(xt[(slice(i, i + 1), slice(None)) + sl].to(self.device)).float().cpu()
-            y = _inverse(y, k, flip)
+            y = _inverse(y, transform)
             if activation is not None:
                 y = activation(y)
             total = y if total is None else total.add_(y)

@@ -12,9 +12,11 @@ shape (the halo a block reads is at most one window minus one voxel on each side
 
 Test-time augmentation with the eight symmetries of the (Y, X) square (as
 :class:`~cseg_monai.inferers.DihedralTTAInferer` does it: every transform runs its own sliding
-window on the transformed volume, the activation applies per transform, then the mean) is
-reproduced too: the window grid of each transformed volume is mapped back into the original
-volume's coordinates.
+window on the transformed volume, the activation applies per transform, then the mean), and
+with the 16 flips and y/x transposes of a 3D window (as
+:class:`~cseg_monai.inferers.FlipTransposeTTAInferer` with ``reduce="mean"``), is reproduced
+too: the window grid of each transformed volume is mapped back into the original volume's
+coordinates.
 
 Networks of fewer spatial axes than the volume (a 2D membrane network on a ``(Z, Y, X)``
 stack) run slice by slice: ``slice_axes=1`` treats the leading axis as independent images.
@@ -41,6 +43,7 @@ import numpy as np
 import torch
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
+from cseg_monai.common.flips import FLIP_TRANSPOSE_16, FlipTranspose, apply_flip_transpose, undo_flip_transpose
 from cseg_monai.common.tiling import check_core
 
 __all__ = ["BlockSlidingWindow", "read_box", "window_starts"]
@@ -98,32 +101,32 @@ def read_box(array: np.ndarray | torch.Tensor, box: Box, fill: float = 0.0, mode
     return out
 
 
-def _dihedral(n: int) -> list[tuple[int, bool]]:
-    """The first ``n`` of the eight (rot90 count, flip) pairs, in DihedralTTAInferer's order."""
-    return [(k, flip) for flip in (False, True) for k in range(4)][:n]
+def _transforms(n: int) -> tuple[FlipTranspose, ...]:
+    """The first ``n`` flip-transposes: the dihedral order of DihedralTTAInferer for n <= 8, then each after a z flip."""
+    return FLIP_TRANSPOSE_16[:n]
 
 
-def _forward(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    t = torch.flip(t, dims=(-1,)) if flip else t
-    return torch.rot90(t, k, (-2, -1))
+def _forward(t: torch.Tensor, transform: FlipTranspose) -> torch.Tensor:
+    return apply_flip_transpose(t, transform)
 
 
-def _inverse(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    t = torch.rot90(t, -k, (-2, -1))
-    return torch.flip(t, dims=(-1,)) if flip else t
+def _inverse(t: torch.Tensor, transform: FlipTranspose) -> torch.Tensor:
+    return undo_flip_transpose(t, transform)
 
 
-@lru_cache(maxsize=8)
-def _axis_map(k: int, flip: bool) -> tuple[tuple[int, bool], tuple[int, bool]]:
-    """For each of the transformed (Y, X) axes: the source axis (0 = Y, 1 = X) and whether it runs backwards."""
-    h, w = 2, 3
-    yy = _forward(torch.arange(h)[:, None].expand(h, w), k, flip)
-    xx = _forward(torch.arange(w)[None, :].expand(h, w), k, flip)
+@lru_cache(maxsize=16)
+def _axis_map(transform: FlipTranspose) -> tuple[tuple[int, bool], ...]:
+    """For each transformed (Z, Y, X) axis: the source axis (0 = Z, 1 = Y, 2 = X) and whether it runs backwards."""
+    shape = (2, 3, 4)
+    grids = [_forward(g.reshape((1, 1) + shape), transform)[0, 0] for g in torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")]
     out = []
-    for step in ((1, 0), (0, 1)):
-        dy, dx = int(yy[step] - yy[0, 0]), int(xx[step] - xx[0, 0])
-        out.append((0, dy < 0) if dy else (1, dx < 0))
-    return out[0], out[1]
+    for axis in range(3):
+        step = [0, 0, 0]
+        step[axis] = 1
+        delta = [int(g[tuple(step)] - g[0, 0, 0]) for g in grids]
+        source = next(i for i, d in enumerate(delta) if d)
+        out.append((source, delta[source] < 0))
+    return tuple(out)
 
 
 class BlockSlidingWindow:
@@ -136,9 +139,12 @@ class BlockSlidingWindow:
         overlap: as ``SlidingWindowInferer`` (default 0.25).
         mode: ``"gaussian"`` (default) or ``"constant"`` blending.
         sigma_scale: Gaussian sigma as a fraction of the window (default 0.125, MONAI's).
-        n_transforms: 1 (no TTA), 2, 4 or 8 dihedral transforms of the last two axes.
+        n_transforms: 1 (no TTA), 2, 4 or 8 dihedral transforms of the last two axes (as
+            ``DihedralTTAInferer``), or 16: those and each after a z flip (as
+            ``FlipTransposeTTAInferer``; 3D networks only).
         activation: ``None``, ``"sigmoid"`` or ``"softmax"``; applied to each transform's blended
             output before the mean, as DihedralTTAInferer does (``None`` keeps logits).
+        reduce: ``"mean"`` (default) or ``"max"`` over the transforms (FlipTransposeTTAInferer's ``reduce``).
         sw_batch_size: windows per network call (default 4); it does not change the result.
         device: where the network runs.
 
@@ -163,6 +169,7 @@ class BlockSlidingWindow:
         activation: str | None = None,
         sw_batch_size: int = 4,
         device: str | torch.device = "cpu",
+        reduce: str = "mean",
     ) -> None:
         self.volume_shape = tuple(int(s) for s in volume_shape)
         self.roi_size = tuple(int(r) for r in roi_size)
@@ -175,34 +182,37 @@ class BlockSlidingWindow:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
         if mode not in ("gaussian", "constant"):
             raise ValueError(f"mode must be 'gaussian' or 'constant', got {mode!r}")
-        if n_transforms not in (1, 2, 4, 8):
-            raise ValueError(f"n_transforms must be 1, 2, 4 or 8, got {n_transforms}")
+        if n_transforms not in (1, 2, 4, 8, 16):
+            raise ValueError(f"n_transforms must be 1, 2, 4, 8 or 16, got {n_transforms}")
+        if n_transforms == 16 and n != 3:
+            raise ValueError(f"16 transforms flip z too: they need a 3D window, got roi_size {self.roi_size}")
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
         if n_transforms > 1 and self.roi_size[-1] != self.roi_size[-2] and n_transforms > 2:
             raise ValueError(f"rotations by 90 degrees need a square (Y, X) window, got {self.roi_size}")
+        if reduce not in ("mean", "max"):
+            raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
         if sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
         self.slice_axes = len(self.volume_shape) - n
         self.overlap, self.mode, self.sigma_scale = float(overlap), mode, float(sigma_scale)
-        self.transforms = _dihedral(n_transforms)
-        self.activation = _ACTIVATIONS[activation]
+        self.transforms = _transforms(n_transforms)
+        self.activation, self.reduce = _ACTIVATIONS[activation], reduce
         self.sw_batch_size = int(sw_batch_size)
         self.device = torch.device(device)
-        self._windows = [self._transform_windows(k, flip) for k, flip in self.transforms]
+        self._windows = [self._transform_windows(t) for t in self.transforms]
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
         """The axes the network sees (the volume without its slice axes)."""
         return self.volume_shape[self.slice_axes :]
 
-    def _transform_windows(self, k: int, flip: bool) -> tuple[list[list[tuple[int, int]]], tuple[int, ...]]:
-        """Per original axis, the window intervals of transform (k, flip), and the window shape there."""
+    def _transform_windows(self, transform: FlipTranspose) -> tuple[list[list[tuple[int, int]]], tuple[int, ...]]:
+        """Per original axis, the window intervals of ``transform``, and the window shape there."""
         shape = self.spatial_shape
         n = len(shape)
-        lead, (ay, ax) = n - 2, _axis_map(k, flip)
         # source axis (in the network's axes) of each transformed axis, and whether it is reversed
-        sources = [(i, False) for i in range(lead)] + [(lead + ay[0], ay[1]), (lead + ax[0], ax[1])]
+        sources = [(src - (3 - n), rev) for src, rev in _axis_map(transform)[3 - n :]]
         intervals: list[list[tuple[int, int]]] = [[] for _ in range(n)]
         window: list[int] = [0] * n
         for t_axis, (src, rev) in enumerate(sources):
@@ -265,10 +275,10 @@ class BlockSlidingWindow:
         sl = tuple(slice(c0 - b0, c1 - b0) for (c0, c1), (b0, _) in zip(core[:lead], block_box[:lead]))
         images = block[sl].reshape((-1, 1) + tuple(block.shape[lead:]))
         total: torch.Tensor | None = None
-        for (k, flip), hits, (_, window) in zip(self.transforms, self._hits(core), self._windows):
+        for transform, hits, (_, window) in zip(self.transforms, self._hits(core), self._windows):
             t_roi = self.roi_size  # windows have the roi's shape in the transformed volume
             weight = compute_importance_map(t_roi, mode=self.mode, sigma_scale=self.sigma_scale, device="cpu", dtype=torch.float32)
-            weight = _inverse(weight, k, flip)
+            weight = _inverse(weight.reshape((1, 1) + t_roi), transform)[0, 0]
             num: torch.Tensor | None = None
             den = torch.zeros(core_shape[lead:], dtype=torch.float32)
             boxes = list(itertools.product(*hits))
@@ -279,8 +289,8 @@ class BlockSlidingWindow:
                     [images[(slice(None), slice(None)) + tuple(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(win, block_box[lead:]))] for win in chunk]
                 )
                 with torch.no_grad():
-                    out = network(_forward(patches, k, flip).to(self.device)).float().cpu()
-                out = _inverse(out, k, flip)
+                    out = network(_forward(patches, transform).to(self.device)).float().cpu()
+                out = _inverse(out, transform)
                 if tuple(out.shape[2:]) != window:
                     raise ValueError(f"the network maps a window of {t_roi} to {tuple(out.shape[2:])}; it must keep the window's shape")
                 if num is None:
@@ -296,10 +306,15 @@ class BlockSlidingWindow:
                 result = result.sigmoid_()
             elif self.activation is not None:
                 result = self.activation(result)
-            total = result if total is None else total.add_(result)
+            if total is None:
+                total = result
+            elif self.reduce == "mean":
+                total = total.add_(result)
+            else:
+                total = torch.maximum(total, result, out=total)
             del num, result
         assert total is not None
-        if len(self.transforms) > 1:
+        if len(self.transforms) > 1 and self.reduce == "mean":
             total = total.div_(len(self.transforms))
         # (S, C, *spatial) -> (C, *slices, *spatial)
         channels = total.shape[1]

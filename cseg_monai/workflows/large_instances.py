@@ -53,7 +53,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
@@ -72,7 +72,7 @@ from cseg_monai.postprocessing.block_instances import check_block_params, merge_
 from cseg_monai.postprocessing.instance_params import InstanceParams
 from cseg_monai.transforms.block_resample import resample_box, source_box
 from cseg_monai.transforms.spacing import RescalePlan, RescaleToSpacingd
-from cseg_monai.workflows.large_volume import LargeVolumeInference, run_blocks
+from cseg_monai.workflows.large_volume import LargeVolumeInference
 
 __all__ = ["LargeInstanceInference", "PASSES"]
 
@@ -310,20 +310,6 @@ class LargeInstanceInference(LargeVolumeInference):
             "stitch": [self.stitch_halo, self.stitch_iou],
             "predict_block_shape": self.predict_block_shape,
         }
-
-    def _pass(self, store: BlockStore, name: str, items: list[tuple[str, Box]], fn: Callable[..., str], shared: Sequence[Any],
-              client: Client | None) -> int:  # fmt: skip
-        """Run ``fn(*shared, block_id, core)`` for every block not yet done in pass ``name``; returns how many ran."""
-        start = time.perf_counter()
-        done = store.done_blocks(name)
-        todo = [(i, core) for i, core in items if i not in done]
-        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=name, unit="block", disable=not self.progress)
-        try:
-            run_blocks(fn, shared, todo, client, bar)
-        finally:
-            bar.close()
-        self._timings[name] = round(time.perf_counter() - start, 3)
-        return len(todo)
 
     def run_one(self, path: str | os.PathLike, output: str | os.PathLike, client: Client | None = None) -> dict[str, Any]:
         """Segment one volume into the OME-Zarr store ``output``; resume it when interrupted before.

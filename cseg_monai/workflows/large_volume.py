@@ -54,6 +54,7 @@ from typing import Any
 import dask
 import numpy as np
 import torch
+import zarr
 from distributed import Client, LocalCluster, as_completed
 from tqdm.auto import tqdm
 
@@ -61,8 +62,11 @@ from cseg_monai.common.tiling import iter_blocks, reflect_indices
 from cseg_monai.data.block_store import PROB_DTYPES, BlockStore
 from cseg_monai.data.lazy_volumes import LAZY_SUFFIXES, LazyVolume, open_volume
 from cseg_monai.data.readers import SLICE_SUFFIXES, TIFF_SUFFIXES, ImageReadError, N5Reader, ZarrReader
+from cseg_monai.data.volume_statistics import exact_percentiles
 from cseg_monai.inferers.block_centre_voxel import BlockCentreVoxel
 from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box
+from cseg_monai.postprocessing.block_components import local_components, merge_components, touching_pairs
+from cseg_monai.postprocessing.block_instances import relabel
 from cseg_monai.workflows.folder_run import FileReport
 
 __all__ = [
@@ -82,10 +86,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Intensity normalisations: what the bundle's in-memory preprocessing does, from whole-volume statistics.
-NORMALISATIONS = ("mean_std_per_slice", "mean_std", "unit_range_per_slice", "unit_range", "none")
+NORMALISATIONS = ("mean_std_per_slice", "mean_std", "unit_range_per_slice", "unit_range", "percentiles", "none")
 #: How blocks are computed: MONAI-style sliding windows, or dense centre-voxel classification.
 METHODS = ("sliding_window", "centre_voxel")
-LABELS = ("threshold", "argmax", None)
+LABELS = ("threshold", "argmax", "components", None)
 
 
 class IntensityNorm:
@@ -94,12 +98,16 @@ class IntensityNorm:
     ``mean_std``: MONAI's ``NormalizeIntensity`` (a standard deviation of 0 divides by 1, as
     MONAI does). ``unit_range``: the organelle bundle's scaling (uint8 / 255; other dtypes
     min-max to [0, 1], a constant image to 0), i.e. mean = min and std = max - min.
+    ``percentiles``: MONAI's ``ScaleIntensityRangePercentiles`` to [0, 1] with ``clip=True``
+    (the cleft and instance bundles): the volume's exact ``percentiles`` (numpy's linear rule,
+    :func:`~cseg_monai.data.volume_statistics.exact_percentiles`) map to 0 and 1, then clipped.
 
     Args:
         mode: ``"mean_std_per_slice"`` / ``"unit_range_per_slice"`` (each slice of the leading
             axis on its own, as a 2D bundle scales each image), ``"mean_std"`` / ``"unit_range"``
-            (the volume), or ``"none"``.
+            (the volume), ``"percentiles"``, or ``"none"``.
         mean / std: one value per slice, or one value.
+        clip: clip the result to [0, 1] (``"percentiles"``).
 
     Example:
         >>> import dask.array as da
@@ -108,21 +116,25 @@ class IntensityNorm:
         [[[-1.0, 1.0]], [[0.0, 0.0]]]
     """
 
-    def __init__(self, mode: str, mean: np.ndarray | float = 0.0, std: np.ndarray | float = 1.0) -> None:
+    def __init__(self, mode: str, mean: np.ndarray | float = 0.0, std: np.ndarray | float = 1.0, clip: bool = False) -> None:
         if mode not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {mode!r}")
-        self.mode = mode
+        self.mode, self.clip = mode, bool(clip)
         self.mean = np.asarray(mean, dtype=np.float64)
         std = np.asarray(std, dtype=np.float64)
         self.std = np.where(std == 0, 1.0, std)
 
     @classmethod
-    def fit(cls, array: Any, mode: str, name: str = "input") -> IntensityNorm:
-        """Statistics of ``array`` (a ``dask.array``, computed in one pass; NaN or infinity is an error naming ``name``)."""
+    def fit(cls, array: Any, mode: str, name: str = "input", percentiles: Sequence[float] = (1.0, 99.0)) -> IntensityNorm:
+        """Statistics of ``array`` (a ``dask.array``, computed in one pass, two for ``"percentiles"``;
+        NaN or infinity is an error naming ``name``)."""
         if mode not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {mode!r}")
         if mode == "none":
             return cls(mode)
+        if mode == "percentiles":
+            lo, hi = exact_percentiles(array, percentiles, name=name)
+            return cls(mode, lo, hi - lo, clip=True)  # hi == lo: x - lo, then clipped, as MONAI's ScaleIntensityRange
         per_slice = mode.endswith("_per_slice") and array.ndim == 3
         axes = tuple(range(1, array.ndim)) if per_slice else None
         whole = mode.removesuffix("_per_slice")
@@ -148,7 +160,8 @@ class IntensityNorm:
             mean, std = self.mean[sl].reshape(shape), self.std[sl].reshape(shape)
         else:
             mean, std = self.mean, self.std
-        return ((block - mean.astype(np.float32)) / std.astype(np.float32)).astype(np.float32)
+        out = ((block - mean.astype(np.float32)) / std.astype(np.float32)).astype(np.float32)
+        return np.clip(out, 0.0, 1.0) if self.clip else out
 
 
 def load_weights(network: torch.nn.Module, ckpt_path: str | os.PathLike | None) -> torch.nn.Module:
@@ -248,9 +261,18 @@ class _Task:
     """What every block needs, sent once to each worker."""
 
     def __init__(self, volume: LazyVolume, norm: IntensityNorm, window: BlockSlidingWindow | BlockCentreVoxel, store: BlockStore,
-                 labels: str | None, threshold: float, label_channel: int) -> None:
+                 labels: str | None, threshold: float, label_channel: int, block_index: dict[str, int] | None = None) -> None:
         self.volume, self.norm, self.window, self.store = volume, norm, window, store
         self.labels, self.threshold, self.label_channel = labels, threshold, label_channel
+        self.block_index = block_index or {}
+        self._lut: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_lut": None}
+
+    def raw(self) -> Any:
+        """The work array of block-unique component ids (``labels="components"``)."""
+        return zarr.open_array(self.store.work_path("components"), mode="r+", zarr_format=2)
 
     def read(self, box: tuple[tuple[int, int], ...]) -> np.ndarray:
         """The normalised input over ``box``: zeros past the border (sliding windows) or mirrored (centre voxels)."""
@@ -273,6 +295,10 @@ class _Task:
             labels = (prob[self.label_channel] >= self.threshold).astype(np.uint8)
         elif self.labels == "argmax":
             labels = prob.argmax(0).astype(np.uint8)
+        elif self.labels == "components":  # pieces now; joined over the volume by the touch and relabel passes
+            ids, table = local_components(prob[self.label_channel] > self.threshold, core, self.volume.shape, self.block_index[block_id])
+            self.raw()[tuple(slice(a, b) for a, b in core)] = ids
+            self.store.save_table(f"pieces_{block_id}", **table)
         self.store.write(core, prob, labels)
         self.store.mark_done(block_id)
         return block_id
@@ -280,6 +306,24 @@ class _Task:
 
 def _run_task(task: _Task, network: torch.nn.Module, block_id: str, core: tuple[tuple[int, int], ...]) -> str:
     return task(network, core, block_id)
+
+
+def _touch_task(task: _Task, block_id: str, core: tuple[tuple[int, int], ...]) -> str:
+    task.store.save_table(f"touch_{block_id}", pairs=touching_pairs(task.raw(), core))
+    task.store.mark_done(block_id, "touch")
+    return block_id
+
+
+def _relabel_task(task: _Task, block_id: str, core: tuple[tuple[int, int], ...]) -> str:
+    if task._lut is None:
+        table = task.store.load_table("components")
+        if table is None:
+            raise RuntimeError(f"{task.store.path}: the components were not merged before relabelling")
+        task._lut = (table["keys"], table["values"])
+    box = tuple(slice(a, b) for a, b in core)
+    task.store.write_labels(core, relabel(task.raw()[box], *task._lut))
+    task.store.mark_done(block_id, "relabel")
+    return block_id
 
 
 def block_items(shape: Sequence[int], block_shape: Sequence[int]) -> list[tuple[str, tuple[tuple[int, int], ...]]]:
@@ -384,11 +428,19 @@ class LargeVolumeInference:
             :class:`~cseg_monai.networks.CentreVoxelNet`; the window settings do not apply).
         roi_size: the sliding window (the bundle's ``patch_size``); 2 axes run slice by slice.
         overlap / mode / sigma_scale / sw_batch_size: as the bundle's ``SlidingWindowInferer``.
-        n_transforms: dihedral test-time augmentation (1, 2, 4, 8), as the bundle's ``DihedralTTAInferer``.
+        n_transforms: test-time augmentation: 1, 2, 4, 8 dihedral transforms, as the bundle's
+            ``DihedralTTAInferer``, or 16 flips and transposes of a 3D window, as ``FlipTransposeTTAInferer``.
         activation: ``"sigmoid"``, ``"softmax"`` or ``None``, applied per transform.
+        tta_reduce: ``"mean"`` (default) or ``"max"`` over the transforms (sliding windows only).
         normalise: one of :data:`NORMALISATIONS` (the bundle's preprocessing).
-        labels: ``"threshold"`` (channel ``label_channel`` >= ``threshold``), ``"argmax"`` or ``None``.
-        threshold / label_channel: for ``labels="threshold"``.
+        labels: ``"threshold"`` (channel ``label_channel`` >= ``threshold``), ``"argmax"``,
+            ``"components"`` (connected components of channel ``label_channel`` > ``threshold``,
+            26-connected, numbered 1..N as :func:`~cseg_monai.transforms.clefts.cleft_components`
+            numbers them in memory, uint32; :mod:`~cseg_monai.postprocessing.block_components`),
+            or ``None``.
+        threshold / label_channel: for ``labels="threshold"`` and ``"components"``.
+        min_size: for ``labels="components"``: smaller components (voxels) become background.
+        percentiles: for ``normalise="percentiles"``: the range mapped to [0, 1] (default 1, 99).
         prob_dtype: ``"uint8"`` (probability x 255), ``"float16"`` or ``"float32"``.
         block_shape: the core each task computes, a multiple of ``chunks`` on every axis (the
             last block of an axis may be shorter). Choose it for RAM: see the module docstring.
@@ -432,6 +484,9 @@ class LargeVolumeInference:
         progress: bool | None = None,
         device: str | torch.device = "cpu",
         dense_block_size: int | Sequence[int] | None = 256,
+        min_size: int = 0,
+        percentiles: Sequence[float] = (1.0, 99.0),
+        tta_reduce: str = "mean",
     ) -> None:
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
@@ -441,6 +496,12 @@ class LargeVolumeInference:
             raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
         if prob_dtype not in PROB_DTYPES:
             raise ValueError(f"prob_dtype must be one of {list(PROB_DTYPES)}, got {prob_dtype!r}")
+        if int(min_size) < 0:
+            raise ValueError(f"min_size must be >= 0 voxels, got {min_size}")
+        self.percentiles = tuple(float(p) for p in percentiles)
+        if len(self.percentiles) != 2 or not 0.0 <= self.percentiles[0] < self.percentiles[1] <= 100.0:
+            raise ValueError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {tuple(percentiles)}")
+        self.min_size = int(min_size)
         self.block_shape, self.chunks = tuple(int(b) for b in block_shape), tuple(int(c) for c in chunks)
         if len(self.block_shape) != len(self.chunks) or any(c < 1 or b < 1 or b % c for b, c in zip(self.block_shape, self.chunks)):
             raise ValueError(f"block_shape {self.block_shape} must be a positive multiple of chunks {self.chunks} on every axis")
@@ -455,9 +516,13 @@ class LargeVolumeInference:
             "activation": activation,
             "sw_batch_size": int(sw_batch_size),
         }
+        if tta_reduce != "mean":  # recorded only when set, so that older outputs keep their fingerprint
+            self.window_settings["reduce"] = tta_reduce
         self.method = method
         self.network = load_weights(network, ckpt_path).cpu().eval()
         if method == "centre_voxel":
+            if tta_reduce != "mean":
+                raise ValueError(f"tta_reduce {tta_reduce!r}: dense centre-voxel inference averages its transforms (tta_reduce 'mean')")
             self.window_settings = {"method": method, "n_transforms": int(n_transforms), "activation": activation, "dense_block_size": dense_block_size}
             BlockCentreVoxel((1 << 16,) * self.network.spatial_dims, self.network, n_transforms, activation, dense_block_size=dense_block_size)
         else:
@@ -478,8 +543,8 @@ class LargeVolumeInference:
             "input": {"path": os.path.abspath(volume.path), "dataset": volume.dataset, "token": volume.token()},
             "weights": self.ckpt,
             "window": self.window_settings,
-            "normalise": self.normalise,
-            "labels": [self.labels, self.threshold, self.label_channel],
+            "normalise": [self.normalise, self.percentiles] if self.normalise == "percentiles" else self.normalise,
+            "labels": [self.labels, self.threshold, self.label_channel] + ([self.min_size] if self.labels == "components" else []),
             "block_shape": self.block_shape,
         }
 
@@ -494,6 +559,7 @@ class LargeVolumeInference:
             ``{"output", "shape", "blocks", "skipped", "seconds", "vox_per_s", "spacing"}``.
         """
         start = time.perf_counter()
+        self._timings: dict[str, float] = {}
         volume = open_volume(path)
         if self.method == "centre_voxel":
             window: BlockSlidingWindow | BlockCentreVoxel = BlockCentreVoxel(
@@ -515,7 +581,7 @@ class LargeVolumeInference:
             (channels,) + spatial,
             chunks=tuple(min(c, n) for c, n in zip(chunks, spatial)),
             prob_dtype=self.prob_dtype,
-            labels_dtype="uint8" if self.labels else None,
+            labels_dtype={"components": "uint32", None: None}.get(self.labels, "uint8"),
             spacing=volume.spacing,
             spacing_unit=volume.spacing_unit,
             arguments=self._arguments(volume),
@@ -528,18 +594,54 @@ class LargeVolumeInference:
             return {**record, "skipped": len(blocks), "seconds": 0.0, "vox_per_s": None}
         done = store.done_blocks()
         todo = [(i, core) for i, core in blocks if i not in done]
-        norm = IntensityNorm.fit(volume.to_dask(), self.normalise, name=volume.path)
-        task = _Task(volume, norm, window, store, self.labels, self.threshold, self.label_channel)
+        norm = IntensityNorm.fit(volume.to_dask(), self.normalise, name=volume.path, percentiles=self.percentiles) if todo else IntensityNorm("none")
+        task = _Task(volume, norm, window, store, self.labels, self.threshold, self.label_channel, {i: k for k, (i, _) in enumerate(blocks)})
+        if self.labels == "components":
+            store.work_array("components", spatial, self.block_shape[-len(spatial) :], "uint64")
         bar = tqdm(total=len(blocks), initial=len(blocks) - len(todo), desc=Path(volume.path).name, unit="block", disable=not self.progress)
         try:
             run_blocks(_run_task, [task, self.network.to(self.device)], todo, client, bar)
         finally:
             bar.close()
+        if self.labels == "components":
+            record["components"] = self._components(store, task, blocks, client)
         final = store.finish()
         seconds = time.perf_counter() - start
         done_vox = sum(int(np.prod([b - a for a, b in core])) for _, core in todo)
         return {**record, "output": final, "skipped": len(blocks) - len(todo), "seconds": round(seconds, 3),
                 "vox_per_s": round(done_vox / seconds, 1) if seconds > 0 else None}
+
+    def _components(self, store: BlockStore, task: _Task, blocks: list[tuple[str, tuple[tuple[int, int], ...]]], client: Client | None) -> int:
+        """Join the blocks' component pieces and write the labels (passes ``touch`` and ``relabel``); the component count."""
+        self._pass(store, "touch", blocks, _touch_task, [task], client)
+        table = store.load_table("components")
+        if table is None:
+            pieces, pairs = [], []
+            for block_id, _ in blocks:
+                piece, touch = store.load_table(f"pieces_{block_id}"), store.load_table(f"touch_{block_id}")
+                if piece is None or touch is None:
+                    raise RuntimeError(f"{store.path}: block {block_id} was marked done but its component tables are missing")
+                pieces.append(piece)
+                pairs.append(touch["pairs"])
+            keys, values = merge_components(pieces, np.concatenate(pairs), self.min_size)
+            store.save_table("components", keys=keys, values=values)
+            table = {"keys": keys, "values": values}
+        self._pass(store, "relabel", blocks, _relabel_task, [task], client)
+        return int(table["values"].max()) if len(table["values"]) else 0
+
+    def _pass(self, store: BlockStore, name: str, items: list[tuple[str, tuple[tuple[int, int], ...]]], fn: Callable[..., str],
+              shared: Sequence[Any], client: Client | None) -> int:  # fmt: skip
+        """Run ``fn(*shared, block_id, core)`` for every block not yet done in pass ``name``; returns how many ran."""
+        start = time.perf_counter()
+        done = store.done_blocks(name)
+        todo = [(i, core) for i, core in items if i not in done]
+        bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=name, unit="block", disable=not self.progress)
+        try:
+            run_blocks(fn, shared, todo, client, bar)
+        finally:
+            bar.close()
+        self._timings[name] = round(time.perf_counter() - start, 3)
+        return len(todo)
 
     # -- many volumes, one cluster ------------------------------------------------------
     def client(self) -> Client | None:

@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
+
+from cseg_monai.networks import ResUNet3D
 
 from conftest import BUNDLES, bundle_workflow, error_chain, free_port, require_data, run_workflow
 
@@ -115,6 +118,35 @@ def test_inference_on_the_sample_volume_and_a_folder_with_a_bad_file(tmp_path):
     summary = json.loads((tmp_path / "f" / "run_summary.json").read_text())
     assert [Path(s["file"]).name for s in summary["succeeded"]] == ["good.tif"]
     assert (tmp_path / "f" / "good_labels.tif").is_file()
+
+
+def test_out_of_core_inference_equals_inference_json_with_16_fold_tta(tmp_path):
+    """inference_large.json (exact 1st / 99th percentiles, the 16 flips and transposes, cleft ids joined
+    across blocks) against inference.json on a crop of the sample volume cut into 12 blocks."""
+    crop = tifffile.imread(BUNDLE / "sample_data" / "cleft_phantom_2026.tif")[:, :70, :60]
+    crop = np.concatenate([crop, crop[::-1, :, ::-1]])  # 16 sections: two windows along z
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "vol.tif", crop, photometric="minisblack")
+    torch.manual_seed(1)
+    small = {"patch_size": [8, 32, 32], "network_def#filters": [4, 4, 4, 4, 4], "ckpt_path": str(tmp_path / "net.pt"), "progress_bar": False}
+    torch.save(ResUNet3D(filters=(4, 4, 4, 4, 4), input_shape=(8, 32, 32)).state_dict(), tmp_path / "net.pt")
+    mem = _workflow(["inference.json"], "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "probe"), **small)
+    run_workflow(mem)
+    prob = tifffile.imread(tmp_path / "probe" / "vol_prob.tif")
+    threshold = float(np.quantile(prob, 0.85))  # random weights: a threshold that leaves several clefts
+    settings = {**small, "threshold": threshold, "min_cleft_size": 3}
+    run_workflow(_workflow(["inference.json"], "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "mem"), **settings))
+    big = _workflow(["inference.json", "inference_large.json"], "infer", dataset_dir=str(tmp_path / "in" / "vol.tif"), output_dir=str(tmp_path / "big"),
+                    scheduler="synchronous", prob_dtype="float32", block_shape=[8, 32, 32], chunks=[4, 16, 16], **settings)  # fmt: skip
+    big.initialize()
+    big.run()
+    root = zarr.open_group(tmp_path / "big" / "vol.ome.zarr", mode="r")
+    assert np.abs(root["0"][0] - tifffile.imread(tmp_path / "mem" / "vol_prob.tif")).max() < 1e-5
+    ids = tifffile.imread(tmp_path / "mem" / "vol_labels.tif")
+    assert ids.max() >= 3
+    assert np.array_equal(root["labels/segmentation/0"][:], ids)  # the same ids, numbered alike
+    summary = json.loads((tmp_path / "big" / "run_summary.json").read_text())
+    assert summary["succeeded"][0]["components"] == int(ids.max()) and summary["succeeded"][0]["blocks"] == 12
 
 
 def test_a_patch_that_does_not_fit_the_net_is_refused_with_the_nearest_valid_one(tmp_path):

@@ -129,3 +129,15 @@ def test_bad_inputs_name_the_file(tmp_path):
     (tmp_path / "s.tif").write_bytes((tmp_path / "s.tif").read_bytes()[:3000])  # truncated after opening
     with pytest.raises(ImageReadError, match="s.tif"):
         pickle.loads(pickle.dumps(vol))[6:7]
+
+
+def test_the_token_of_a_directory_store_sees_a_chunk_rewritten_in_place(tmp_path):
+    """A resumed out-of-core run must not reuse blocks of an input whose chunks were rewritten."""
+    z = zarr.open_array(tmp_path / "v.zarr", mode="w", shape=VOLUME.shape, chunks=(2, 16, 16), dtype=VOLUME.dtype)
+    z[:] = VOLUME
+    before = open_volume(tmp_path / "v.zarr").token()
+    assert open_volume(tmp_path / "v.zarr").token() == before  # stable when nothing changed
+    top_mtime = (tmp_path / "v.zarr").stat().st_mtime_ns
+    z[4:6, :16, :16] = 7  # rewrites existing chunk files only
+    assert (tmp_path / "v.zarr").stat().st_mtime_ns == top_mtime  # the directory's own mtime does not see it
+    assert open_volume(tmp_path / "v.zarr").token() != before

@@ -8,7 +8,7 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from cseg_monai.common.tiling import iter_blocks
-from cseg_monai.inferers import DihedralTTAInferer
+from cseg_monai.inferers import DihedralTTAInferer, FlipTransposeTTAInferer
 from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box, window_starts
 
 
@@ -49,6 +49,19 @@ def test_equals_monai_whole_volume_inference(shape, roi, overlap, mode, n_transf
     assert torch.allclose(out, ref, atol=1e-5), float((out - ref).abs().max())
 
 
+@pytest.mark.parametrize(("n_transforms", "reduce"), [(16, "mean"), (8, "mean"), (16, "max")])
+def test_the_16_flips_and_transposes_of_the_cleft_bundle(n_transforms, reduce):
+    """z flips too: the cleft bundle's FlipTransposeTTAInferer (mean or max of sigmoids), on an anisotropic window."""
+    net = _net(3)
+    volume = torch.randn(13, 40, 37)
+    inner = SlidingWindowInferer((8, 24, 24), sw_batch_size=2, overlap=0.25, mode="gaussian")
+    ref = FlipTransposeTTAInferer(inner, n_transforms=n_transforms, activation="sigmoid", reduce=reduce)(volume[None, None], net)[0]
+    sw = BlockSlidingWindow(volume.shape, (8, 24, 24), n_transforms=n_transforms, activation="sigmoid", sw_batch_size=2, reduce=reduce)
+    out = _blockwise(volume, sw, (5, 16, 20), net)
+    assert not torch.isnan(out).any()
+    assert torch.allclose(out, ref, atol=1e-5), float((out - ref).abs().max())
+
+
 def test_a_2d_network_runs_slice_by_slice_on_a_stack():
     net = _net(2)
     volume = torch.randn(5, 50, 61)
@@ -73,6 +86,8 @@ def test_bad_arguments_are_refused_up_front():
         BlockSlidingWindow((64, 64), (32, 32), overlap=1.0)
     with pytest.raises(ValueError, match="square"):
         BlockSlidingWindow((64, 64), (32, 16), n_transforms=8)
+    with pytest.raises(ValueError, match="3D window"):
+        BlockSlidingWindow((8, 64, 64), (32, 32), n_transforms=16)
     with pytest.raises(ValueError, match="activation"):
         BlockSlidingWindow((64, 64), (32, 32), activation="relu")
     with pytest.raises(ValueError, match="2 or 3 axes"):

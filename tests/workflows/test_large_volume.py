@@ -16,7 +16,7 @@ import tifffile
 import torch
 import zarr
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import NormalizeIntensity
+from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles
 
 from cseg_monai.data.block_store import OutputExistsError
 from cseg_monai.data.datasets.organelles import scale_image
@@ -78,7 +78,20 @@ def test_intensity_norm_is_monai_normalize_intensity():
     with pytest.raises(ValueError, match="scan.tif: the volume contains NaN"):
         IntensityNorm.fit(da.from_array(vol), "mean_std", name="scan.tif")
     with pytest.raises(ValueError, match="normalise"):
-        IntensityNorm("percentiles")
+        IntensityNorm("zscore")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+def test_percentile_norm_is_monai_scale_intensity_range_percentiles(dtype):
+    """The cleft bundle's preprocessing (1st-99th percentile to [0, 1], clipped), from exact out-of-core percentiles."""
+    vol = RNG.gamma(2.0, 900.0 if dtype != "uint8" else 30.0, (6, 40, 40)).clip(0, 60000).astype(dtype)
+    norm = IntensityNorm.fit(da.from_array(vol, chunks=(2, 16, 16)), "percentiles", percentiles=(1.0, 99.0))
+    expected = ScaleIntensityRangePercentiles(1.0, 99.0, 0.0, 1.0, clip=True)(torch.as_tensor(vol.astype(np.float32))).numpy()
+    got = norm.apply(vol[2:].astype(np.float32), z0=2)
+    assert got.min() == 0.0 and got.max() == 1.0
+    assert np.allclose(got, expected[2:], atol=1e-6)
+    flat = np.full((2, 8, 8), 5, np.uint16)  # constant: x - lo, clipped, as MONAI
+    assert np.array_equal(IntensityNorm.fit(da.from_array(flat), "percentiles").apply(flat.astype(np.float32), 0), np.zeros(flat.shape, np.float32))
 
 
 def test_blocks_equal_in_memory_inference(tmp_path):
