@@ -21,6 +21,7 @@ from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles
 from cseg_monai.data.block_store import OutputExistsError
 from cseg_monai.data.datasets.organelles import scale_image
 from cseg_monai.workflows import FolderRunError
+from cseg_monai.transforms.clefts import cleft_components
 from cseg_monai.workflows.large_volume import IntensityNorm, LargeVolumeInference, large_inputs, load_weights
 
 RNG = np.random.default_rng(1)
@@ -111,7 +112,8 @@ def test_blocks_equal_in_memory_inference(tmp_path):
     assert np.abs(zarr.open_group(uint8["output"])["0"][:] / 255.0 - ref).max() <= 0.5 / 255 + 1e-6
 
 
-def test_a_killed_run_resumes_and_gives_the_same_result(tmp_path):
+@pytest.mark.parametrize("labels", ["argmax", "components"])
+def test_a_killed_run_resumes_and_gives_the_same_result(tmp_path, labels):
     src = _zarr(tmp_path / "in.zarr")
     torch.save(_net().state_dict(), tmp_path / "w.pt")
     script = tmp_path / "run.py"
@@ -125,8 +127,8 @@ def test_a_killed_run_resumes_and_gives_the_same_result(tmp_path):
         torch.manual_seed(0)
         net = Slow(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 3, 3, padding=1))
         run = LargeVolumeInference(net, {str(tmp_path / 'w.pt')!r}, roi_size=(8, 24, 24), overlap=0.5, activation="softmax",
-                                   normalise="mean_std", labels="argmax", prob_dtype="float32", block_shape=(4, 20, 26),
-                                   chunks=(4, 20, 26), scheduler="synchronous", progress=False)
+                                   normalise="mean_std", labels={labels!r}, threshold=0.4, min_size=2, prob_dtype="float32",
+                                   block_shape=(4, 20, 26), chunks=(4, 20, 26), scheduler="synchronous", progress=False)
         print(run.run_one({src!r}, {str(tmp_path / 'out.ome.zarr')!r})["skipped"])
     """))
     proc = subprocess.Popen([sys.executable, str(script), "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -143,7 +145,13 @@ def test_a_killed_run_resumes_and_gives_the_same_result(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert int(rerun.stdout.strip().splitlines()[-1]) >= finished_before_kill
     net = load_weights(_net(), tmp_path / "w.pt")
-    assert np.allclose(zarr.open_group(tmp_path / "out.ome.zarr")["0"][:], _in_memory(net), atol=1e-5)
+    ref = _in_memory(net)
+    root = zarr.open_group(tmp_path / "out.ome.zarr")
+    assert np.allclose(root["0"][:], ref, atol=1e-5)
+    if labels == "components":  # pieces of the killed run and of the rerun join as whole-volume labelling joins them
+        ids = root["labels/segmentation/0"][:]
+        assert ids.dtype == np.uint32 and ids.max() > 1
+        assert np.array_equal(ids, cleft_components(ref[0], 0.4, min_size=2))
 
 
 @pytest.mark.slow
