@@ -20,8 +20,8 @@ from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles
 
 from cseg_monai.data.block_store import OutputExistsError
 from cseg_monai.data.datasets.organelles import scale_image
-from cseg_monai.workflows import FolderRunError
 from cseg_monai.transforms.clefts import cleft_components
+from cseg_monai.workflows import FolderRunError
 from cseg_monai.workflows.large_volume import IntensityNorm, LargeVolumeInference, large_inputs, load_weights
 
 RNG = np.random.default_rng(1)
