@@ -39,11 +39,10 @@ from scipy.sparse.csgraph import connected_components
 
 from cseg_monai.common.tiling import iter_blocks
 from cseg_monai.postprocessing.instance_params import InstanceParams
-from cseg_monai.postprocessing.instances import segment_instances
+from cseg_monai.postprocessing.instances import major_axis_from_moments, object_moments, segment_instances
 
 __all__ = [
     "BLOCK_ID_BITS",
-    "check_block_params",
     "id_counts",
     "merge_table",
     "mutual_pairs",
@@ -53,6 +52,7 @@ __all__ = [
     "segment_block",
     "segment_in_blocks",
     "segment_one_block",
+    "shape_stats",
     "stitch_pairs",
 ]
 
@@ -153,8 +153,17 @@ def merge_table(
     background_counts: np.ndarray | None = None,
     min_size: int = 0,
     max_size: int | None = None,
+    shape_stats: Mapping[str, np.ndarray] | None = None,
+    min_major_axis: float = 0.0,
+    max_major_axis: float | None = None,
+    edge_min_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Final ids of the blocks' core ids: matched ids joined, objects filtered, numbered 1..N.
+
+    The filters run in :func:`~cseg_monai.postprocessing.instances.filter_instances`' order on
+    whole objects: size and background, then the major axis (from the summed moments of the
+    pieces), then edge slivers (among the objects left, against the median of those clear of
+    the Y / X edges of the volume).
 
     Args:
         ids: every core id of every block (unique, ``uint64``).
@@ -163,6 +172,11 @@ def merge_table(
             core ids but own no voxels).
         min_size / max_size: object size limits in voxels, as ``InstanceParams``; an object lying
             mostly in the background is removed too, as :func:`filter_instances` does.
+        shape_stats: per core id, aligned with ``ids``: ``first`` ``(K, d)`` and ``second``
+            ``(K, d, d)`` moment sums (:func:`~cseg_monai.postprocessing.instances.object_moments`,
+            volume coordinates) and ``edge`` ``(K,)`` (the piece touches the volume's Y / X edge);
+            needed by the two filters below.
+        min_major_axis / max_major_axis / edge_min_fraction: as ``InstanceParams``.
 
     Returns:
         ``(keys, values)``: the sorted core ids and their final ids (``uint32``; 0 = removed).
@@ -181,6 +195,9 @@ def merge_table(
         raise ValueError(f"ids ({len(ids)}), counts ({len(counts)}) and background counts ({len(bg)}) differ in length")
     if len(np.unique(ids)) != len(ids):
         raise ValueError("core ids must be unique")
+    shape_filters = min_major_axis > 0 or max_major_axis is not None or edge_min_fraction > 0
+    if shape_filters and shape_stats is None:
+        raise ValueError("the major-axis and edge-sliver filters need the pieces' shape_stats (first, second, edge)")
     pairs = np.asarray(pairs, dtype=np.uint64).reshape(-1, 2)
     nodes = np.union1d(ids, pairs.reshape(-1))
     n = len(nodes)
@@ -193,6 +210,10 @@ def merge_table(
     keep = (size >= int(min_size)) & (size > 0) & ~(in_bg > size / 2)
     if max_size is not None:
         keep &= size <= int(max_size)
+    if shape_filters:
+        assert shape_stats is not None
+        keep &= _shape_filter(comp, n_comp, size, keep, {k: np.asarray(v)[order] for k, v in shape_stats.items()},
+                              min_major_axis, max_major_axis, edge_min_fraction)  # fmt: skip
     # number the kept objects by their smallest core id (block order, then local order)
     first = np.full(n_comp, np.iinfo(np.uint64).max, dtype=np.uint64)
     np.minimum.at(first, comp, ids)
@@ -204,18 +225,52 @@ def merge_table(
     return ids, new_id[comp]
 
 
-def check_block_params(params: InstanceParams) -> None:
-    """Refuse the object filters that need a whole object at once (major axis, edge slivers).
+def _shape_filter(comp: np.ndarray, n_comp: int, size: np.ndarray, keep: np.ndarray, stats: Mapping[str, np.ndarray],
+                  min_major_axis: float, max_major_axis: float | None, edge_min_fraction: float) -> np.ndarray:  # fmt: skip
+    """Which objects pass the major-axis and edge-sliver filters (among those ``keep`` holds)."""
+    passed = np.ones(n_comp, bool)
+    if min_major_axis > 0 or max_major_axis is not None:
+        first, second = np.asarray(stats["first"], np.float64), np.asarray(stats["second"], np.float64)
+        d = first.shape[1]
+        first_sum = np.stack([np.bincount(comp, weights=first[:, a], minlength=n_comp) for a in range(d)], axis=1)
+        second_sum = np.zeros((n_comp, d, d))
+        for a in range(d):
+            for b in range(a, d):
+                second_sum[:, a, b] = np.bincount(comp, weights=second[:, a, b], minlength=n_comp)
+        lengths = major_axis_from_moments(size, first_sum, second_sum)
+        passed &= ~((lengths < float(min_major_axis)) | ((lengths > float(max_major_axis)) if max_major_axis is not None else False))
+    if edge_min_fraction > 0:
+        left = keep & passed
+        on_edge = np.bincount(comp, weights=np.asarray(stats["edge"], np.float64), minlength=n_comp) > 0
+        interior = left & ~on_edge
+        if interior.any():
+            passed &= ~(on_edge & (size < edge_min_fraction * float(np.median(size[interior]))))
+    return passed
 
-    Raises:
-        ValueError: naming the setting.
+
+def shape_stats(local_core: np.ndarray, core: Box, volume_shape: Sequence[int], spacing: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """What the major-axis and edge-sliver filters need of one block's pieces, in :func:`id_counts` order.
+
+    Args:
+        local_core: the core's block-local ids (non-negative integers, 0 = background).
+        core: where the core lies in the volume; volume_shape: the volume's shape.
+        spacing: the voxel size the filters measure in.
+
+    Returns:
+        ``first`` ``(K, d)``, ``second`` ``(K, d, d)`` (moment sums in volume coordinates) and
+        ``edge`` ``(K,)`` (touches the volume's first or last Y or X plane), for the K non-zero ids in increasing order.
     """
-    if params.min_major_axis > 0 or params.max_major_axis is not None or params.edge_min_fraction > 0:
-        raise ValueError(
-            "out-of-core instances apply min_size, max_size and the background filter to whole objects; "
-            f"min_major_axis ({params.min_major_axis}), max_major_axis ({params.max_major_axis}) and edge_min_fraction "
-            f"({params.edge_min_fraction}) are not supported there yet: leave them at 0 / null, or use inference.json"
-        )
+    lab = np.asarray(local_core)
+    count, first, second = object_moments(lab, spacing, origin=[a for a, _ in core])
+    present = np.flatnonzero(count > 0)
+    present = present[present > 0]
+    edge = np.zeros(len(count), bool)
+    for axis in (lab.ndim - 2, lab.ndim - 1):
+        (a, b), n = core[axis], int(volume_shape[axis])
+        for plane, at_edge in ((0, a == 0), (lab.shape[axis] - 1, b == n)):
+            if at_edge:
+                edge[np.unique(np.take(lab, plane, axis=axis))] = True
+    return {"first": first[present], "second": second[present], "edge": edge[present]}
 
 
 def segment_block(
@@ -225,21 +280,22 @@ def segment_block(
     boundary_channel: int = 0,
     foreground_channel: int | None = 1,
 ) -> np.ndarray:
-    """:func:`segment_instances` on one block's ``(C, Z, Y, X)`` probabilities, without the size filters.
+    """:func:`segment_instances` on one block's ``(C, Z, Y, X)`` probabilities, without the object filters.
 
-    The size filters apply to whole objects after stitching (:func:`merge_table`); a fragment of a
-    big object cut by the block's box must not be dropped for being small.
+    The size, major-axis and edge-sliver filters apply to whole objects after stitching
+    (:func:`merge_table`); a fragment of a big object cut by the block's box must not be dropped
+    for being small or short.
 
     Returns:
         ``uint32`` block-local ids, 1..N.
     """
-    check_block_params(params)
     p = np.asarray(prob, dtype=np.float32)
     boundary = np.clip(p[boundary_channel], 0.0, 1.0)
     foreground = None
     if foreground_channel is not None and params.mask_watershed:  # the background filter waits for whole objects (merge_table)
         foreground = p[foreground_channel] >= params.foreground_threshold
-    return segment_instances(boundary, params.replace(min_size=0, max_size=None), spacing=spacing, foreground=foreground)
+    unfiltered = params.replace(min_size=0, max_size=None, min_major_axis=0.0, max_major_axis=None, edge_min_fraction=0.0)
+    return segment_instances(boundary, unfiltered, spacing=spacing, foreground=foreground)
 
 
 def segment_one_block(
@@ -252,6 +308,7 @@ def segment_one_block(
     spacing: Sequence[float] | None = None,
     boundary_channel: int = 0,
     foreground_channel: int | None = 1,
+    volume_shape: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Segment one block (its core plus halo) and keep what stitching needs.
 
@@ -261,10 +318,12 @@ def segment_one_block(
         neighbours: the cores of the other blocks that ``outer`` reaches into.
         block_index: the block's number (:func:`offset_labels`).
         params / spacing / boundary_channel / foreground_channel: as :func:`segment_block`.
+        volume_shape: the volume's shape; with it, the table holds the pieces' :func:`shape_stats`
+            (needed when ``params`` sets the major-axis or edge-sliver filter).
 
     Returns:
         The core's ids (``uint64``, unique over the volume) and a table: ``ids``, ``counts``,
-        ``background`` (of the core), ``regions`` ``(K, ndim, 2)`` (the part of each neighbour's
+        ``background`` (of the core), ``first`` / ``second`` / ``edge`` (with ``volume_shape``), ``regions`` ``(K, ndim, 2)`` (the part of each neighbour's
         core inside ``outer``) and ``halo_k``: this block's ids there.
     """
     local = segment_block(prob_outer, params, spacing, boundary_channel, foreground_channel)
@@ -276,6 +335,8 @@ def segment_one_block(
         background = np.asarray(prob_outer[foreground_channel])[inner] < params.foreground_threshold
     ids, counts, bg = id_counts(core_labels, background)
     table: dict[str, np.ndarray] = {"ids": ids, "counts": counts, "background": bg}
+    if volume_shape is not None:
+        table.update(shape_stats(local[inner], core, volume_shape, spacing))
     regions = []
     for other in neighbours:
         region = tuple((max(a, o0), min(b, o1)) for (a, b), (o0, o1) in zip(other, outer))
@@ -316,14 +377,13 @@ def segment_in_blocks(
 
     Args:
         prob: ``(C, Z, Y, X)`` probabilities.
-        params: the instance settings (see :func:`check_block_params`).
+        params: the instance settings (every filter applies to whole objects).
         block_shape / halo: blocks and the context each one sees on every side.
         spacing / min_iou / boundary_channel / foreground_channel: as above.
 
     Returns:
         ``uint32`` instance ids 1..N.
     """
-    check_block_params(params)
     shape = tuple(np.asarray(prob).shape[1:])
     blocks = list(iter_blocks(shape, tuple(block_shape), halo=tuple(halo)))
     cores = [b.core for b in blocks]
@@ -333,7 +393,7 @@ def segment_in_blocks(
         neighbours = [c for c in cores if c != block.core]
         core_labels, table = segment_one_block(
             np.asarray(prob)[(slice(None),) + block.outer_slices], block.core, block.outer, neighbours, index, params, spacing,
-            boundary_channel, foreground_channel,
+            boundary_channel, foreground_channel, volume_shape=shape,
         )  # fmt: skip
         raw[block.core_slices] = core_labels
         tables.append(table)
@@ -341,6 +401,8 @@ def segment_in_blocks(
     keys, values = merge_table(
         np.concatenate([t["ids"] for t in tables]), np.concatenate([t["counts"] for t in tables]), pairs,
         np.concatenate([t["background"] for t in tables]), params.min_size, params.max_size,
+        {k: np.concatenate([t[k] for t in tables]) for k in ("first", "second", "edge")},
+        params.min_major_axis, params.max_major_axis, params.edge_min_fraction,
     )  # fmt: skip
     return relabel(raw, keys, values)
 

@@ -54,8 +54,10 @@ __all__ = [
     "check_filter_limits",
     "check_instance_ids",
     "filter_instances",
+    "major_axis_from_moments",
     "major_axis_lengths",
     "mean_boundary_agglomeration",
+    "object_moments",
     "multicut",
     "region_adjacency",
     "segment_instances",
@@ -307,6 +309,77 @@ def mean_boundary_agglomeration(
     return dense.astype(np.int64)
 
 
+def object_moments(
+    labels: np.ndarray, spacing: Sequence[float] | None = None, origin: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel count, sums of voxel-centre coordinates and sums of their products, for every id ``0..labels.max()``.
+
+    Sums, not means, so that the moments of an object cut into pieces (out-of-core blocks) add up.
+    Coordinates are in the units of ``spacing``, counted from the volume's origin when ``labels``
+    is a box of it starting at voxel ``origin``. Computed with ``np.bincount`` plane by plane, so
+    memory stays bounded.
+
+    Args:
+        labels: ``([Z,] Y, X)`` non-negative integer ids.
+        spacing: physical voxel size per axis; None = 1.
+        origin: the box's first voxel in the volume (default zeros).
+
+    Returns:
+        ``(count (n,), first (n, d), second (n, d, d))`` with ``n = labels.max() + 1``; ``second``
+        holds the products for axes ``a <= b`` only (upper triangle).
+
+    Example:
+        >>> count, first, _ = object_moments(np.array([[0, 1, 1]]), origin=(2, 0))
+        >>> count.tolist(), first[1].tolist()
+        ([1.0, 2.0], [4.0, 3.0])
+    """
+    lab = check_instance_ids(labels)
+    d = lab.ndim
+    sp = _spacing(spacing, d) or [1.0] * d
+    org = [0] * d if origin is None else [int(o) for o in origin]
+    if len(org) != d:
+        raise ValueError(f"origin {tuple(org)} needs one entry per axis of labels of shape {lab.shape}")
+    n = int(lab.max()) + 1 if lab.size else 1
+    count = np.zeros(n)
+    first = np.zeros((n, d))
+    second = np.zeros((n, d, d))
+    step = max(1, (1 << 22) // max(1, math.prod(lab.shape[1:])))  # about 4 M voxels per pass
+    for start in range(0, lab.shape[0], step):
+        block = lab[start : start + step]
+        flat = block.reshape(-1).astype(np.intp)
+        grids = np.meshgrid(*[np.arange(k, dtype=np.float64) for k in block.shape], indexing="ij", copy=False)
+        coords = [((g + org[a] + (start if a == 0 else 0)) * sp[a]).reshape(-1) for a, g in enumerate(grids)]
+        count += np.bincount(flat, minlength=n)
+        for a in range(d):
+            first[:, a] += np.bincount(flat, weights=coords[a], minlength=n)
+            for b in range(a, d):
+                second[:, a, b] += np.bincount(flat, weights=coords[a] * coords[b], minlength=n)
+    return count, first, second
+
+
+def major_axis_from_moments(count: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Major-axis lengths from :func:`object_moments` sums (``NaN`` where the count is 0).
+
+    Example:
+        >>> lab = np.zeros((4, 9), np.int64); lab[1, 1:8] = 1
+        >>> round(float(major_axis_from_moments(*object_moments(lab))[1]), 3)  # 2 sqrt(4 (7^2 - 1) / 12)
+        8.0
+    """
+    count, first, second = np.asarray(count, np.float64), np.asarray(first, np.float64), np.asarray(second, np.float64)
+    d = first.shape[1]
+    present = count > 0
+    out = np.full(len(count), np.nan)
+    if present.any():
+        c = count[present]
+        mean = first[present] / c[:, None]
+        cov = second[present] / c[:, None, None] - mean[:, :, None] * mean[:, None, :]
+        upper = np.triu_indices(d, 1)
+        cov[:, upper[1], upper[0]] = cov[:, upper[0], upper[1]]  # only a <= b was accumulated
+        largest = np.clip(np.linalg.eigvalsh(cov)[:, -1], 0.0, None)
+        out[present] = 2.0 * np.sqrt((d + 2) * largest)
+    return out
+
+
 def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
     """Major-axis length of every id ``0..labels.max()`` (``NaN`` for absent ids), in the units of ``spacing``.
 
@@ -331,35 +404,7 @@ def major_axis_lengths(labels: np.ndarray, spacing: Sequence[float] | None = Non
         >>> round(float(major_axis_lengths(lab[0], spacing=(1.0, 0.5))[1]), 1)
         17.3
     """
-    lab = check_instance_ids(labels)
-    sp = _spacing(spacing, lab.ndim) or [1.0] * lab.ndim
-    n = int(lab.max()) + 1 if lab.size else 1
-    d = lab.ndim
-    count = np.zeros(n)
-    first = np.zeros((n, d))
-    second = np.zeros((n, d, d))
-    step = max(1, (1 << 22) // max(1, math.prod(lab.shape[1:])))  # about 4 M voxels per pass
-    for start in range(0, lab.shape[0], step):
-        block = lab[start : start + step]
-        flat = block.reshape(-1).astype(np.intp)
-        grids = np.meshgrid(*[np.arange(k, dtype=np.float64) for k in block.shape], indexing="ij", copy=False)
-        coords = [((g + (start if a == 0 else 0)) * sp[a]).reshape(-1) for a, g in enumerate(grids)]
-        count += np.bincount(flat, minlength=n)
-        for a in range(d):
-            first[:, a] += np.bincount(flat, weights=coords[a], minlength=n)
-            for b in range(a, d):
-                second[:, a, b] += np.bincount(flat, weights=coords[a] * coords[b], minlength=n)
-    present = count > 0
-    out = np.full(n, np.nan)
-    if present.any():
-        c = count[present]
-        mean = first[present] / c[:, None]
-        cov = second[present] / c[:, None, None] - mean[:, :, None] * mean[:, None, :]
-        upper = np.triu_indices(d, 1)
-        cov[:, upper[1], upper[0]] = cov[:, upper[0], upper[1]]  # only a <= b was accumulated
-        largest = np.clip(np.linalg.eigvalsh(cov)[:, -1], 0.0, None)
-        out[present] = 2.0 * np.sqrt((d + 2) * largest)
-    return out
+    return major_axis_from_moments(*object_moments(labels, spacing))
 
 
 def filter_instances(

@@ -16,8 +16,8 @@ grid), in passes over blocks that each fit in memory, on Dask, into an OME-Zarr 
    (:func:`~cseg_monai.postprocessing.block_instances.segment_one_block`);
 5. ``match``: each block's halo ids matched with its neighbours' core ids by overlap
    (:func:`~cseg_monai.postprocessing.block_instances.stitch_pairs`), then ``stitch`` (on the
-   client, from small per-block tables): ids joined where both blocks agree, size filters
-   applied to whole objects, ids 1..N (:func:`~cseg_monai.postprocessing.block_instances.merge_table`);
+   client, from small per-block tables): ids joined where both blocks agree, the size,
+   background, major-axis and edge-sliver filters applied to whole objects, ids 1..N (:func:`~cseg_monai.postprocessing.block_instances.merge_table`);
 6. ``relabel`` and ``output``: final ids, then probabilities (linear) and ids (nearest)
    resampled back to the input's grid and written block by block (``uint32`` labels).
 
@@ -68,7 +68,7 @@ from cseg_monai.data.lazy_volumes import LazyVolume, open_volume
 from cseg_monai.data.readers import ImageReadError
 from cseg_monai.data.volume_statistics import exact_percentiles
 from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow, read_box
-from cseg_monai.postprocessing.block_instances import check_block_params, merge_table, mutual_pairs, relabel, segment_one_block, stitch_pairs
+from cseg_monai.postprocessing.block_instances import merge_table, mutual_pairs, relabel, segment_one_block, stitch_pairs
 from cseg_monai.postprocessing.instance_params import InstanceParams
 from cseg_monai.transforms.block_resample import resample_box, source_box
 from cseg_monai.transforms.spacing import RescalePlan, RescaleToSpacingd
@@ -146,7 +146,8 @@ def _segment(job: _Job, block_id: str, core: Box) -> str:
     near = [job.cores.get("_".join(str(i + d) for i, d in zip(index, step))) for step in itertools.product((-1, 0, 1), repeat=3) if any(step)]
     neighbours = [c for c in near if c is not None and all(a < o1 and b > o0 for (a, b), (o0, o1) in zip(c, outer))]
     prob = _work(job.store, "prob")[(slice(None),) + _sl(outer)]
-    core_labels, table = segment_one_block(prob, core, outer, neighbours, job.index[block_id], job.params, job.grid, *job.channels)
+    core_labels, table = segment_one_block(prob, core, outer, neighbours, job.index[block_id], job.params, job.grid, *job.channels,
+                                           volume_shape=job.model_shape)
     _work(job.store, "raw")[_sl(core)] = core_labels
     job.store.save_table(f"segment_{block_id}", **table)
     job.store.mark_done(block_id, "segment")
@@ -194,8 +195,8 @@ class LargeInstanceInference(LargeVolumeInference):
             ``--object_diameter``); ``None``: no rescaling.
         roi_size / overlap / mode / sigma_scale / sw_batch_size: the bundle's sliding window.
         intensity_percentiles: the bundle's ``ScaleIntensityRangePercentilesd`` range (to [0, 1], clipped).
-        instance_params: the bundle's ``instance_params`` (the major-axis and edge-sliver filters
-            are not available out of core).
+        instance_params: the bundle's ``instance_params``; every filter (size, background, major
+            axis, edge slivers) applies to whole objects after stitching.
         boundary_channel / foreground_channel: which output is which.
         stitch_halo: context (model-grid voxels, Z, Y, X) each block's segmentation sees beyond
             its core; about one object diameter (default (8, 32, 32): in the generalist's grid a
@@ -271,7 +272,6 @@ class LargeInstanceInference(LargeVolumeInference):
         self.params = instance_params or InstanceParams()
         if not isinstance(self.params, InstanceParams):
             raise ValueError(f"instance_params must be an InstanceParams, got {type(instance_params).__name__}")
-        check_block_params(self.params)
         if self.params.mask_watershed and foreground_channel is None:
             raise ValueError("mask_watershed needs a foreground_channel")
         self.channels = (int(boundary_channel), None if foreground_channel is None else int(foreground_channel))
@@ -395,19 +395,22 @@ class LargeInstanceInference(LargeVolumeInference):
 
     def _stitch(self, store: BlockStore, block_ids: list[str]) -> dict[str, np.ndarray]:
         """Join the matched ids (both sides agreeing) and number the objects (the ``stitch`` step, on the client)."""
-        ids, counts, background, pairs = [], [], [], []
+        fields = ("ids", "counts", "background", "first", "second", "edge")
+        columns: dict[str, list[np.ndarray]] = {k: [] for k in fields}
+        pairs = []
         for block_id in tqdm(block_ids, desc="stitch", unit="block", disable=not self.progress):
-            table = store.load_table(f"segment_{block_id}", keys=("ids", "counts", "background"))
+            table = store.load_table(f"segment_{block_id}", keys=fields)
             matched = store.load_table(f"match_{block_id}")
             if table is None or matched is None:
                 raise RuntimeError(f"{store.path}: block {block_id} was marked done but its tables are missing")
-            ids.append(table["ids"])
-            counts.append(table["counts"])
-            background.append(table["background"])
+            for k in fields:
+                columns[k].append(table[k])
             pairs.append(matched["pairs"])
-        matched_pairs = mutual_pairs(np.concatenate(pairs))
+        stacked = {k: np.concatenate(v) for k, v in columns.items()}
+        p = self.params
         keys, values = merge_table(
-            np.concatenate(ids), np.concatenate(counts), matched_pairs, np.concatenate(background), self.params.min_size, self.params.max_size
-        )
+            stacked["ids"], stacked["counts"], mutual_pairs(np.concatenate(pairs)), stacked["background"], p.min_size, p.max_size,
+            {k: stacked[k] for k in ("first", "second", "edge")}, p.min_major_axis, p.max_major_axis, p.edge_min_fraction,
+        )  # fmt: skip
         store.save_table("stitch", keys=keys, values=values)
         return {"keys": keys, "values": values}

@@ -404,10 +404,12 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
 
 
 @pytest.mark.slow
-def test_out_of_core_instances_equal_in_memory_inference_on_a_volume_several_blocks_wide(tmp_path):
+@pytest.mark.parametrize("filters", [{}, {"instance_params#edge_min_fraction": 0.4, "instance_params#min_major_axis": 18.0}])
+def test_out_of_core_instances_equal_in_memory_inference_on_a_volume_several_blocks_wide(tmp_path, filters):
     """inference_large.json with the shipped generalist on a Fiji stack with its voxel size (so the
     volume is rescaled to the model's grid and back), in blocks of 16 x 64 x 64 (3 x 3 x 2 in the
-    model's grid): the probabilities of inference.json to float tolerance, the same nuclei."""
+    model's grid): the probabilities of inference.json to float tolerance, the same nuclei; with the
+    edge-sliver and major-axis filters on too (applied to whole objects after stitching)."""
     if not (BUNDLE / "models" / "model.pt").is_file():
         pytest.skip("no shipped model")
     import zarr
@@ -418,12 +420,13 @@ def test_out_of_core_instances_equal_in_memory_inference_on_a_volume_several_blo
     stack = (image.astype(np.float32) * 12).astype(np.uint16)
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "fiji.tif", stack, imagej=True, resolution=(1 / 0.2, 1 / 0.2), metadata={"spacing": 0.4, "unit": "um", "axes": "ZYX"})
-    mem = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "mem"), progress_bar=False)
+    mem = bundle_workflow(CONFIGS, ["inference.json"], "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "mem"), progress_bar=False,
+                          **filters)  # fmt: skip
     mem.initialize()
     mem.run()
     big = bundle_workflow(CONFIGS, ["inference.json", "inference_large.json"], "infer", dataset_dir=str(tmp_path / "in" / "fiji.tif"),
                           output_dir=str(tmp_path / "big"), progress_bar=False, scheduler="synchronous", prob_dtype="float32",
-                          predict_block_shape=[16, 64, 64], block_shape=[16, 64, 64], chunks=[8, 32, 32])  # fmt: skip
+                          predict_block_shape=[16, 64, 64], block_shape=[16, 64, 64], chunks=[8, 32, 32], **filters)  # fmt: skip
     big.initialize()
     big.run()
     summary = json.loads((tmp_path / "big" / "run_summary.json").read_text())["succeeded"][0]
@@ -436,6 +439,8 @@ def test_out_of_core_instances_equal_in_memory_inference_on_a_volume_several_blo
     labels_mem = tifffile.imread(tmp_path / "mem" / "fiji_labels.tif").astype(np.int64)
     labels_big = root["labels/segmentation/0"][:].astype(np.int64)
     assert labels_big.shape == labels_mem.shape and labels_big.max() == summary["instances"] > 10
+    if filters:  # 28 of the 30 nuclei without filters; the major-axis filter removes the shortest
+        assert labels_mem.max() < 28
     versus = instance_scores(labels_mem, labels_big, thresholds=(0.5,))
     assert versus["f1"][0] >= 0.95 and versus["splits"] == 0, versus
     truth_mem = instance_scores(truth.astype(np.int64), labels_mem, thresholds=(0.5,))["f1"][0]

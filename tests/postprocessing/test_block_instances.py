@@ -11,7 +11,6 @@ from cseg_monai.data.nuclei_phantom import make_nuclei_phantom
 from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.postprocessing import InstanceParams, segment_instances
 from cseg_monai.postprocessing.block_instances import (
-    check_block_params,
     id_counts,
     merge_table,
     offset_labels,
@@ -93,5 +92,26 @@ def test_pieces():
     assert relabel(np.array([0, 7, 6]), keys, values).tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match="does not know"):
         relabel(np.array([8]), keys, values)
-    with pytest.raises(ValueError, match="min_major_axis"):
-        check_block_params(PARAMS.replace(min_major_axis=3.0))
+    with pytest.raises(ValueError, match="shape_stats"):
+        merge_table(keys, np.array([2, 3, 3]), np.zeros((0, 2), np.uint64), min_major_axis=3.0)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"min_major_axis": 16.0, "max_major_axis": 26.0},  # drops the smallest and the merged, elongated objects
+        {"edge_min_fraction": 0.6},  # nuclei mostly outside the field of view
+        {"min_major_axis": 14.0, "edge_min_fraction": 0.8, "max_size": 2500},
+    ],
+)
+def test_the_major_axis_and_edge_sliver_filters_apply_to_whole_objects(nuclei, filters):
+    """Pieces' moments and edge contacts add up across blocks: the same objects go as in memory."""
+    prob = nuclei[1][:, :, 9:111, 13:107]  # a crop: nuclei cut by the Y / X edges
+    params = PARAMS.replace(**filters)
+    whole = segment_instances(prob[0], params, foreground=prob[1] >= params.foreground_threshold)
+    unfiltered = _whole(prob)
+    assert 0 < whole.max() < unfiltered.max()  # the filters remove something here
+    blocks = segment_in_blocks(prob, params, block_shape=(12, 40, 40), halo=(6, 24, 24))
+    assert blocks.max() == whole.max()
+    versus = instance_scores(whole.astype(np.int64), blocks.astype(np.int64), thresholds=(0.5,))
+    assert versus["f1"][0] == 1.0, versus
