@@ -248,6 +248,97 @@ class BlockSlidingWindow:
             box.append((min(a for a, _ in spans), max(b for _, b in spans)))
         return tuple(box)
 
+    # -- each window computed once: owned windows, their spill, and the weight sum -------------
+    def _check_owned(self) -> None:
+        if len(self.transforms) != 1 or self.slice_axes:
+            raise ValueError("owned windows need one transform and a network of the volume's axes (n_transforms 1, no slice axes)")
+
+    def _owned(self, core: Box) -> list[list[tuple[int, int]]]:
+        """Per axis, the windows whose start (clamped to the volume) lies in the core: each window has one owner."""
+        intervals, _ = self._windows[0]
+        return [[iv for iv in axis if c0 <= max(iv[0], 0) < c1] for axis, (c0, c1) in zip(intervals, core)]
+
+    def owned_input_box(self, core: Box) -> Box | None:
+        """The input the core's owned windows read (may reach outside the volume), or None when it owns none.
+
+        Example:
+            >>> sw = BlockSlidingWindow((8, 100), roi_size=(8, 32))  # windows start at 0, 24, 48, 68 along x
+            >>> sw.owned_input_box(((0, 8), (0, 50))), sw.owned_input_box(((0, 8), (50, 100)))
+            (((0, 8), (0, 80)), ((0, 8), (68, 100)))
+        """
+        self._check_owned()
+        owned = self._owned(self._check_core(core))
+        if any(not axis for axis in owned):
+            return None
+        return tuple((min(a for a, _ in axis), max(b for _, b in axis)) for axis in owned)
+
+    def spill_box(self, core: Box) -> Box:
+        """Where the core's owned windows write: from the core's start to their furthest end, inside the volume."""
+        box = self.owned_input_box(core)
+        if box is None:
+            return tuple((c0, c0) for c0, _ in core)
+        return tuple((c0, min(b, n)) for (c0, _), (_, b), n in zip(core, box, self.volume_shape))
+
+    def accumulate(self, block: np.ndarray | torch.Tensor, block_box: Box, core: Box, network: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of the core's owned windows over :meth:`spill_box` (not yet divided by the weights).
+
+        Summing the outputs of every block that spills into a core and dividing by
+        :meth:`weight_sum` gives the whole-volume blend there, with every window computed once.
+
+        Args:
+            block: the input over ``block_box`` (normalised, no channel axis); it must contain :meth:`owned_input_box`.
+            block_box / core / network: as :meth:`__call__`.
+
+        Returns:
+            ``(C, *spill shape)`` float32 on the CPU (``C`` 0 when the core owns no window).
+        """
+        core = self._check_core(core)
+        need = self.owned_input_box(core)
+        spill = self.spill_box(core)
+        if need is None:
+            return torch.zeros((0,) + tuple(b - a for a, b in spill))
+        block = torch.as_tensor(np.asarray(block, dtype=np.float32) if not isinstance(block, torch.Tensor) else block.float())
+        if tuple(block.shape) != tuple(b - a for a, b in block_box) or any(n0 < b0 or n1 > b1 for (n0, n1), (b0, b1) in zip(need, block_box)):
+            raise ValueError(f"block of shape {tuple(block.shape)} over {block_box} does not cover the owned windows' input {need}")
+        weight = compute_importance_map(self.roi_size, mode=self.mode, sigma_scale=self.sigma_scale, device="cpu", dtype=torch.float32)
+        image = block[None, None]
+        num: torch.Tensor | None = None
+        boxes = list(itertools.product(*self._owned(core)))
+        for start in range(0, len(boxes), self.sw_batch_size):
+            chunk = boxes[start : start + self.sw_batch_size]
+            patches = torch.cat([image[(slice(None), slice(None)) + tuple(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(win, block_box))] for win in chunk])
+            with torch.no_grad():
+                out = network(patches.to(self.device)).float().cpu()
+            if tuple(out.shape[2:]) != self.roi_size:
+                raise ValueError(f"the network maps a window of {self.roi_size} to {tuple(out.shape[2:])}; it must keep the window's shape")
+            if num is None:
+                num = torch.zeros((out.shape[1],) + tuple(b - a for a, b in spill), dtype=torch.float32)
+            for j, win in enumerate(chunk):
+                src = tuple(slice(max(s0, a) - a, min(s1, b) - a) for (a, b), (s0, s1) in zip(win, spill))
+                dst = tuple(slice(max(s0, a) - s0, min(s1, b) - s0) for (a, b), (s0, s1) in zip(win, spill))
+                num[(slice(None),) + dst] += out[j][(slice(None),) + src] * weight[src]
+        assert num is not None
+        return num
+
+    def weight_sum(self, core: Box) -> torch.Tensor:
+        """The blending weights of all windows summed over ``core`` (what the whole-volume blend divides by)."""
+        self._check_owned()
+        core = self._check_core(core)
+        weight = compute_importance_map(self.roi_size, mode=self.mode, sigma_scale=self.sigma_scale, device="cpu", dtype=torch.float32)
+        den = torch.zeros(tuple(b - a for a, b in core), dtype=torch.float32)
+        for win in itertools.product(*self._hits(core)[0]):
+            src = tuple(slice(max(c0, a) - a, min(c1, b) - a) for (a, b), (c0, c1) in zip(win, core))
+            dst = tuple(slice(max(c0, a) - c0, min(c1, b) - c0) for (a, b), (c0, c1) in zip(win, core))
+            den[dst] += weight[src]
+        return den
+
+    def blend(self, num: torch.Tensor, core: Box) -> torch.Tensor:
+        """``num`` (the summed spills over ``core``) divided by :meth:`weight_sum`, then the activation: the whole-volume output there."""
+        result = torch.as_tensor(num, dtype=torch.float32) / self.weight_sum(core)
+        if self.activation is torch.sigmoid:
+            return result.sigmoid_()
+        return result if self.activation is None else self.activation(result[None])[0]
+
     def __call__(self, block: np.ndarray | torch.Tensor, block_box: Box, core: Box, network: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Whole-volume sliding-window output on ``core``.
 

@@ -9,9 +9,14 @@ grid), in passes over blocks that each fit in memory, on Dask, into an OME-Zarr 
    (:mod:`~cseg_monai.transforms.block_resample`, equal to the in-memory ``interpolate``);
    skipped when the model's grid is the input's;
 2. the 1st / 99.8th percentiles of that volume, exactly (:func:`~cseg_monai.data.volume_statistics.exact_percentiles`);
-3. ``prob``: boundary and foreground probabilities, each block with the windows of a
+3. ``partial`` and ``prob``: boundary and foreground probabilities with the windows of a
    whole-volume run (:class:`~cseg_monai.inferers.BlockSlidingWindow`), so they equal
-   in-memory inference to float tolerance;
+   in-memory inference to float tolerance. Each window is computed once, by the block that
+   holds its start (``partial``: the weighted outputs over the core, and what spills past it
+   saved as slabs); ``prob`` adds the spills of the neighbours, divides by the blending
+   weights and applies the sigmoid. (Blocks that each computed every window touching their
+   core ran the windows across a border twice: 1.45 times the network's work with 32-plane
+   blocks and the generalist's 8 x 96 x 96 windows at overlap 0.5.)
 4. ``segment``: each block's core plus ``stitch_halo`` segmented
    (:func:`~cseg_monai.postprocessing.block_instances.segment_one_block`);
 5. ``match``: each block's halo ids matched with its neighbours' core ids by overlap
@@ -79,7 +84,7 @@ __all__ = ["LargeInstanceInference", "PASSES"]
 logger = logging.getLogger(__name__)
 
 #: The passes of one volume, in order (each one's finished blocks are recorded).
-PASSES = ("input", "prob", "segment", "match", "stitch", "relabel", "output")
+PASSES = ("input", "partial", "prob", "segment", "match", "stitch", "relabel", "output")
 
 Box = tuple[tuple[int, int], ...]
 
@@ -106,6 +111,7 @@ class _Job:
         self.cores: dict[str, Box] = {}
         self.index: dict[str, int] = {}
         self.channels: tuple[int, int | None] = (0, 1)
+        self.spills_into: dict[str, list[str]] = {}
         self.iou = 0.5
         self._lut: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -126,15 +132,52 @@ def _resample_input(job: _Job, block_id: str, core: Box) -> str:
     return block_id
 
 
+def _outside(spill: Box, core: Box) -> list[Box]:
+    """``spill`` less ``core`` (which it starts with) as disjoint boxes: one slab per axis."""
+    slabs = []
+    for k, ((_, c1), (_, s1)) in enumerate(zip(core, spill)):
+        if s1 > c1:
+            slabs.append(tuple(core[:k]) + ((c1, s1),) + tuple(spill[k + 1 :]))
+    return slabs
+
+
 def _predict(job: _Job, network: torch.nn.Module, block_id: str, core: Box) -> str:
+    """The weighted outputs of the windows this block owns: the core's part into ``num``, the spill as slabs."""
     assert job.window is not None
-    box = job.window.input_box(core)
-    lo, hi = np.float32(job.percentiles[0]), np.float32(job.percentiles[1])
-    x = read_box(job.source(), box, mode="replicate")
-    # MONAI's ScaleIntensityRange (b_min 0, b_max 1) with clip, as ScaleIntensityRangePercentilesd
-    x = (x - lo) / (hi - lo) if hi != lo else x - lo
-    prob = job.window(np.clip(x, 0.0, 1.0).astype(np.float32), box, core, network).numpy()
-    _work(job.store, "prob")[(slice(None),) + _sl(core)] = prob
+    box = job.window.owned_input_box(core)
+    if box is not None:
+        lo, hi = np.float32(job.percentiles[0]), np.float32(job.percentiles[1])
+        x = read_box(job.source(), box, mode="replicate")
+        # MONAI's ScaleIntensityRange (b_min 0, b_max 1) with clip, as ScaleIntensityRangePercentilesd
+        x = (x - lo) / (hi - lo) if hi != lo else x - lo
+        num = job.window.accumulate(np.clip(x, 0.0, 1.0).astype(np.float32), box, core, network).numpy()
+        spill = job.window.spill_box(core)
+        at = tuple(slice(a - s0, b - s0) for (a, b), (s0, _) in zip(core, spill))
+        _work(job.store, "num")[(slice(None),) + _sl(core)] = num[(slice(None),) + at]
+        slabs = {}
+        for k, slab in enumerate(_outside(spill, core)):
+            slabs[f"box_{k}"] = np.asarray(slab, np.int64)
+            slabs[f"num_{k}"] = num[(slice(None),) + tuple(slice(a - s0, b - s0) for (a, b), (s0, _) in zip(slab, spill))]
+        job.store.save_table(f"spill_{block_id}", **slabs)
+    job.store.mark_done(block_id, "partial")
+    return block_id
+
+
+def _blend(job: _Job, block_id: str, core: Box) -> str:
+    """The core's weighted sum (its own and its neighbours' spills) divided by the weights, through the sigmoid."""
+    assert job.window is not None
+    num = np.asarray(_work(job.store, "num")[(slice(None),) + _sl(core)], np.float32)
+    for other in job.spills_into.get(block_id, []):
+        table = job.store.load_table(f"spill_{other}")
+        if table is None:
+            raise RuntimeError(f"{job.store.path}: block {other} was marked done but its spill is missing")
+        for k in range(sum(name.startswith("box_") for name in table)):
+            slab = tuple((int(a), int(b)) for a, b in table[f"box_{k}"])
+            both = tuple((max(a, c0), min(b, c1)) for (a, b), (c0, c1) in zip(slab, core))
+            if all(a < b for a, b in both):
+                src = tuple(slice(a - s0, b - s0) for (a, b), (s0, _) in zip(both, slab))
+                num[(slice(None),) + tuple(slice(a - c0, b - c0) for (a, b), (c0, _) in zip(both, core))] += table[f"num_{k}"][(slice(None),) + src]
+    _work(job.store, "prob")[(slice(None),) + _sl(core)] = job.window.blend(torch.from_numpy(num), core).numpy()
     job.store.mark_done(block_id, "prob")
     return block_id
 
@@ -309,6 +352,7 @@ class LargeInstanceInference(LargeVolumeInference):
             "channels": self.channels,
             "stitch": [self.stitch_halo, self.stitch_iou],
             "predict_block_shape": self.predict_block_shape,
+            "predict": "owned_windows",  # each window once (stores of the earlier scheme are not resumed)
         }
 
     def run_one(self, path: str | os.PathLike, output: str | os.PathLike, client: Client | None = None) -> dict[str, Any]:
@@ -352,6 +396,7 @@ class LargeInstanceInference(LargeVolumeInference):
         job = _Job(volume, store, model_shape, plan.rescales)
         if plan.rescales:
             store.work_array("input", model_shape, block, "float32")
+        store.work_array("num", (channels,) + model_shape, (1,) + block, "float32")
         store.work_array("prob", (channels,) + model_shape, (1,) + block, "float32")
         store.work_array("raw", model_shape, block, "uint64")
         store.work_array("labels", model_shape, block, "uint32")
@@ -369,7 +414,14 @@ class LargeInstanceInference(LargeVolumeInference):
         job.percentiles = (float(norm["values"][0]), float(norm["values"][1]))
         self._timings["percentiles"] = round(time.perf_counter() - tic, 3)
         job.window = BlockSlidingWindow(model_shape, device=self.device, **self.window_settings)
-        self._pass(store, "prob", self._blocks(model_shape, self.predict_block_shape), _predict, [job, self.network.to(self.device)], client)
+        predict_blocks = self._blocks(model_shape, self.predict_block_shape)
+        spills = {i: job.window.spill_box(core) for i, core in predict_blocks}
+        job.spills_into = {
+            i: [j for j, _ in predict_blocks if j != i and all(max(a, c0) < min(b, c1) for (a, b), (c0, c1) in zip(spills[j], core))]
+            for i, core in predict_blocks
+        }
+        self._pass(store, "partial", predict_blocks, _predict, [job, self.network.to(self.device)], client)
+        self._pass(store, "prob", predict_blocks, _blend, [job], client)
         job.params, job.grid, job.halo, job.channels = self.params, plan.grid, self.stitch_halo, self.channels
         job.cores = dict(model_blocks)
         job.index = {block_id: k for k, (block_id, _) in enumerate(model_blocks)}

@@ -105,3 +105,40 @@ def test_read_box_fills_outside_the_array():
     out = read_box(a, ((-1, 2), (2, 6)), fill=-1)
     assert out.dtype == np.float32 and out.tolist() == [[-1, -1, -1, -1], [2, 3, -1, -1], [6, 7, -1, -1]]
     assert (read_box(a, ((5, 7), (0, 2))) == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("shape", "roi", "overlap", "block"),
+    [
+        ((20, 50, 41), (8, 24, 24), 0.5, (6, 17, 30)),  # the instance bundle's overlap; blocks narrower than a window on z
+        ((5, 30, 70), (8, 24, 24), 0.25, (5, 30, 20)),  # z shorter than the window: zero padding, one window start
+    ],
+)
+def test_owned_windows_computed_once_give_the_whole_volume_blend(shape, roi, overlap, block):
+    """Each window run by the one block holding its start; spills summed, then divided by the weight sum."""
+    net = _net(3)
+    volume = torch.randn(shape)
+    ref = torch.sigmoid(SlidingWindowInferer(roi, sw_batch_size=4, overlap=overlap, mode="gaussian")(volume[None, None], net))[0]
+    sw = BlockSlidingWindow(shape, roi, overlap=overlap, activation="sigmoid", sw_batch_size=3)
+    calls = []
+    counted = torch.nn.Sequential(net)
+    counted.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    num = torch.zeros((2,) + shape)
+    cores = [b.core for b in iter_blocks(shape, block, halo=0)]
+    for core in cores:
+        box = sw.owned_input_box(core)
+        if box is None:
+            continue
+        spill = sw.spill_box(core)
+        num[(slice(None),) + tuple(slice(a, b) for a, b in spill)] += sw.accumulate(read_box(volume.numpy(), box), box, core, counted)
+    out = torch.full((2,) + shape, float("nan"))
+    for core in cores:
+        sl = tuple(slice(a, b) for a, b in core)
+        out[(slice(None),) + sl] = sw.blend(num[(slice(None),) + sl], core)
+    assert torch.allclose(out, ref, atol=1e-5), float((out - ref).abs().max())
+    windows = 1
+    for n, r in zip(shape, roi):
+        windows *= len(window_starts(n, r, overlap))
+    assert sum(calls) == windows  # every window once, none twice
+    with pytest.raises(ValueError, match="one transform"):
+        BlockSlidingWindow(shape, roi, n_transforms=2).owned_input_box(cores[0])
