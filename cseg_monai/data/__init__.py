@@ -62,7 +62,7 @@ __all__ = [
 
 def __getattr__(name: str):
     """Import the heavier sub-modules (``datasets``, ``phantom``, ``writers``, ``patch_sampling``, ``lazy_volumes``, ``block_store``) on first use."""
-    if name in ("datasets", "phantom", "writers", "patch_sampling", "nuclei_phantom", "lazy_volumes", "block_store"):
+    if name in ("datasets", "phantom", "writers", "patch_sampling", "nuclei_phantom", "tube_phantom", "lazy_volumes", "block_store"):
         return importlib.import_module(f"{__name__}.{name}")
     if name in ("CoveringPatchDataset", "grid_starts"):
         return getattr(importlib.import_module(f"{__name__}.patch_sampling"), name)

@@ -1,4 +1,5 @@
-"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances; synaptic clefts (CREMI); pretext scores."""
+"""Segmentation metrics: membrane / ISBI 2012 scores and their Ignite wrappers; classification, instances;
+synaptic clefts (CREMI); pretext scores; tracing through serial sections."""
 
 from cseg_monai.metrics.ignite_metrics import MembraneDiceMetric, PixelErrorMetric, VInfoMetric, VRandMetric
 from cseg_monai.metrics.membrane import (
@@ -76,3 +77,7 @@ __all__ += ["PositiveSimilarityMetric"]
 from cseg_monai.metrics.cleft import CLEFT_SCORES, CremiCleftMetric, cremi_cleft_scores  # noqa: E402
 
 __all__ += ["CLEFT_SCORES", "CremiCleftMetric", "cremi_cleft_scores"]
+
+from cseg_monai.metrics.tracing import tracing_scores  # noqa: E402
+
+__all__ += ["tracing_scores"]

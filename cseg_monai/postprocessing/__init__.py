@@ -1,4 +1,4 @@
-"""Post-processing of network outputs: the dense CRF; watershed, region graphs, multicut and agglomeration for instances."""
+"""Post-processing of network outputs: the dense CRF; watershed, region graphs, multicut and agglomeration for instances; tracing through serial sections."""
 
 from cseg_monai.postprocessing.crf import (
     BACKENDS,
@@ -26,6 +26,7 @@ from cseg_monai.postprocessing.instances import (
     segment_instances,
     watershed_supervoxels,
 )
+from cseg_monai.postprocessing.section_tracking import LinkParams, section_profiles, stitch_greedy, trace_sections
 
 __all__ = [
     "BoundaryToInstancesd",
@@ -50,4 +51,8 @@ __all__ = [
     "have_pydensecrf",
     "mean_field_energy",
     "organelle_compatibility",
+    "LinkParams",
+    "section_profiles",
+    "stitch_greedy",
+    "trace_sections",
 ]
