@@ -8,6 +8,7 @@ Examples::
     cseg infer isbi2012_em_membrane_segmentation data/phantom/test/image preds/
     cseg mlflow-ui bundles/isbi2012_em_membrane_segmentation/outputs
     cseg gui                                  # web GUI for 3D instances on http://127.0.0.1:7860
+    cseg trace sections_labels.tif traced/    # link per-section 2D labels into 3D ids (+ --anchors seeds.csv)
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from cseg_monai.apps.instance_gui import launch
 from cseg_monai.common.errors import innermost_exception
 from cseg_monai.data.datasets import isbi2012
 from cseg_monai.data.phantom import write_organelle_dataset, write_phantom_dataset
+from cseg_monai.postprocessing.section_tracking import LinkParams
 from cseg_monai.workflows import bundles_dir, export_bundle, import_bundle, list_bundles, resolve_bundle, run_bundle
+from cseg_monai.workflows.tracing import trace_files
 
 __all__ = ["CLI", "main"]
 
@@ -101,6 +104,33 @@ class CLI:
         )
         summary = {k: v for k, v in written.items() if k not in ("files", "out_dir")}
         return f"phantom data set written to {Path(out_dir).resolve()}: " + json.dumps(summary, default=str)
+
+    def trace(
+        self,
+        profiles: str,
+        out_dir: str,
+        anchors: str | None = None,
+        method: str = "hungarian",
+        max_skip: int = 1,
+        max_cost: float = 1.6,
+        branch_overlap: float = 0.5,
+        min_area: int = 20,
+    ) -> str:
+        """Link per-section 2D label images into 3D ids: OUT_DIR/STEM_labels.tif and STEM_tracks.csv.
+
+        Args:
+            profiles: a (Z, Y, X) stack of per-section labels (ids need not agree between sections), or a folder of them.
+            out_dir: output folder.
+            anchors: CSV with columns section, y, x, id: seeds that fix identities.
+            method: ``hungarian`` (linking by assignment, gaps, branches, anchors) or ``greedy`` (Cellpose's IoU stitching).
+            max_skip: sections a track may jump (0 or 1).
+            max_cost: the link gate (see ``LinkParams``).
+            branch_overlap: overlap (of the smaller profile) that joins branches; 0 disables.
+            min_area: profiles smaller than this (pixels) follow their neighbours instead of being linked.
+        """
+        params = LinkParams(max_skip=int(max_skip), max_cost=float(max_cost), branch_overlap=float(branch_overlap), min_area=int(min_area))
+        summary = trace_files(profiles, out_dir, anchors=anchors, method=method, params=params, progress=sys.stderr.isatty())
+        return json.dumps({"n_files": summary["n_files"], "succeeded": summary["succeeded"]}, indent=2)
 
     def bundles(self) -> str:
         """List the bundles with their version and task."""
