@@ -27,7 +27,8 @@ def stack():
 def test_a_fiji_stack_and_a_folder_with_a_bad_file(stack, tmp_path):
     truth, profiles = stack
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "fiji.tif", profiles, imagej=True, resolution=(1 / 0.01, 1 / 0.01), metadata={"spacing": 0.05, "unit": "um", "axes": "ZYX"})
+    fiji = {"imagej": True, "resolution": (1 / 0.01, 1 / 0.01), "metadata": {"spacing": 0.05, "unit": "um", "axes": "ZYX"}}
+    tifffile.imwrite(tmp_path / "in" / "fiji.tif", profiles, **fiji)
     tifffile.imwrite(tmp_path / "in" / "plain.tif", profiles, photometric="minisblack")
     (tmp_path / "in" / "broken.tif").write_bytes(b"II*\x00 not a tiff")
     with pytest.raises(FolderRunError, match="broken.tif"):
@@ -55,7 +56,8 @@ def test_the_command_line_with_anchors_and_the_greedy_baseline(stack, tmp_path):
     assert proc.returncode == 0, proc.stderr
     ids = tifffile.imread(tmp_path / "out" / "p_labels.tif")
     assert ids[0, z0[0], z0[1]] == 500
-    greedy = subprocess.run([str(cseg), "trace", str(tmp_path / "p.tif"), str(tmp_path / "g"), "--method", "greedy"], capture_output=True, text=True, timeout=300)
+    greedy = subprocess.run([str(cseg), "trace", str(tmp_path / "p.tif"), str(tmp_path / "g"), "--method", "greedy"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert greedy.returncode == 0, greedy.stderr
     assert not (tmp_path / "g" / "p_tracks.csv").exists() and (tmp_path / "g" / "p_labels.tif").is_file()
     bad = subprocess.run([str(cseg), "trace", str(tmp_path / "nope.tif"), str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
