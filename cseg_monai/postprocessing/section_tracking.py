@@ -19,9 +19,11 @@ gives every traced object one id over the stack:
    different tracks: the object branches (one profile becomes two) or two branches join, and
    their tracks get one id;
 4. anchors (``section, y, x, id``, e.g. a few manual clicks every N sections) fix identities:
-   the anchored profile takes the anchor's id, and in the assignment of its section it can
-   only continue the track of that id (no other track may take it), so an identity switch
-   between anchors is undone at the next anchor.
+   the anchored profile takes the anchor's id. In the assignment of its section it continues
+   the track of that id when that track is alive (no other track may take it); otherwise an
+   unanchored track may continue into it and takes its id, or it starts the track. A track
+   anchored to another id never does, so an identity switch between anchors is undone at the
+   next anchor.
 
 :func:`stitch_greedy` is the baseline: Cellpose's 3D stitching (each profile takes the id of
 the previous section's profile it overlaps best, if their IoU exceeds 0.25, one profile per
@@ -91,8 +93,8 @@ class LinkParams:
         branch_overlap: profiles of neighbouring sections overlapping by at least this fraction of
             the smaller one are one object (branches and joins get one id); 0 disables.
         min_area: profiles of fewer pixels are crumbs (a few pixels cut off from a profile), not
-            linked on their own: a crumb takes the id of the previous section's profile it
-            overlaps most, else of the largest profile it touches, else a new one.
+            linked on their own and never continued: a crumb takes the id of the previous
+            section's profile that covers at least half of it, else a new one.
 
     Example:
         >>> LinkParams(max_skip=0).replace(max_cost=2.0).max_cost
@@ -365,34 +367,35 @@ def trace_sections(
                 block = link_costs(prev, table, overlap, p) + (p.skip_penalty if s < z - 1 else 0.0)
                 cost[rows] = block[[cands[r][2] for r in rows]]
             cost[:, crumb] = np.inf
-            for col, anchor_id in anchored.items():  # the anchored profile continues its own track or starts it
-                cost[:, col] = np.inf
-                for r, (t, _, _) in enumerate(cands):
-                    if t == anchor_id:
-                        cost[r, :] = np.inf
-                        cost[r, col] = 0.0
+            roots = [_find(parent, t) for t, _, _ in cands]
+            for col, anchor_id in anchored.items():
+                own = [r for r, root in enumerate(roots) if root == anchor_id]
+                if own:  # the anchored profile continues its own track (of its branches, the nearest)
+                    best = own[int(np.argmin(np.where(np.isfinite(cost[own, col]), cost[own, col], _FORBIDDEN)))]
+                    cost[:, col] = np.inf
+                    cost[best, :] = np.inf
+                    cost[best, col] = 0.0
+                else:  # ... or an unanchored one, which takes its id, or it starts
+                    cost[[r for r, root in enumerate(roots) if root in anchor_ids], col] = np.inf
             for r, c in assign(cost, p.max_cost):
                 assigned[c] = cands[r][0]
                 costs_in[c] = float(cost[r, c])
         for col, anchor_id in anchored.items():
             if assigned[col] == 0:
                 assigned[col] = anchor_id
+            else:
+                _union(parent, anchor_id, int(assigned[col]), anchor_ids)
         for c in np.flatnonzero((assigned == 0) & ~crumb):
             assigned[c] = next_id
             next_id += 1
         if crumb.any():
             prev_overlap = _overlaps(stack[z - 1], stack[z], tables[z - 1]["label"], labels) if z > 0 else np.zeros((0, len(labels)), np.int64)
-            touch = _touching(stack[z], labels)
             for c in np.flatnonzero(crumb):
-                if prev_overlap.shape[0] and prev_overlap[:, c].max() > 0:
+                if prev_overlap.shape[0] and prev_overlap[:, c].max() >= 0.5 * table["area"][c]:
                     assigned[c] = track_of[z - 1][int(prev_overlap[:, c].argmax())]
                     continue
-                near = np.flatnonzero(touch[c] & ~crumb)
-                if len(near):
-                    assigned[c] = assigned[near[int(table["area"][near].argmax())]]
-                else:
-                    assigned[c] = next_id
-                    next_id += 1
+                assigned[c] = next_id
+                next_id += 1
         if z > 0 and p.branch_overlap > 0 and len(tables[z - 1]["label"]) and len(labels):
             # branches and joins: profiles overlapping by most of the smaller one are one object
             overlap = _overlaps(stack[z - 1], stack[z], tables[z - 1]["label"], labels)

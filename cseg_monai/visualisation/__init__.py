@@ -17,6 +17,7 @@ from cseg_monai.visualisation.pictures import (
     save_png,
     side_by_side,
     similarity_picture,
+    track_picture,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "similarity_picture",
     "save_png",
     "side_by_side",
+    "track_picture",
 ]

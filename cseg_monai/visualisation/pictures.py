@@ -52,6 +52,7 @@ __all__ = [
     "reconstruction_picture",
     "save_png",
     "side_by_side",
+    "track_picture",
 ]
 
 #: RGB colours (0..1) of the organelle classes 0..5 (cytoplasm grey, membrane yellow,
@@ -425,6 +426,40 @@ def instance_slice_picture(
     if boundary is not None:
         panels.append(np.repeat(np.clip(_to_numpy(boundary), 0, 1)[..., None], 3, axis=-1))
     return side_by_side(panels, gap=2, min_height=min_height)
+
+
+def track_picture(image: Any, ids: Any, truth: Any | None = None, sections: Sequence[int] | None = None, min_height: int = 160) -> np.ndarray:
+    """Sections side by side with the traced ids over them (top row) and the true ids (bottom row).
+
+    An object keeps its colour from section to section (:data:`INSTANCE_COLOURS`), so a track
+    that holds is one colour along the row, and a split or a switch shows as a change of colour.
+
+    Args:
+        image: ``(Z, Y, X)`` sections.
+        ids: ``(Z, Y, X)`` traced ids; ``truth``: true ids, or None (one row).
+        sections: which sections (default six, evenly spaced).
+        min_height: enlarge each row to at least this many pixels.
+
+    Example:
+        >>> track_picture(np.random.rand(8, 16, 16), np.ones((8, 16, 16), int), np.ones((8, 16, 16), int), min_height=16).shape
+        (34, 106, 3)
+    """
+    img, lab = _to_numpy(image), _to_numpy(ids).astype(np.int64)
+    if img.ndim != 3 or img.shape != lab.shape:
+        raise ValueError(f"image {img.shape} and ids {lab.shape} must be (Z, Y, X) of one shape")
+    chosen = list(sections) if sections is not None else sorted({int(round(z)) for z in np.linspace(0, img.shape[0] - 1, min(6, img.shape[0]))})
+    lo, hi = np.percentile(img, (1, 99))
+    rows = []
+    for volume in [lab] + ([_to_numpy(truth).astype(np.int64)] if truth is not None else []):
+        panels = []
+        for z in chosen:
+            grey = grey_rgb(img[z], lo, hi)
+            panels.append(_colour_over(grey, volume[z], volume[z] > 0, INSTANCE_COLOURS, 0.6))
+        rows.append(side_by_side(panels, gap=2, min_height=min_height))
+    if len(rows) == 1:
+        return rows[0]
+    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([rows[0], gap, rows[1]], axis=0)
 
 
 def learning_curve_plot(

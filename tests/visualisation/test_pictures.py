@@ -22,6 +22,7 @@ from cseg_monai.visualisation import (
     reconstruction_picture,
     save_png,
     side_by_side,
+    track_picture,
 )
 
 
@@ -166,3 +167,19 @@ def test_reconstruction_picture_of_masked_image_modelling_shows_the_prediction_i
     left = pic[:, :width, 0]
     assert middle[28 * scale, 4 * scale] == left[28 * scale, 4 * scale], "the input outside it"
     assert middle[28 * scale, 4 * scale] < 255
+
+
+def test_track_picture_keeps_an_object_s_colour_along_the_sections():
+    image = np.zeros((4, 10, 10))
+    ids = np.zeros((4, 10, 10), np.int64)
+    ids[:, 2:6, 2:6] = 7
+    truth = ids.copy()
+    truth[2:] *= 2  # the truth row changes colour halfway, the traced row does not
+    pic = track_picture(image, ids, truth, sections=[0, 3], min_height=10)
+    assert pic.shape == (22, 22, 3) and pic.dtype == np.uint8 and (pic[10:12] == 255).all()  # a white gap between the rows
+    top_left, top_right = pic[3, 3], pic[3, 15]
+    bottom_left, bottom_right = pic[15, 3], pic[15, 15]
+    assert np.allclose(top_left, top_right) and not np.allclose(bottom_left, bottom_right)
+    assert np.allclose(top_left, 0.6 * 255 * INSTANCE_COLOURS[7] + 0.4 * pic[0, 0], atol=1)  # 8-bit RGB, the grey image black
+    with pytest.raises(ValueError, match="one shape"):
+        track_picture(image, ids[:2])

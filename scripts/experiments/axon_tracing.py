@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Tracing through serial sections, from true 2D profiles: Hungarian linking against greedy stitching, with and without anchors.
+
+Part (a) of issue 19's study. Each volume's true ids are cut into per-section profiles (the
+connected pieces of each id in each section, renumbered per section so that no id carries
+over), and the profiles are traced back into 3D by
+
+* ``greedy``: Cellpose's 3D stitching (IoU > 0.25 with the previous section's profile);
+* ``hungarian``: :func:`cseg_monai.postprocessing.trace_sections` with its defaults;
+* ``hungarian_anchors_5`` / ``_10``: the same with anchor seeds every 5 / 10 sections (one click
+  per true object in its largest profile of that section, as a proofreader would place them).
+
+Volumes: three tube phantoms (clean; two blank sections; a blank and two shifted sections),
+gala's FIB-SEM neurons (50 planes as sections) and the PlantSeg ovule's cells (32 planes). Scores
+(:func:`cseg_monai.metrics.tracing_scores`): link precision / recall / F1 over all profiles and
+over profiles of 20 pixels or more (crumbs of a label image left out), splits, merges, expected
+run length (sections), ARAND and VOI.
+
+Every record is written to ``--json`` as soon as it is measured; a rerun skips those already
+there (``--redo`` measures them again). ``--picture`` draws six sections of the shifted phantom,
+traced (top) and true (bottom) ids. Part (b), end to end from raw sections through a network,
+is not in this script yet.
+
+Usage::
+
+    .venv/bin/python scripts/experiments/axon_tracing.py --json scripts/experiments/results/axon_tracing.json \\
+        --picture scripts/experiments/results/axon_tracing_tracks.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy import ndimage
+
+from cseg_monai.common import data_root
+from cseg_monai.data.tube_phantom import make_tube_phantom
+from cseg_monai.data.writers import atomic_path
+from cseg_monai.metrics.tracing import section_profiles_of, tracing_scores
+from cseg_monai.postprocessing.section_tracking import stitch_greedy, trace_sections
+from cseg_monai.visualisation import save_png, track_picture
+
+PHANTOMS = {
+    "phantom_clean": {"seed": 11},
+    "phantom_gaps": {"seed": 12, "missing_sections": (12, 27)},
+    "phantom_gaps_shifts": {"seed": 13, "missing_sections": (18,), "shifted_sections": (10, 25)},
+}
+REAL = {"gala_fibsem": ("gala_fibsem/train-gt.lzf.h5", "stack"), "plantseg_ovule": ("plantseg/sample_ovule.h5", "label")}
+METHODS = ("greedy", "hungarian", "hungarian_anchors_5", "hungarian_anchors_10")
+KEYS = ("link_precision", "link_recall", "link_f1", "splits", "merges", "expected_run_length", "arand", "voi", "n_true", "n_pred")
+
+
+def load_set(name: str) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """``(image or None, true ids)`` of a set, or None when its data is absent."""
+    if name in PHANTOMS:
+        image, truth = make_tube_phantom((40, 192, 192), **PHANTOMS[name])
+        return image, truth.astype(np.int64)
+    path, dataset = REAL[name]
+    file = data_root() / path
+    if not file.is_file():
+        return None
+    with h5py.File(file, "r") as f:
+        return None, f[dataset][:].astype(np.int64)
+
+
+def shuffled_profiles(truth: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per-section profiles with ids that do not carry over between sections."""
+    profiles = section_profiles_of(truth)
+    rng = np.random.default_rng(seed)
+    for z in range(profiles.shape[0]):
+        n = int(profiles[z].max())
+        lut = np.concatenate([[0], rng.permutation(n) + 1])
+        profiles[z] = lut[profiles[z]]
+    return profiles
+
+
+def anchors_every(truth: np.ndarray, every: int) -> list[tuple[int, float, float, int]]:
+    """One anchor per true object in sections 0, every, 2 every ...: the innermost pixel of its largest profile."""
+    out = []
+    for z in range(0, truth.shape[0], every):
+        pieces = section_profiles_of(truth[z : z + 1])[0]
+        best: dict[int, tuple[int, int]] = {}
+        for piece in range(1, int(pieces.max()) + 1):
+            mask = pieces == piece
+            obj, area = int(truth[z][mask][0]), int(mask.sum())
+            if area > best.get(obj, (0, 0))[0]:
+                best[obj] = (area, piece)
+        for obj, (_, piece) in best.items():
+            depth = ndimage.distance_transform_edt(pieces == piece)
+            y, x = np.unravel_index(int(depth.argmax()), depth.shape)
+            out.append((z, float(y), float(x), obj))
+    return out
+
+
+def run_method(method: str, truth: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    if method == "greedy":
+        return stitch_greedy(profiles)
+    anchors = anchors_every(truth, int(method.rsplit("_", 1)[1])) if "anchors" in method else None
+    return trace_sections(profiles, anchors=anchors)[0]
+
+
+def _save(path: Path, results: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", required=True, type=Path, help="results (records already there are skipped)")
+    parser.add_argument("--sets", nargs="+", default=list(PHANTOMS) + list(REAL), choices=list(PHANTOMS) + list(REAL))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--picture", type=Path, help="PNG of the shifted phantom: traced (top) and true (bottom) ids")
+    parser.add_argument("--redo", action="store_true", help="measure records already in the JSON again")
+    args = parser.parse_args(argv)
+    results = json.loads(args.json.read_text()) if args.json.is_file() else {"records": {}}
+    results["command"] = "python scripts/experiments/axon_tracing.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    for name in args.sets:
+        loaded: tuple | None = None
+        for method in args.methods:
+            key = f"{name}/{method}"
+            if key in results["records"] and not args.redo:
+                continue
+            loaded = loaded or load_set(name)
+            if loaded is None:
+                print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
+                break
+            _, truth = loaded
+            profiles = shuffled_profiles(truth)
+            tic = time.perf_counter()
+            ids = run_method(method, truth, profiles).astype(np.int64)
+            seconds = time.perf_counter() - tic
+            every = {k: round(float(v), 4) for k, v in tracing_scores(truth, ids).items() if k in KEYS}
+            big = tracing_scores(truth, ids, min_profile_area=20)
+            record = {**every, "link_f1_20px": round(big["link_f1"], 4), "link_recall_20px": round(big["link_recall"], 4),
+                      "sections": int(truth.shape[0]), "seconds": round(seconds, 3)}  # fmt: skip
+            results["records"][key] = record
+            _save(args.json, results)
+            print(key, json.dumps(record), flush=True)
+    if args.picture is not None:
+        image, truth = load_set("phantom_gaps_shifts")
+        ids = run_method("hungarian", truth, shuffled_profiles(truth))
+        save_png(track_picture(image, ids, truth, sections=[8, 10, 12, 17, 18, 19]), args.picture)
+        print(f"picture: {args.picture}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
