@@ -34,6 +34,7 @@ from cseg_monai.networks.centre_voxel import (
     ThreeLayerNet,
 )
 from cseg_monai.networks.convnext3d import ConvNeXtBlock, ConvNeXtCentreVoxelNet
+from cseg_monai.networks.dlinknet import DLinkNet
 from cseg_monai.networks.pixpro import PixPro, pixel_propagation
 from cseg_monai.networks.pretrained import backbone_meta, backbone_of, export_backbone, load_pretrained_backbone, unet_encoder
 from cseg_monai.networks.pretraining import (
@@ -48,6 +49,7 @@ from cseg_monai.networks.unet3d import UNet3D
 
 __all__ = [
     "UNet3D",
+    "DLinkNet",
     "ResUNet3D",
     "ResUNetPlus3D",
     "PixPro",

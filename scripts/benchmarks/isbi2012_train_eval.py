@@ -1,4 +1,4 @@
-"""Train the ISBI 2012 membrane bundle's DEFAULT config on slices 0-19 and score slices 20-23.
+"""Train the ISBI 2012 membrane bundle (its default config, or with ``--configs`` overrides) on slices 0-19 and score slices 20-23.
 
 Reports the ISBI 2012 scores (V_rand and V_info, with and without boundary thinning, best
 over thresholds of the membrane probability), pixel error and membrane Dice of the best
@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a 2-epoch smoke run (numbers meaningless)")
     parser.add_argument("--install", action="store_true", help="copy the best checkpoint to the bundle's models/")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", nargs="*", default=[], help="override files of the bundle on top of train.json (e.g. dlinknet.json)")
+    parser.add_argument("--max_epochs", type=int, help="train this many epochs instead of the config's")
     args = parser.parse_args(argv)
+    if args.install and args.configs:
+        parser.error("--install copies to models/model.pt, the default network's weights: not with --configs")
 
     data = _data_dir()
     if not (data / "train" / "image").is_dir():
@@ -56,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     common = {"dataset_dir": str(data), "output_dir": str(out), "bundle_root": str(BUNDLE)}
     train_override = dict(common, time_limit_s=args.time_limit_s, progress_bar=False)
+    if args.max_epochs:
+        train_override.update(max_epochs=args.max_epochs)
     if args.quick:
         train_override.update(max_epochs=2, val_interval=1)
 
     t0 = time.perf_counter()
-    wf = bundle_workflow(BUNDLE, ["train.json"], "train", **train_override)
+    wf = bundle_workflow(BUNDLE, ["train.json", *args.configs], "train", **train_override)
     wf.initialize()
     wf.run()
     trainer = wf.parser.get_parsed_content("train#trainer")
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     best = out / "models" / "model.pt"
     t1 = time.perf_counter()
-    ev = bundle_workflow(BUNDLE, ["train.json", "evaluate.json"], "eval", ckpt_path=str(best), **common)
+    ev = bundle_workflow(BUNDLE, ["train.json", *args.configs, "evaluate.json"], "eval", ckpt_path=str(best), **common)
     ev.initialize()
     ev.run()
     evaluator = ev.parser.get_parsed_content("validate#evaluator")
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "isbi2012_train_eval",
-        "config": "bundles/isbi2012_em_membrane_segmentation/configs/train.json (default)",
+        "config": "bundles/isbi2012_em_membrane_segmentation/configs/train.json" + "".join(f" + {c}" for c in args.configs),
         "train_slices": "0-19",
         "validation_slices": "20-23",
         "quick": args.quick,
