@@ -224,6 +224,17 @@ def test_swinunetr_override_builds_and_runs():
         assert net(torch.randn(1, 1, 64, 64)).shape == (1, 1, 64, 64)
 
 
+def test_dlinknet_override_builds_and_runs():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "dlinknet.json")])
+    net = parser.get_parsed_content("network_def").eval()
+    assert type(net).__name__ == "DLinkNet" and parser.get_parsed_content("ckpt_path").endswith("model_dlinknet.pt")
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+
+
 @pytest.mark.slow
 def test_monai_bundle_command_line(phantom_isbi, tmp_path):
     """The documented command line, as a user types it (one subprocess)."""
