@@ -224,6 +224,17 @@ def test_swinunetr_override_builds_and_runs():
         assert net(torch.randn(1, 1, 64, 64)).shape == (1, 1, 64, 64)
 
 
+def test_em_augmentation_override_trains(phantom_isbi, tmp_path):
+    """configs/em_augment.json adds the EM augmentations (defect bands, motion blur) to the training transforms."""
+    wf = _workflow(["train.json", "em_augment.json"], "train", dataset_dir=str(phantom_isbi), output_dir=str(tmp_path), **{**TINY, "max_epochs": 1})
+    wf.initialize()
+    names = [type(t).__name__ for t in wf.parser.get_parsed_content("train#preprocessing").transforms]
+    assert names[-2:] == ["RandMissingBandd", "RandMotionBlurd"]
+    wf.run()
+    assert np.isfinite(float(wf.parser.get_parsed_content("train#trainer").state.output[0]["loss"]))
+    wf.finalize()
+
+
 def test_dlinknet_override_builds_and_runs():
     from monai.bundle import ConfigParser
 

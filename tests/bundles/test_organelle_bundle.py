@@ -290,3 +290,14 @@ def test_out_of_core_inference_is_exact_on_real_epfl_slices(tmp_path):
     for z in range(2):
         assert np.abs(root["0"][:, z] - tifffile.imread(tmp_path / "mem" / f"s{z}_prob.tif")).max() < 1e-5
         assert np.array_equal(root["labels/segmentation/0"][z], tifffile.imread(tmp_path / "mem" / f"s{z}_labels.tif"))
+
+
+def test_em_augmentation_override_trains(phantom_organelles, tmp_path):
+    """configs/em_augment.json: defect bands and motion blur on 2D slices (misalignment and missing sections only in 3D)."""
+    wf = _workflow(["train.json", "em_augment.json"], "train", dataset_dir=phantom_organelles, output_dir=str(tmp_path), max_epochs=1, val_interval=1, **TINY)
+    wf.initialize()
+    names = [type(t).__name__ for t in wf.parser.get_parsed_content("train#preprocessing").transforms]
+    assert "RandMissingBandd" in names and "RandMotionBlurd" in names and "RandMisalignmentd" not in names
+    wf.run()
+    assert np.isfinite(float(wf.parser.get_parsed_content("train#trainer").state.output[0]["loss"]))
+    wf.finalize()
