@@ -7,7 +7,9 @@ convolutions, which suits long thin structures. The encoder is MONAI's ResNet-34
 (:class:`monai.networks.nets.ResNet`, basic blocks 3-4-6-3) for one grey channel, so no
 torchvision build is needed.
 
-``DLinkNet(in_channels=1, out_channels=1)`` on a ``(B, 1, H, W)`` input, H and W multiples of 32::
+``DLinkNet(in_channels=1, out_channels=1)`` (``encoder="resnet34"``, ``width=64``) on a ``(B, 1, H, W)``
+input, H and W multiples of 32 (``width`` scales every channel count below; ``resnet18`` has
+2 blocks per encoder stage)::
 
     stage        layers                                                          channels   size
     stem         conv 7x7 /2, BN, ReLU, max-pool 3x3 /2                           64        H/4
@@ -92,27 +94,44 @@ class DLinkNet(nn.Module):
     Args:
         in_channels: input channels (1: grey EM).
         out_channels: output logits (1: profile / membrane probability after a sigmoid).
+        encoder: ``"resnet34"`` (D-LinkNet's; basic blocks 3-4-6-3) or ``"resnet18"`` (LinkNet's; 2-2-2-2).
+        width: channels of the first encoder stage (64 in the paper; the later stages double it,
+            and the decoders and head scale alike): 32 gives a quarter of the parameters, for CPUs
+            and weights that ship small (resnet18 at width 32: 5.3 M parameters).
 
     Raises:
-        ValueError: channel counts below 1; at ``forward``, H or W not a multiple of 32 (naming the nearest valid size).
+        ValueError: channel counts below 1, an unknown encoder, a width not a multiple of 8; at
+            ``forward``, H or W not a multiple of 32 (naming the nearest valid size).
+
+    Example:
+        >>> sum(p.numel() for p in DLinkNet(encoder="resnet18", width=32).parameters()) < 6_000_000
+        True
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1) -> None:
+    ENCODERS = {"resnet34": [3, 4, 6, 3], "resnet18": [2, 2, 2, 2]}
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, encoder: str = "resnet34", width: int = 64) -> None:
         super().__init__()
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
-        resnet = ResNet("basic", [3, 4, 6, 3], [64, 128, 256, 512], spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2)
+        if encoder not in self.ENCODERS:
+            raise ValueError(f"encoder must be one of {sorted(self.ENCODERS)}, got {encoder!r}")
+        if width < 8 or width % 8:
+            raise ValueError(f"width must be a multiple of 8, got {width}")
+        w = [width, 2 * width, 4 * width, 8 * width]
+        resnet = ResNet("basic", self.ENCODERS[encoder], w, spatial_dims=2, n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=2)
         self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.act, resnet.maxpool)
         self.encoder1, self.encoder2, self.encoder3, self.encoder4 = resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4
-        self.centre = DilatedCentre(512)
-        self.decoder4 = LinkNetDecoder(512, 256)
-        self.decoder3 = LinkNetDecoder(256, 128)
-        self.decoder2 = LinkNetDecoder(128, 64)
-        self.decoder1 = LinkNetDecoder(64, 64)
+        self.centre = DilatedCentre(w[3])
+        self.decoder4 = LinkNetDecoder(w[3], w[2])
+        self.decoder3 = LinkNetDecoder(w[2], w[1])
+        self.decoder2 = LinkNetDecoder(w[1], w[0])
+        self.decoder1 = LinkNetDecoder(w[0], w[0])
+        half = w[0] // 2
         self.head = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(32, out_channels, 3, padding=1),
+            nn.ConvTranspose2d(w[0], half, 4, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(half, half, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(half, out_channels, 3, padding=1),
         )  # fmt: skip
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m not in self.centre.convs:

@@ -62,3 +62,18 @@ def test_a_size_that_does_not_fit_names_the_nearest(net):
         net(torch.rand(1, 1, 70, 100))
     with pytest.raises(ValueError, match="channels"):
         DLinkNet(in_channels=0)
+
+
+def test_the_light_variant_the_axon_bundle_ships():
+    light = DLinkNet(encoder="resnet18", width=32).eval()
+    assert sum(p.numel() for p in light.parameters()) < 6e6  # 5.3 M: 10.5 MB in float16
+    with torch.no_grad():
+        assert light(torch.rand(1, 1, 64, 32)).shape == (1, 1, 64, 32)
+    scripted = torch.jit.script(light)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), light(x), atol=1e-5)
+    with pytest.raises(ValueError, match="encoder"):
+        DLinkNet(encoder="resnet50")
+    with pytest.raises(ValueError, match="width"):
+        DLinkNet(width=20)
