@@ -18,7 +18,9 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from ignite.engine import Engine, Events
 
 from cseg_monai.tracking import RunLookup, active_bundle_config, log_config
@@ -31,6 +33,7 @@ from cseg_monai.visualisation import (
     reconstruction_picture,
     save_png,
     similarity_picture,
+    track_picture,
 )
 
 __all__ = ["MLflowConfigLogger", "MLflowValidationLogger"]
@@ -74,8 +77,16 @@ class MLflowConfigLogger:
             logger.warning("could not log the config to MLflow run %s: %s", run_id, err)
 
 
+def _volume(x: Any) -> Any:
+    """A ``(1, Z, Y, X)`` item as ``(Z, Y, X)`` numpy (``None`` stays)."""
+    if x is None:
+        return None
+    arr = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return arr[0] if arr.ndim == 4 else arr
+
+
 #: The pictures :class:`MLflowValidationLogger` draws.
-PICTURES = ("membrane", "classes", "instances", "reconstruction", "similarity", "cleft")
+PICTURES = ("membrane", "classes", "instances", "reconstruction", "similarity", "cleft", "tracks")
 
 
 class MLflowValidationLogger:
@@ -98,7 +109,9 @@ class MLflowValidationLogger:
             (:func:`cleft_picture`: raw, probability, clefts of the section with the most clefts) or
             ``"reconstruction"`` (:func:`reconstruction_picture` of a pretext: masked input,
             reconstruction, original, for the first 4 items) or ``"similarity"``
-            (:func:`similarity_picture` of PixPro features; the evaluator must not decollate).
+            (:func:`similarity_picture` of PixPro features; the evaluator must not decollate) or
+            ``"tracks"`` (:func:`track_picture`: sections with traced ids over them, true ids
+            below; ``pred_key`` names traced ids, ``label_key`` true ids).
         picture_grid: ``(patch_size, strides)`` for ``"classes"`` pictures of centre-voxel
             grid outputs (see :func:`class_overlay_picture`).
 
@@ -173,6 +186,9 @@ class MLflowValidationLogger:
                 pic = instance_overlay_picture(*self._sample)
             elif self.picture == "cleft":
                 pic = cleft_picture(*self._sample)
+            elif self.picture == "tracks":
+                image, traced, truth = (_volume(x) for x in self._sample)
+                pic = track_picture(image, traced, truth)
             else:
                 pic = overlay_picture(*self._sample)
             path = save_png(pic, self.plot_dir / f"val_overlay_epoch{epoch:04d}.png")

@@ -78,6 +78,6 @@ from cseg_monai.metrics.cleft import CLEFT_SCORES, CremiCleftMetric, cremi_cleft
 
 __all__ += ["CLEFT_SCORES", "CremiCleftMetric", "cremi_cleft_scores"]
 
-from cseg_monai.metrics.tracing import tracing_scores  # noqa: E402
+from cseg_monai.metrics.tracing import TRACING_SCORES, TracingScoresMetric, tracing_scores  # noqa: E402
 
-__all__ += ["tracing_scores"]
+__all__ += ["TRACING_SCORES", "TracingScoresMetric", "tracing_scores"]

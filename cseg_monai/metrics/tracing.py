@@ -30,14 +30,28 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from ignite.exceptions import NotComputableError
+from ignite.metrics import Metric
 from scipy import ndimage
 
+from cseg_monai.common.caching import ArrayCache
+from cseg_monai.metrics._tensors import channel_first_pairs
 from cseg_monai.metrics.instances import instance_scores
 
-__all__ = ["section_profiles_of", "tracing_scores"]
+__all__ = ["TRACING_SCORES", "TracingScoresMetric", "section_profiles_of", "tracing_scores"]
+
+#: the scores :class:`TracingScoresMetric` reports, and which are errors (lower is better).
+TRACING_SCORES: dict[str, bool] = {
+    "link_f1": False, "link_precision": False, "link_recall": False, "expected_run_length": False,
+    "splits": True, "merges": True, "arand": True, "voi": True,
+}  # fmt: skip
+#: a bundle's tracing metrics score the same volumes: the first computes, the others hit this
+_SCORE_CACHE = ArrayCache(size=8)
 
 
 def section_profiles_of(ids: np.ndarray) -> np.ndarray:
@@ -212,3 +226,40 @@ def tracing_scores(truth: np.ndarray, pred: np.ndarray, min_fraction: float = 0.
         "arand": scores["arand"], "voi": scores["voi"], "voi_split": scores["voi_split"], "voi_merge": scores["voi_merge"],
         "n_true": int(len(np.unique(t[t > 0]))), "n_pred": int(len(np.unique(p[p > 0]))),
     }  # fmt: skip
+
+
+class TracingScoresMetric(Metric):
+    """Ignite metric of traced id volumes: one of :data:`TRACING_SCORES`, the mean over items.
+
+    ``update((traced, truth))`` takes lists (or batches) of channel-first ``(1, Z, Y, X)`` id
+    volumes, as ``from_engine(["traced", "ids"])`` gives after decollation. The bundle's several
+    tracing metrics share one :func:`tracing_scores` per volume (a cache).
+
+    Example:
+        >>> truth = np.zeros((1, 3, 6, 6), np.int64); truth[0, :, 1:4, 1:4] = 1
+        >>> m = TracingScoresMetric("link_f1")
+        >>> m.update(([truth], [truth]))
+        >>> m.compute()
+        1.0
+    """
+
+    def __init__(self, score: str = "link_f1", min_profile_area: int = 0, output_transform: Callable = lambda x: x,
+                 device: str | torch.device = "cpu") -> None:  # fmt: skip
+        if score not in TRACING_SCORES:
+            raise ValueError(f"score must be one of {sorted(TRACING_SCORES)}, got {score!r}")
+        self.score, self.min_profile_area = score, int(min_profile_area)
+        self.items: list[dict[str, Any]] = []
+        super().__init__(output_transform=output_transform, device=device)
+
+    def reset(self) -> None:
+        self.items = []
+
+    def update(self, output: Sequence[Any]) -> None:
+        for pred, truth in channel_first_pairs(output):
+            p, t = np.asarray(pred).astype(np.int64), np.asarray(truth).astype(np.int64)
+            self.items.append(_SCORE_CACHE.get([p, t], self.min_profile_area, lambda p=p, t=t: tracing_scores(t, p, min_profile_area=self.min_profile_area)))
+
+    def compute(self) -> float:
+        if not self.items:
+            raise NotComputableError("TracingScoresMetric needs at least one item")
+        return float(np.mean([item[self.score] for item in self.items]))

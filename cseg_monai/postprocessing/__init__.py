@@ -27,6 +27,7 @@ from cseg_monai.postprocessing.instances import (
     watershed_supervoxels,
 )
 from cseg_monai.postprocessing.section_tracking import LinkParams, section_profiles, stitch_greedy, trace_sections
+from cseg_monai.postprocessing.tracing_transforms import SaveTracksd, TraceSectionsd
 
 __all__ = [
     "BoundaryToInstancesd",
@@ -52,6 +53,8 @@ __all__ = [
     "mean_field_energy",
     "organelle_compatibility",
     "LinkParams",
+    "SaveTracksd",
+    "TraceSectionsd",
     "section_profiles",
     "stitch_greedy",
     "trace_sections",

@@ -1,5 +1,6 @@
 """MONAI dictionary transforms of cseg-monai (label conversions, checks, writers, EM augmentations)."""
 
+from cseg_monai.transforms.axon_sections import LoadAxonSectionsd
 from cseg_monai.transforms.centre_voxel_tiles import CentreVoxelGridd, CentreVoxelTiled, RandCentreVoxelTiled, tile_size
 from cseg_monai.transforms.clefts import CleftComponentsd, LoadCleftd, cleft_components
 from cseg_monai.transforms.em_augment import (
@@ -28,6 +29,7 @@ from cseg_monai.transforms.validation import ValidateImaged, ValidateSameShaped
 
 __all__ = [
     "LoadCleftd",
+    "LoadAxonSectionsd",
     "CleftComponentsd",
     "cleft_components",
     "RandElasticd",
