@@ -18,8 +18,14 @@ run length (sections), ARAND and VOI.
 
 Every record is written to ``--json`` as soon as it is measured; a rerun skips those already
 there (``--redo`` measures them again). ``--picture`` draws six sections of the shifted phantom,
-traced (top) and true (bottom) ids. Part (b), end to end from raw sections through a network,
-is not in this script yet.
+traced (top) and true (bottom) ids.
+
+Part (b), ``--end_to_end CKPT``: the phantoms' raw sections through the axon tracing bundle's
+D-LinkNet (``bundles/em_axon_tracing``, weights CKPT, its inference settings: 1st-99th
+percentile scaling, 128 x 128 windows, profiles by threshold 0.5, erosion 1, at least 8 pixels),
+then the same predicted profiles traced by ``hungarian`` and stitched by ``greedy``
+(records ``SET/e2e_hungarian`` and ``SET/e2e_greedy``). The phantoms' seeds (11-13) are not
+among the training phantoms' (0-3) or the validation phantom's (1000).
 
 Usage::
 
@@ -37,14 +43,19 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
+from monai.inferers import SliceInferer
+from monai.transforms import ScaleIntensityRangePercentiles
 from scipy import ndimage
 
 from cseg_monai.common import data_root
 from cseg_monai.data.tube_phantom import make_tube_phantom
 from cseg_monai.data.writers import atomic_path
 from cseg_monai.metrics.tracing import section_profiles_of, tracing_scores
-from cseg_monai.postprocessing.section_tracking import stitch_greedy, trace_sections
+from cseg_monai.networks import DLinkNet
+from cseg_monai.postprocessing.section_tracking import section_profiles, stitch_greedy, trace_sections
 from cseg_monai.visualisation import save_png, track_picture
+from cseg_monai.workflows.large_volume import load_weights
 
 PHANTOMS = {
     "phantom_clean": {"seed": 11},
@@ -98,6 +109,15 @@ def anchors_every(truth: np.ndarray, every: int) -> list[tuple[int, float, float
     return out
 
 
+def predicted_profiles(image: np.ndarray, ckpt: Path) -> np.ndarray:
+    """Per-section profiles predicted from raw sections by the axon tracing bundle's network and settings."""
+    net = load_weights(DLinkNet(encoder="resnet18", width=32), ckpt).float().eval()
+    x = ScaleIntensityRangePercentiles(1.0, 99.0, 0.0, 1.0, clip=True)(torch.as_tensor(image, dtype=torch.float32))[None, None]
+    with torch.no_grad():
+        prob = torch.sigmoid(SliceInferer(roi_size=(128, 128), spatial_dim=0, sw_batch_size=4, overlap=0.25, mode="gaussian")(x, net))[0, 0]
+    return np.stack([section_profiles(p.numpy(), 0.5, erode=1.0, min_area=8.0) for p in prob])
+
+
 def run_method(method: str, truth: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     if method == "greedy":
         return stitch_greedy(profiles)
@@ -117,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--picture", type=Path, help="PNG of the shifted phantom: traced (top) and true (bottom) ids")
     parser.add_argument("--redo", action="store_true", help="measure records already in the JSON again")
+    parser.add_argument("--end_to_end", type=Path, help="weights of the axon tracing bundle: part (b) on the phantoms")
     args = parser.parse_args(argv)
     results = json.loads(args.json.read_text()) if args.json.is_file() else {"records": {}}
     results["command"] = "python scripts/experiments/axon_tracing.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -142,6 +163,18 @@ def main(argv: list[str] | None = None) -> int:
             results["records"][key] = record
             _save(args.json, results)
             print(key, json.dumps(record), flush=True)
+    if args.end_to_end is not None:
+        for name in [n for n in args.sets if n in PHANTOMS]:
+            keys = [f"{name}/e2e_hungarian", f"{name}/e2e_greedy"]
+            if all(k in results["records"] for k in keys) and not args.redo:
+                continue
+            image, truth = load_set(name)
+            profiles = predicted_profiles(image, args.end_to_end)
+            for key, ids in zip(keys, (trace_sections(profiles)[0], stitch_greedy(profiles))):
+                s = tracing_scores(truth, ids.astype(np.int64))
+                results["records"][key] = {k: round(float(v), 4) for k, v in s.items() if k in KEYS} | {"sections": int(truth.shape[0])}
+                _save(args.json, results)
+                print(key, json.dumps(results["records"][key]), flush=True)
     if args.picture is not None:
         image, truth = load_set("phantom_gaps_shifts")
         ids = run_method("hungarian", truth, shuffled_profiles(truth))

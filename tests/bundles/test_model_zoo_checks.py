@@ -146,7 +146,7 @@ def check_ckpt_export(root: Path, tmp_path: Path) -> None:
 
 
 def test_the_bundles_and_which_have_a_network():
-    assert len(ALL) == 6
+    assert len(ALL) == 7
     # guards the rule: a bundle that loses its network_def would silently be exempted from the network steps
     assert WITHOUT_NET == ["em_densecrf_postprocessing"]
 

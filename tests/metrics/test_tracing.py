@@ -56,3 +56,18 @@ def test_crumbs_can_be_left_out_and_bad_input_is_refused():
         tracing_scores(truth, -truth)
     with pytest.raises(ValueError, match="min_profile_area"):
         tracing_scores(truth, truth, min_profile_area=-1)
+
+
+def test_the_ignite_metric_averages_items_and_shares_one_computation():
+    from cseg_monai.metrics import TracingScoresMetric
+
+    truth = _tube()[None]
+    split = truth.copy()
+    split[0, 3:][truth[0, 3:] == 1] = 5
+    f1, arand = TracingScoresMetric("link_f1"), TracingScoresMetric("arand")
+    for m in (f1, arand):
+        m.update(([truth, split], [truth, truth]))
+    assert f1.compute() == pytest.approx((1.0 + 2 * 0.9 * 1.0 / 1.9) / 2)
+    assert 0.0 < arand.compute() < 1.0
+    with pytest.raises(ValueError, match="score"):
+        TracingScoresMetric("dice")
