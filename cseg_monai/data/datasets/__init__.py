@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_DATASETS = ("isbi2012", "drosophila_vnc", "epfl_ca1", "organelles", "instances", "unlabelled", "synaptic_clefts")
+_DATASETS = ("isbi2012", "drosophila_vnc", "epfl_ca1", "organelles", "instances", "unlabelled", "synaptic_clefts", "axon_sections")
 
 
 def __getattr__(name: str) -> Any:
