@@ -149,13 +149,16 @@ class LazyVolume:
     def token(self) -> str:
         """A short hash of what identifies the content: path, dataset, shape, dtype, size and mtime of the file(s).
 
-        A directory store (zarr, N5) is walked: the count, total size and latest mtime of its
-        files enter the hash, so a chunk rewritten in place changes the token (a directory's own
-        mtime changes only when entries are added or removed). Walking costs one ``stat`` per
-        chunk file, about a second per 100,000 chunks.
+        A directory store (zarr, N5) is walked, only the array's own folder when the volume is a
+        dataset inside a container (another array, labels or a pyramid level written beside it
+        changes nothing): the count, total size and latest mtime of its files enter the hash, so
+        a chunk rewritten in place changes the token (a directory's own mtime changes only when
+        entries are added or removed). Walking costs one ``stat`` per chunk file, about a second
+        per 100,000 chunks.
         """
         stats = []
-        for p in self.files or (self.path,):
+        inner = os.path.join(self.path, self.dataset) if self.dataset else None
+        for p in self.files or ((inner,) if inner and os.path.isdir(inner) else (self.path,)):
             stats.append(_content_stat(p))
         key = repr((os.path.abspath(self.path), self.dataset, self.shape, str(self.dtype), stats))
         return hashlib.sha256(key.encode()).hexdigest()[:16]

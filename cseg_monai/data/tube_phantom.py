@@ -65,8 +65,10 @@ def make_tube_phantom(
     Raises:
         ValueError: a shape that is not 3D or too small, bad counts or fractions.
     """
+    if len(tuple(shape)) != 3:
+        raise ValueError(f"shape must be (Z, Y, X), got {tuple(shape)}")
     z_n, y_n, x_n = (int(s) for s in shape)
-    if len(tuple(shape)) != 3 or min(y_n, x_n) < 4 * radius_range[1] or z_n < 2:
+    if min(y_n, x_n) < 4 * radius_range[1] or z_n < 2:
         raise ValueError(f"shape must be (Z >= 2, Y, X) with Y and X at least 4 radii, got {tuple(shape)}")
     if n_tubes < 1 or not 0 < radius_range[0] <= radius_range[1]:
         raise ValueError(f"n_tubes must be >= 1 and radius_range (low, high) positive, got {n_tubes}, {radius_range}")

@@ -15,9 +15,10 @@ object. :func:`tracing_scores` compares a traced ``(Z, Y, X)`` id volume with th
 - **runs**: along each true object, section by section, the predicted id that covers most of
   its profile; a correct run is a stretch of the object's consecutive sections (sections where
   it is absent, a damaged one, do not break it) with the same predicted id, which covers this
-  object mostly (not a merge). ``expected_run_length`` is the length-weighted
-  mean run (sections): the expected length of correct tracing from a random profile, the
-  section-wise counterpart of the expected run length of connectomics.
+  object mostly (not a merge). ``expected_run_length`` = sum of squared run lengths / number
+  of true profiles (object, section): the expected length of correct tracing from a profile
+  drawn at random, a wrongly traced one counting 0 (the section-wise counterpart of the
+  expected run length of connectomics); ``mean_run_length`` the plain mean of the runs.
 - **ARAND and VOI** of the whole volume (:func:`~cseg_monai.metrics.instances.instance_scores`).
 
 Example:
@@ -38,6 +39,7 @@ import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from scipy import ndimage
+from skimage.segmentation import relabel_sequential
 
 from cseg_monai.common.caching import ArrayCache
 from cseg_monai.metrics._tensors import channel_first_pairs
@@ -135,8 +137,9 @@ def _splits_merges(truth: np.ndarray, pred: np.ndarray, min_fraction: float) -> 
     return int((per_t - 1).sum()), int((per_p - 1).sum())
 
 
-def _runs(truth: np.ndarray, pred: np.ndarray) -> list[int]:
-    """Lengths (sections) of the correctly traced runs along every true object."""
+def _runs(truth: np.ndarray, pred: np.ndarray) -> tuple[list[int], int]:
+    """Lengths (sections) of the correctly traced runs along every true object, and how many
+    (object, section) profiles the truth has in all (those traced wrongly are runs of length 0)."""
     fg = (truth > 0) & (pred > 0)
     size_p = np.bincount(pred.reshape(-1)) if pred.size else np.zeros(1, np.int64)
     # the true object each predicted id mostly covers
@@ -158,6 +161,7 @@ def _runs(truth: np.ndarray, pred: np.ndarray) -> list[int]:
         first = np.unique(pairs[0][order], return_index=True)[1]
         for tid, pid in zip(pairs[0][order][first], pairs[1][order][first]):
             per_section.setdefault(int(tid), {})[z] = int(pid)
+    total = sum(len(sections) for sections in per_section.values())
     for tid, sections in per_section.items():
         run, last_z, last_p = 0, None, None
         for z in sorted(sections):
@@ -172,7 +176,7 @@ def _runs(truth: np.ndarray, pred: np.ndarray) -> list[int]:
             last_z, last_p = z, (pid if good else None)
         if run:
             runs.append(run)
-    return runs
+    return runs, total
 
 
 def tracing_scores(truth: np.ndarray, pred: np.ndarray, min_fraction: float = 0.1, min_profile_area: int = 0) -> dict[str, Any]:
@@ -202,7 +206,8 @@ def tracing_scores(truth: np.ndarray, pred: np.ndarray, min_fraction: float = 0.
             raise ValueError(f"{name} must hold non-negative integer ids, got {arr.dtype}")
     if not 0.0 < min_fraction <= 1.0:
         raise ValueError(f"min_fraction must lie in (0, 1], got {min_fraction}")
-    t, p = t.astype(np.int64), p.astype(np.int64)
+    t = relabel_sequential(t.astype(np.int64))[0]  # ids as large as 1e9 (body ids) must not size the bincounts
+    p = relabel_sequential(p.astype(np.int64))[0]
     prof_t, prof_p = section_profiles_of(t), section_profiles_of(p)
     if min_profile_area < 0:
         raise ValueError(f"min_profile_area must be >= 0 pixels, got {min_profile_area}")
@@ -215,13 +220,13 @@ def tracing_scores(truth: np.ndarray, pred: np.ndarray, min_fraction: float = 0.
     recall = right / len(true_links) if true_links else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     splits, merges = _splits_merges(t, p, min_fraction)
-    runs = _runs(t, p)
+    runs, total = _runs(t, p)
     scores = instance_scores(t, p, thresholds=(0.5,))
     return {
         "link_precision": precision, "link_recall": recall, "link_f1": f1,
         "n_true_links": len(true_links), "n_pred_links": len(pred_links),
         "splits": splits, "merges": merges,
-        "expected_run_length": float(np.sum(np.square(runs)) / np.sum(runs)) if runs else 0.0,
+        "expected_run_length": float(np.sum(np.square(runs)) / total) if total else 0.0,
         "mean_run_length": float(np.mean(runs)) if runs else 0.0,
         "arand": scores["arand"], "voi": scores["voi"], "voi_split": scores["voi_split"], "voi_merge": scores["voi_merge"],
         "n_true": int(len(np.unique(t[t > 0]))), "n_pred": int(len(np.unique(p[p > 0]))),

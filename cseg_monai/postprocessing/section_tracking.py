@@ -523,7 +523,13 @@ def section_profiles(
     core = ndimage.binary_erosion(mask, disk(radius)) if radius > 0 else mask
     distance = ndimage.distance_transform_edt(core, sampling=(sy, sx))
     depth = px if split_depth_um is None else float(split_depth_um)
-    seeds, _ = ndimage.label(h_maxima(distance, depth) & core) if core.any() else (np.zeros(mask.shape, np.int32), 0)
+    seeds, n = ndimage.label(h_maxima(distance, depth) & core) if core.any() else (np.zeros(mask.shape, np.int32), 0)
+    pieces, n_pieces = ndimage.label(mask)
+    if n_pieces:  # a profile thinner than the erosion has no seed: it is its own one
+        seeded = np.zeros(n_pieces + 1, bool)
+        seeded[np.unique(pieces[seeds > 0])] = True
+        unseeded = ~seeded[pieces] & (pieces > 0)
+        seeds[unseeded] = n + pieces[unseeded]
     labels = watershed(-ndimage.distance_transform_edt(mask, sampling=(sy, sx)), seeds, mask=mask)
     if min_area_um2 > 0 and labels.max():
         area = np.bincount(labels.reshape(-1)) * sy * sx

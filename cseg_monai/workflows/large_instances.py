@@ -79,7 +79,7 @@ from cseg_monai.transforms.block_resample import resample_box, source_box
 from cseg_monai.transforms.spacing import RescalePlan, RescaleToSpacingd
 from cseg_monai.workflows.large_volume import LargeVolumeInference
 
-__all__ = ["LargeInstanceInference", "PASSES"]
+__all__ = ["LargeInstanceInference", "PASSES", "spill_sources"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +226,36 @@ def _write_output(job: _Job, block_id: str, core: Box) -> str:
     job.store.write(core, prob, labels)
     job.store.mark_done(block_id, "output")
     return block_id
+
+
+def spill_sources(window: BlockSlidingWindow, blocks: list[tuple[str, Box]]) -> dict[str, list[str]]:
+    """For each block, the blocks whose owned windows write into its core (:meth:`BlockSlidingWindow.spill_box`).
+
+    A window reaches at most one window minus one voxel past its owner's core, so only the blocks up to
+    that many block lengths lower on each axis are tested (not every pair: a large volume has thousands).
+
+    Example:
+        >>> sw = BlockSlidingWindow((4, 100), (4, 32))
+        >>> spill_sources(sw, [("0_0", ((0, 4), (0, 50))), ("0_1", ((0, 4), (50, 100)))])
+        {'0_0': [], '0_1': ['0_0']}
+    """
+    cores = dict(blocks)
+    index = {i: tuple(int(k) for k in i.split("_")) for i in cores}
+    size = [max(b - a for a, b in (core[k] for core in cores.values())) for k in range(len(window.roi_size))]
+    reach = [-(-(r - 1) // s) for r, s in zip(window.roi_size, size)]
+    by_index = {v: k for k, v in index.items()}
+    out: dict[str, list[str]] = {}
+    for i, core in cores.items():
+        found = []
+        for step in itertools.product(*[range(-r, 1) for r in reach]):
+            j = by_index.get(tuple(a + d for a, d in zip(index[i], step)))
+            if j is None or j == i:
+                continue
+            spill = window.spill_box(cores[j])
+            if all(max(a, c0) < min(b, c1) for (a, b), (c0, c1) in zip(spill, core)):
+                found.append(j)
+        out[i] = found
+    return out
 
 
 class LargeInstanceInference(LargeVolumeInference):
@@ -415,11 +445,7 @@ class LargeInstanceInference(LargeVolumeInference):
         self._timings["percentiles"] = round(time.perf_counter() - tic, 3)
         job.window = BlockSlidingWindow(model_shape, device=self.device, **self.window_settings)
         predict_blocks = self._blocks(model_shape, self.predict_block_shape)
-        spills = {i: job.window.spill_box(core) for i, core in predict_blocks}
-        job.spills_into = {
-            i: [j for j, _ in predict_blocks if j != i and all(max(a, c0) < min(b, c1) for (a, b), (c0, c1) in zip(spills[j], core))]
-            for i, core in predict_blocks
-        }
+        job.spills_into = spill_sources(job.window, predict_blocks)
         self._pass(store, "partial", predict_blocks, _predict, [job, self.network.to(self.device)], client)
         self._pass(store, "prob", predict_blocks, _blend, [job], client)
         job.params, job.grid, job.halo, job.channels = self.params, plan.grid, self.stitch_halo, self.channels

@@ -134,7 +134,7 @@ class IntensityNorm:
             return cls(mode)
         if mode == "percentiles":
             lo, hi = exact_percentiles(array, percentiles, name=name)
-            return cls(mode, lo, hi - lo, clip=True)  # hi == lo: x - lo, then clipped, as MONAI's ScaleIntensityRange
+            return cls(mode, lo, hi - lo, clip=bool(hi > lo))  # hi == lo: x - lo, unclipped, as MONAI's ScaleIntensityRange
         per_slice = mode.endswith("_per_slice") and array.ndim == 3
         axes = tuple(range(1, array.ndim)) if per_slice else None
         whole = mode.removesuffix("_per_slice")
@@ -498,6 +498,8 @@ class LargeVolumeInference:
             raise ValueError(f"prob_dtype must be one of {list(PROB_DTYPES)}, got {prob_dtype!r}")
         if int(min_size) < 0:
             raise ValueError(f"min_size must be >= 0 voxels, got {min_size}")
+        if labels in ("threshold", "components") and not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
         self.percentiles = tuple(float(p) for p in percentiles)
         if len(self.percentiles) != 2 or not 0.0 <= self.percentiles[0] < self.percentiles[1] <= 100.0:
             raise ValueError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {tuple(percentiles)}")
@@ -572,14 +574,14 @@ class LargeVolumeInference:
             with torch.no_grad():
                 probe = self.network(torch.zeros((1, 1) + self.window_settings["roi_size"], device=self.device))
             channels = int(probe.shape[1])
-        if self.labels == "threshold" and not 0 <= self.label_channel < channels:
+        if self.labels in ("threshold", "components") and not 0 <= self.label_channel < channels:
             raise ValueError(f"label_channel {self.label_channel} is not one of the network's {channels} output channels")
         spatial = volume.shape
-        chunks = self.chunks[-len(spatial) :]
+        chunks = tuple(min(c, n) for c, n in zip(self.chunks[-len(spatial) :], spatial))
         store = BlockStore.create(
             output,
             (channels,) + spatial,
-            chunks=tuple(min(c, n) for c, n in zip(chunks, spatial)),
+            chunks=chunks,
             prob_dtype=self.prob_dtype,
             labels_dtype={"components": "uint32", None: None}.get(self.labels, "uint8"),
             spacing=volume.spacing,
@@ -597,7 +599,7 @@ class LargeVolumeInference:
         norm = IntensityNorm.fit(volume.to_dask(), self.normalise, name=volume.path, percentiles=self.percentiles) if todo else IntensityNorm("none")
         task = _Task(volume, norm, window, store, self.labels, self.threshold, self.label_channel, {i: k for k, (i, _) in enumerate(blocks)})
         if self.labels == "components":
-            store.work_array("components", spatial, self.block_shape[-len(spatial) :], "uint64")
+            store.work_array("components", spatial, chunks, "uint64")  # read back with a 1-voxel rim: small chunks
         bar = tqdm(total=len(blocks), initial=len(blocks) - len(todo), desc=Path(volume.path).name, unit="block", disable=not self.progress)
         try:
             run_blocks(_run_task, [task, self.network.to(self.device)], todo, client, bar)

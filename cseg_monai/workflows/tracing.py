@@ -43,7 +43,12 @@ TRACE_METHODS = ("hungarian", "greedy")
 
 
 def load_profiles(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """A ``(Z, Y, X)`` stack of per-section labels and its voxel size (None when the file states none).
+    """A ``(Z, Y, X)`` stack of per-section labels and its voxel size (None when the file states none)."""
+    return _load(path)[:2]
+
+
+def _load(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...] | None, str | None]:
+    """The stack, its voxel size and its unit.
 
     Raises:
         ValueError: not 3D, not integer labels (float files must hold whole numbers), negative ids; naming the file.
@@ -58,11 +63,14 @@ def load_profiles(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...
         arr = arr.astype(np.int64)
     if arr.size and arr.min() < 0:
         raise ValueError(f"{path}: label images hold negative ids ({arr.min()})")
+    if arr.dtype == np.uint64 and arr.size and arr.max() >= 1 << 63:
+        raise ValueError(f"{path}: ids reach {arr.max()}, beyond what int64 holds")
     spacing = meta.get("spacing")
     if spacing is not None:
         spacing = tuple(float(s) for s in np.asarray(spacing).reshape(-1))
         spacing = spacing if len(spacing) == 3 and all(s > 0 for s in spacing) else None
-    return arr.astype(np.int64, copy=False), spacing
+    unit = meta.get("spacing_unit")
+    return arr.astype(np.int64, copy=False), spacing, (str(unit) if unit else None)
 
 
 def _inputs(path: str | os.PathLike) -> list[Path]:
@@ -117,7 +125,7 @@ def trace_files(
     report = FileReport(out, total=len(files), progress=progress, desc="stacks")
     for path in files:
         with report.item(path) as record:
-            stack, spacing = load_profiles(path)
+            stack, spacing, unit = _load(path)
             if method == "greedy":
                 ids, tracks = stitch_greedy(stack), None
             else:
@@ -126,8 +134,8 @@ def trace_files(
             labels_path = out / f"{stem}_labels.tif"
             with atomic_path(labels_path) as tmp:
                 if spacing is not None and ids.max(initial=0) < 1 << 16:  # ImageJ stacks hold no uint32: its spacing only up to 65535 ids
-                    tifffile.imwrite(tmp, ids.astype(np.uint16), imagej=True, resolution=(1 / spacing[2], 1 / spacing[1]),
-                                     metadata={"spacing": spacing[0], "unit": "um", "axes": "ZYX"})  # fmt: skip
+                    metadata = {"spacing": spacing[0], "axes": "ZYX"} | ({"unit": unit} if unit else {})  # the input's unit, when it states one
+                    tifffile.imwrite(tmp, ids.astype(np.uint16), imagej=True, resolution=(1 / spacing[2], 1 / spacing[1]), metadata=metadata)
                 else:
                     tifffile.imwrite(tmp, ids, photometric="minisblack", compression="zlib")
             record.update(objects=int(len(np.unique(ids[ids > 0]))), sections=int(stack.shape[0]), labels=str(labels_path))

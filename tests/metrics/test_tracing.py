@@ -71,3 +71,18 @@ def test_the_ignite_metric_averages_items_and_shares_one_computation():
     assert 0.0 < arand.compute() < 1.0
     with pytest.raises(ValueError, match="score"):
         TracingScoresMetric("dice")
+
+
+def test_expected_run_length_counts_wrong_profiles_as_zero():
+    """Two objects over 4 sections; object 2 merged into object 1 in sections 2-3: runs 4 and 2 of 8 profiles."""
+    truth = np.zeros((4, 12, 20), np.int64)
+    truth[:, 2:6, 2:6] = 1
+    truth[:, 7:11, 10:14] = 2
+    pred = truth.copy()
+    pred[2:][truth[2:] == 2] = 1
+    assert tracing_scores(truth, pred)["expected_run_length"] == pytest.approx((16 + 4) / 8)
+    missed = truth.copy()
+    missed[2:][truth[2:] == 2] = 0
+    assert tracing_scores(truth, missed)["expected_run_length"] == pytest.approx((16 + 4) / 8)
+    big = truth * 1_000_000_007  # body ids of connectomics size
+    assert tracing_scores(big, big)["link_f1"] == 1.0

@@ -115,6 +115,10 @@ def test_profiles_from_a_probability_map_split_touching_profiles():
     labels = section_profiles(prob, spacing=(0.01, 0.01), smooth_um=0.02, erode_um=0.03, min_area_um2=0.002)
     assert labels.max() == 2 and labels[20, 18] != labels[20, 36]
     assert section_profiles(np.zeros((10, 10))).max() == 0
+    thin = np.zeros((10, 20))
+    thin[2:8, 4:6] = 0.9  # 2 pixels wide: the erosion removes it, it stays a profile
+    thin[2:8, 10:18] = 0.9
+    assert section_profiles(thin, erode_um=1.0).max() == 2
     with pytest.raises(ValueError, match="NaN"):
         section_profiles(np.full((4, 4), np.nan))
 

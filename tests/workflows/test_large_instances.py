@@ -136,3 +136,18 @@ def test_halo_and_channels_are_checked(tmp_path):
     with pytest.raises(ValueError, match="1 output channel"):
         one.run_one(_volume(tmp_path / "v.zarr"), tmp_path / "never.ome.zarr")
     assert not (tmp_path / "never.ome.zarr").exists() and not (tmp_path / "never.ome.zarr.partial").exists()
+
+
+def test_spill_sources_are_the_blocks_that_write_into_a_core():
+    """Found from the block grid, they equal testing every pair, also for blocks shorter than a window."""
+    from cseg_monai.inferers.block_sliding_window import BlockSlidingWindow
+    from cseg_monai.workflows.large_instances import spill_sources
+    from cseg_monai.workflows.large_volume import block_items
+
+    window = BlockSlidingWindow((20, 70, 90), (8, 32, 32), overlap=0.5)
+    blocks = block_items((20, 70, 90), (6, 20, 40))
+    found = spill_sources(window, blocks)
+    for i, core in blocks:
+        brute = [j for j, other in blocks if j != i and all(max(a, c0) < min(b, c1) for (a, b), (c0, c1) in zip(window.spill_box(other), core))]
+        assert sorted(found[i]) == sorted(brute), i
+    assert any(len(v) >= 3 for v in found.values())

@@ -36,7 +36,9 @@ def test_a_fiji_stack_and_a_folder_with_a_bad_file(stack, tmp_path):
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert sorted(Path(s["file"]).name for s in summary["succeeded"]) == ["fiji.tif", "plain.tif"]
     ids, spacing = load_profiles(tmp_path / "out" / "fiji_labels.tif")
-    assert spacing == pytest.approx((0.05, 0.01, 0.01))  # the voxel size goes through
+    assert spacing == pytest.approx((0.05, 0.01, 0.01))  # the voxel size goes through, in the input's unit
+    with tifffile.TiffFile(tmp_path / "out" / "fiji_labels.tif") as tif:
+        assert tif.imagej_metadata["unit"] == "um"  # the input's unit, not an assumed one
     assert tracing_scores(truth.astype(np.int64), ids)["link_f1"] >= 0.95
     assert np.array_equal(ids, tifffile.imread(tmp_path / "out" / "plain_labels.tif").astype(np.int64))
     with open(tmp_path / "out" / "fiji_tracks.csv") as f:

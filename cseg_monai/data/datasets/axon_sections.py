@@ -31,6 +31,7 @@ from skimage.segmentation import find_boundaries
 
 from cseg_monai.data.readers import ImageReadError, list_images, load_image
 from cseg_monai.data.tube_phantom import make_tube_phantom
+from cseg_monai.data.writers import output_stem
 
 __all__ = ["KINDS", "datalist", "interior_target", "load_item"]
 
@@ -66,15 +67,19 @@ def datalist(
     if not images.is_dir() or not labels.is_dir():
         raise ValueError(f"{root}: a folder data set holds images/ (raw stacks) and labels/ (3D ids of the same names)")
     files = list_images(images)
+    by_stem: dict[str, list[Path]] = {}
+    for p in list_images(labels):
+        by_stem.setdefault(output_stem(p), []).append(p)
     chosen = range(len(files)) if indices is None else [int(i) for i in indices]
     items = []
     for i in chosen:
         if not 0 <= i < len(files):
             raise ValueError(f"{images}: index {i} is out of range ({len(files)} stacks)")
-        stem = files[i].name.split(".")[0]
-        match = [p for p in list_images(labels) if p.name.split(".")[0] == stem]
+        match = by_stem.get(output_stem(files[i]), [])
         if not match:
             raise FileNotFoundError(f"{labels}: no label stack for {files[i].name}")
+        if len(match) > 1:
+            raise ValueError(f"{labels}: several label stacks for {files[i].name}: {', '.join(p.name for p in match)}")
         items.append({"kind": "folder", "image": str(files[i]), "label": str(match[0])})
     return items
 
