@@ -26,9 +26,9 @@ input, H and W multiples of 32 (``width`` scales every channel count below; ``re
     decoder 1    conv1x1 64->16, deconv /2, conv1x1 ->64                            64        H/2
     head         deconv 4x4 /2 64->32, ReLU, conv3x3 32->32, ReLU, conv3x3 32->out   out        H
 
-The output is the logit (sigmoid in the loss and at inference). The decoder and head
-convolutions start from Kaiming-normal initialisation (the encoder's are MONAI ResNet's); the
-centre's keep PyTorch's default weights with zero biases, as the reference implementation.
+The output is the logit (sigmoid in the loss and at inference). Every convolution but the
+centre's starts from Kaiming-normal (fan-out) initialisation; the centre's keep PyTorch's
+default weights with zero biases, as the reference implementation.
 
 Example:
     >>> net = DLinkNet().eval()
