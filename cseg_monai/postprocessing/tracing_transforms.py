@@ -54,8 +54,9 @@ class TraceSectionsd(MapTransform):
         output_key: where the ids go.
         threshold: interior above it.
         pixel_size: ``(Y, X)`` size of a pixel, in the units of the lengths below (default 1: pixels).
-        smooth / erode / split_depth / min_area: :func:`section_profiles`' bilateral sigma,
-            erosion radius, split depth (lengths) and smallest profile (area).
+        smooth / erode / split_depth / min_area / dilate: :func:`section_profiles`' bilateral
+            sigma, erosion radius, split depth (lengths), smallest profile (area) and growth of
+            the profiles (length; the width of the border a network trained on interiors leaves out).
         link: the linking settings (:class:`LinkParams`); ``**changes`` replace its fields.
         anchors_dir: a folder of ``STEM_anchors.csv`` files (``section, y, x, id``); a volume
             without one is traced without anchors. STEM comes from ``source_key``'s file name.
@@ -75,6 +76,7 @@ class TraceSectionsd(MapTransform):
         erode: float = 0.0,
         split_depth: float | None = None,
         min_area: float = 0.0,
+        dilate: float = 0.0,
         link: LinkParams | None = None,
         anchors_dir: str | os.PathLike | None = None,
         source_key: str = "image",
@@ -89,7 +91,7 @@ class TraceSectionsd(MapTransform):
         self.link = (link or LinkParams()).replace(**changes) if changes else (link or LinkParams())
         self.output_key, self.threshold = output_key, float(threshold)
         self.pixel_size = None if pixel_size is None else tuple(float(s) for s in pixel_size)
-        self.smooth, self.erode, self.split_depth, self.min_area = smooth, float(erode), split_depth, float(min_area)
+        self.smooth, self.erode, self.split_depth, self.min_area, self.dilate = smooth, float(erode), split_depth, float(min_area), float(dilate)
         self.anchors_dir = None if anchors_dir is None else Path(anchors_dir)
         self.source_key = source_key
 
@@ -109,7 +111,8 @@ class TraceSectionsd(MapTransform):
             if prob.ndim != 4 or prob.shape[0] != 1:
                 raise ValueError(f"{key}: expected (1, Z, Y, X) probabilities, got shape {prob.shape}")
             profiles = np.stack([
-                section_profiles(p, self.threshold, self.pixel_size, self.smooth, self.erode, self.split_depth, self.min_area) for p in prob[0]
+                section_profiles(p, self.threshold, self.pixel_size, self.smooth, self.erode, self.split_depth, self.min_area, self.dilate)
+                for p in prob[0]
             ])  # fmt: skip
             ids, tracks = trace_sections(profiles, self.pixel_size, self.link, self._anchors(d))
             meta = dict(d[key].meta) if isinstance(d[key], MetaTensor) else {}

@@ -22,7 +22,7 @@ traced (top) and true (bottom) ids.
 
 Part (b), ``--end_to_end CKPT``: the phantoms' raw sections through the axon tracing bundle's
 D-LinkNet (``bundles/em_axon_tracing``, weights CKPT, its inference settings: 1st-99th
-percentile scaling, 128 x 128 windows, profiles by threshold 0.5, erosion 1, at least 8 pixels),
+percentile scaling, 128 x 128 windows, profiles by threshold 0.5, erosion 1, at least 30 pixels, grown by 1),
 then the same predicted profiles traced by ``hungarian`` and stitched by ``greedy``
 (records ``SET/e2e_hungarian`` and ``SET/e2e_greedy``). The phantoms' seeds (11-13) are not
 among the training phantoms' (0-3) or the validation phantom's (1000).
@@ -115,7 +115,7 @@ def predicted_profiles(image: np.ndarray, ckpt: Path) -> np.ndarray:
     x = ScaleIntensityRangePercentiles(1.0, 99.0, 0.0, 1.0, clip=True)(torch.as_tensor(image, dtype=torch.float32))[None, None]
     with torch.no_grad():
         prob = torch.sigmoid(SliceInferer(roi_size=(128, 128), spatial_dim=0, sw_batch_size=4, overlap=0.25, mode="gaussian")(x, net))[0, 0]
-    return np.stack([section_profiles(p.numpy(), 0.5, erode=1.0, min_area=8.0) for p in prob])
+    return np.stack([section_profiles(p.numpy(), 0.5, erode_um=1.0, min_area_um2=30.0, dilate_um=1.0) for p in prob])
 
 
 def run_method(method: str, truth: np.ndarray, profiles: np.ndarray) -> np.ndarray:

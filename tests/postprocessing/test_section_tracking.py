@@ -161,3 +161,11 @@ def test_real_volumes_traced_from_their_true_profiles(name, dataset):
     greedy = tracing_scores(truth, stitch_greedy(profiles).astype(np.int64), min_profile_area=20)
     assert ours["link_f1"] >= 0.95 and ours["link_precision"] >= 0.99, ours
     assert ours["splits"] < greedy["splits"], (ours, greedy)
+
+
+def test_profiles_grow_back_the_border_the_interior_left_out():
+    prob = np.zeros((20, 20))
+    prob[6:14, 6:14] = 0.9  # an interior one pixel inside an object of rows / columns 5-14
+    grown = section_profiles(prob, dilate_um=1.0)
+    assert (grown > 0).sum() == 10 * 10 - 4  # the square grown by one pixel (city-block corners left)
+    assert (section_profiles(prob) > 0).sum() == 64
