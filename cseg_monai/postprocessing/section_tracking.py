@@ -299,6 +299,15 @@ def _touching(section: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def _map_labels(section: np.ndarray, labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values[k]`` where ``section == labels[k]`` (``labels`` sorted), 0 elsewhere; no table sized by the largest id."""
+    out = np.zeros(section.shape, np.uint32)
+    fg = section > 0
+    if fg.any():
+        out[fg] = values[np.searchsorted(labels, section[fg])]
+    return out
+
+
 def _find(parent: dict[int, int], t: int) -> int:
     root = t
     while parent.get(root, root) != root:
@@ -433,9 +442,7 @@ def trace_sections(
                 final[root] = counter
         row["id"] = final[root]
     for z, (table, assigned) in enumerate(zip(tables, track_of)):
-        lut = np.zeros(int(stack[z].max()) + 1, np.uint32)
-        lut[table["label"]] = [final[_find(parent, int(t))] for t in assigned]
-        ids[z] = lut[stack[z]]
+        ids[z] = _map_labels(stack[z], table["label"], np.array([final[_find(parent, int(t))] for t in assigned], np.uint32))
     return ids, tracks
 
 
@@ -471,9 +478,7 @@ def stitch_greedy(profiles: np.ndarray, threshold: float = 0.25) -> np.ndarray:
             new[c] = next_id
             next_id += 1
         next_id = max(next_id, int(new.max(initial=0)) + 1)
-        lut = np.zeros(int(stack[z].max()) + 1, np.uint32)
-        lut[labels] = new
-        out[z] = lut[stack[z]]
+        out[z] = _map_labels(stack[z], labels, new)
         prev_labels = labels
     return out
 

@@ -89,6 +89,14 @@ def test_anchors_fix_identities_and_undo_a_switch():
         trace_sections(stack, anchors=[(9, 1, 1, 10)])
 
 
+def test_huge_per_section_ids_are_fine():
+    stack = np.zeros((3, 10, 10), np.int64)
+    stack[:, 2:6, 2:6] = np.array([3_000_000_000, 7, 9_000_000_000_000])[:, None, None]
+    ids, _ = trace_sections(stack, params=LinkParams(min_area=0))
+    assert np.unique(ids[ids > 0]).tolist() == [1]
+    assert np.unique(stitch_greedy(stack)[stack > 0]).tolist() == [1]
+
+
 def test_assignment_gates_and_unlinked_costs():
     assert assign(np.array([[0.2, 0.1], [0.3, np.inf]]), 1.0) == [(0, 1), (1, 0)]
     assert assign(np.full((2, 2), np.inf), 1.0) == []
