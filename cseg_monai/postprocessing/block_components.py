@@ -33,6 +33,7 @@ Example:
     ...     tables.append(table)
     >>> pairs = np.concatenate([touching_pairs(raw, core) for core in cores])
     >>> keys, values = merge_components(tables, pairs)
+    >>> from cseg_monai.postprocessing.block_instances import relabel
     >>> relabel(raw, keys, values)[0].tolist() == ndimage.label(mask[0], np.ones((3, 3)))[0].tolist()
     True
 """
