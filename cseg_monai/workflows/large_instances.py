@@ -15,8 +15,9 @@ grid), in passes over blocks that each fit in memory, on Dask, into an OME-Zarr 
    holds its start (``partial``: the weighted outputs over the core, and what spills past it
    saved as slabs); ``prob`` adds the spills of the neighbours, divides by the blending
    weights and applies the sigmoid. (Blocks that each computed every window touching their
-   core ran the windows across a border twice: 1.45 times the network's work with 32-plane
-   blocks and the generalist's 8 x 96 x 96 windows at overlap 0.5.)
+   core ran the windows across a border twice: 1.07 times the windows of a 64 x 1024 x 1024
+   volume in 32 x 1024 x 1024 blocks with the generalist's 8 x 96 x 96 windows at overlap 0.5,
+   more with smaller blocks.)
 4. ``segment``: each block's core plus ``stitch_halo`` segmented
    (:func:`~cseg_monai.postprocessing.block_instances.segment_one_block`);
 5. ``match``: each block's halo ids matched with its neighbours' core ids by overlap
