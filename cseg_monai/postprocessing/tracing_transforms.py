@@ -94,6 +94,7 @@ class TraceSectionsd(MapTransform):
         self.smooth, self.erode, self.split_depth, self.min_area, self.dilate = smooth, float(erode), split_depth, float(min_area), float(dilate)
         self.anchors_dir = None if anchors_dir is None else Path(anchors_dir)
         self.source_key = source_key
+        self._anchor_file: Path | None = None
 
     def _anchors(self, d: Mapping[Hashable, Any]) -> list[tuple[int, float, float, int]]:
         if self.anchors_dir is None:
@@ -102,6 +103,7 @@ class TraceSectionsd(MapTransform):
         if name is None:
             raise ValueError(f"anchors_dir is set but {self.source_key!r} carries no file name to find STEM_anchors.csv by")
         path = self.anchors_dir / f"{output_stem(name)}_anchors.csv"
+        self._anchor_file = path if path.is_file() else None
         return read_anchors(path) if path.is_file() else []
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -114,7 +116,13 @@ class TraceSectionsd(MapTransform):
                 section_profiles(p, self.threshold, self.pixel_size, self.smooth, self.erode, self.split_depth, self.min_area, self.dilate)
                 for p in prob[0]
             ])  # fmt: skip
-            ids, tracks = trace_sections(profiles, self.pixel_size, self.link, self._anchors(d))
+            anchors = self._anchors(d)
+            try:
+                ids, tracks = trace_sections(profiles, self.pixel_size, self.link, anchors)
+            except ValueError as err:
+                if anchors and "anchor" in str(err):  # name the file the bad anchor came from
+                    raise ValueError(f"{self._anchor_file}: {err}") from None
+                raise
             meta = dict(d[key].meta) if isinstance(d[key], MetaTensor) else {}
             d[self.output_key] = MetaTensor(torch.from_numpy(ids[None].astype(np.int64)), meta=meta)
             d[f"{self.output_key}_tracks"] = tracks

@@ -40,6 +40,9 @@ def test_anchors_are_read_per_volume(tmp_path):
     assert int(other["traced"].max()) == 1
     with pytest.raises(ValueError, match="file name"):
         t({"pred": prob})
+    (tmp_path / "bad_anchors.csv").write_text("section,y,x,id\n7,14,14,42\n")  # a section the stack lacks
+    with pytest.raises(ValueError, match="bad_anchors.csv: anchor .* section outside"):
+        t({"pred": prob, "image": "/data/bad.tif"})
 
 
 def test_tracks_file_and_bad_input(tmp_path):
