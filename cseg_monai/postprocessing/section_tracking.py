@@ -56,6 +56,7 @@ from skimage.morphology import disk, h_maxima
 from skimage.restoration import denoise_bilateral
 from skimage.segmentation import expand_labels, watershed
 
+from cseg_monai.common.checks import check_instance_ids, check_spacing
 from cseg_monai.data.writers import atomic_path
 
 __all__ = [
@@ -135,25 +136,19 @@ class LinkParams:
 
 
 def _check_stack(stack: np.ndarray, name: str = "profiles") -> np.ndarray:
-    arr = np.asarray(stack)
+    arr = check_instance_ids(stack, name)
     if arr.ndim != 3:
         raise ValueError(f"{name} must be a (Z, Y, X) stack of per-section label images, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer labels, got {arr.dtype}")
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{name} holds negative labels ({arr.min()})")
     return arr
 
 
 def _spacing(spacing: Sequence[float] | None) -> tuple[float, float]:
+    """The (Y, X) pixel size of a (Y, X) or (Z, Y, X) spacing (1, 1 when None)."""
     if spacing is None:
         return 1.0, 1.0
-    sp = [float(s) for s in spacing]
-    if len(sp) == 3:
-        sp = sp[1:]
-    if len(sp) != 2 or min(sp) <= 0 or not all(np.isfinite(sp)):
-        raise ValueError(f"spacing must be 2 (Y, X) or 3 (Z, Y, X) positive numbers, got {spacing!r}")
-    return sp[0], sp[1]
+    values = list(spacing)
+    sy, sx = check_spacing(values[-2:] if len(values) == 3 else values, 2, "spacing", max_anisotropy=None)
+    return sy, sx
 
 
 def profile_table(section: np.ndarray, spacing: Sequence[float] | None = None) -> dict[str, np.ndarray]:
@@ -359,8 +354,11 @@ def trace_sections(
     track_of: list[np.ndarray] = []  # per section: the track id of each profile
     tracks: list[dict[str, Any]] = []
     last_seen: dict[int, tuple[int, int]] = {}  # track id -> (section, profile index) of its last profile
+    touching: dict[int, np.ndarray] = {}  # per section, computed once (a section is "next", then "previous")
     for z, table in enumerate(tables):
         labels = table["label"]
+        # the overlaps with the previous section, used by the links, the crumbs and the branches
+        prev_overlap = _overlaps(stack[z - 1], stack[z], tables[z - 1]["label"], labels) if z > 0 else np.zeros((0, len(labels)), np.int64)
         assigned = np.zeros(len(labels), np.int64)
         costs_in: list[float | None] = [None] * len(labels)
         anchored = {k: fixed[(z, int(lab))] for k, lab in enumerate(labels) if (z, int(lab)) in fixed}
@@ -372,7 +370,7 @@ def trace_sections(
             for s in {s for _, s, _ in cands}:
                 rows = [r for r, (_, cs, _) in enumerate(cands) if cs == s]
                 prev = tables[s]
-                overlap = _overlaps(stack[s], stack[z], prev["label"], labels)
+                overlap = prev_overlap if s == z - 1 else _overlaps(stack[s], stack[z], prev["label"], labels)
                 block = link_costs(prev, table, overlap, p) + (p.skip_penalty if s < z - 1 else 0.0)
                 cost[rows] = block[[cands[r][2] for r in rows]]
             cost[:, crumb] = np.inf
@@ -398,7 +396,6 @@ def trace_sections(
             assigned[c] = next_id
             next_id += 1
         if crumb.any():
-            prev_overlap = _overlaps(stack[z - 1], stack[z], tables[z - 1]["label"], labels) if z > 0 else np.zeros((0, len(labels)), np.int64)
             for c in np.flatnonzero(crumb):
                 if prev_overlap.shape[0] and prev_overlap[:, c].max() >= 0.5 * table["area"][c]:
                     assigned[c] = track_of[z - 1][int(prev_overlap[:, c].argmax())]
@@ -407,7 +404,7 @@ def trace_sections(
                 next_id += 1
         if z > 0 and p.branch_overlap > 0 and len(tables[z - 1]["label"]) and len(labels):
             # branches and joins: profiles overlapping by most of the smaller one are one object
-            overlap = _overlaps(stack[z - 1], stack[z], tables[z - 1]["label"], labels)
+            overlap = prev_overlap
             smaller = np.minimum(tables[z - 1]["area"][:, None], table["area"][None, :])
             strong = (overlap >= p.branch_overlap * smaller) & (tables[z - 1]["area"][:, None] >= p.min_area) & ~crumb[None, :]
             went_on = track_of[z - 1][:, None] == assigned[None, :]  # the assignment continued the track
@@ -416,7 +413,10 @@ def trace_sections(
             # the other way round. Touching profiles are two objects (had they been one, they
             # would be one profile): cells stacked in a dense tissue, where one ends and its
             # neighbours start over it, are not joined.
-            touch_prev, touch_next = _touching(stack[z - 1], tables[z - 1]["label"]), _touching(stack[z], labels)
+            for k in (z - 1, z):
+                if k not in touching:
+                    touching[k] = _touching(stack[k], tables[k]["label"])
+            touch_prev, touch_next = touching.pop(z - 1), touching[z]
             for r, c in np.argwhere(strong & ~went_on):
                 branch = any(strong[r, c0] and not touch_next[c0, c] for c0 in np.flatnonzero(went_on[r]))
                 join = any(strong[r0, c] and not touch_prev[r0, r] for r0 in np.flatnonzero(went_on[:, c]))

@@ -26,6 +26,7 @@ from monai.transforms import MapTransform
 
 from cseg_monai.data.writers import output_stem
 from cseg_monai.postprocessing.section_tracking import LinkParams, read_anchors, section_profiles, trace_sections, write_tracks
+from cseg_monai.transforms._meta import source_name
 
 __all__ = ["SaveTracksd", "TraceSectionsd"]
 
@@ -35,12 +36,12 @@ def _numpy(x: Any) -> np.ndarray:
 
 
 def _source_name(d: Mapping[Hashable, Any], key: str) -> str | None:
+    """The file an item came from: the key's path, or its meta data's (None when unknown)."""
     value = d.get(key)
     if isinstance(value, (str, os.PathLike)):
         return str(value)
-    meta = getattr(value, "meta", None)
-    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
-    return str(name) if name else None
+    name = source_name(d, key)
+    return None if name.startswith("<") else name
 
 
 class TraceSectionsd(MapTransform):
