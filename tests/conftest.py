@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +53,22 @@ def run_workflow(wf):
     assert wf.check_properties() in (None, [])
     wf.run()
     return wf
+
+
+def torchrun_training(configs_dir: Path, config_files: list[str], output_dir: Path, cwd: Path, **overrides) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 -m monai.bundle run training`` on CPU (one OpenMP thread each), as a
+    bundle's docs give it, with ``--key value`` overrides (strings as they are, others as ``repr``); it must exit 0."""
+    files = ",".join(f"'{Path(configs_dir) / name}'" for name in config_files)
+    cmd = [
+        str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run",
+        "training", "--config_file", f"[{files}]", "--output_dir", str(output_dir),
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
 
 
 def free_port() -> int:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ import torch
 
 from cseg_monai.data.tube_phantom import make_tube_phantom
 
-from conftest import BUNDLES, bundle_workflow, error_chain, free_port, run_workflow
+from conftest import BUNDLES, bundle_workflow, error_chain, run_workflow, torchrun_training
 
 BUNDLE = BUNDLES / "em_axon_tracing"
 CONFIGS = BUNDLE / "configs"
@@ -131,17 +128,8 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     import mlflow
 
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
     overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "n_train_phantoms": 2, "num_samples": 1, "batch_size": 1}
-    cmd = [
-        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run", "training",
-        "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']", "--output_dir", str(out),
-    ]  # fmt: skip
-    for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun_training(CONFIGS, ["train.json", "multi_gpu_train.json"], out, tmp_path, **overrides)
     state = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(k.startswith("module.") for k in state)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")

@@ -4,9 +4,6 @@ metrics, F1-vs-IoU picture, MLflow), inference (STEM_prob / STEM_labels, a 5-pla
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import itk
@@ -17,7 +14,7 @@ import tifffile
 from cseg_monai.data.nuclei_phantom import make_nuclei_phantom, write_nuclei_dataset
 from cseg_monai.data.writers import write_tiff
 
-from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, free_port, require_data
+from conftest import BUNDLES, ROOT, bundle_workflow, error_chain, require_data, torchrun_training
 
 BUNDLE = BUNDLES / "cell_instance_boundary_segmentation_3d"
 CONFIGS = BUNDLE / "configs"
@@ -379,18 +376,8 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     import torch
 
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "cache_rate": 0.0}
-    cmd = [
-        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run", "training",
-        "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
-        "--dataset_dir", str(nuclei_folder), "--output_dir", str(out),
-    ]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "cache_rate": 0.0, "dataset_dir": str(nuclei_folder)}
+    torchrun_training(CONFIGS, ["train.json", "multi_gpu_train.json"], out, tmp_path, **overrides)
     state = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(k.startswith("module.") for k in state)  # saved unwrapped, loadable by inference.json
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
@@ -400,7 +387,6 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     history = client.get_metric_history(runs[0].info.run_id, "train_loss")
     # 2 volumes x 3 training zooms = 6 items, 3 per process, batches of 2: 2 iterations, logged by rank 0 alone
     assert sorted(m.step for m in history) == [1, 2]
-
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ valid patch, the real VNC sections as data, and a two-process torchrun on CPU.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import zarr
 
 from cseg_monai.networks import ResUNet3D
 
-from conftest import BUNDLES, bundle_workflow, error_chain, free_port, require_data, run_workflow
+from conftest import BUNDLES, bundle_workflow, error_chain, require_data, run_workflow, torchrun_training
 
 BUNDLE = BUNDLES / "em_synaptic_cleft_detection"
 CONFIGS = BUNDLE / "configs"
@@ -174,18 +173,8 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     import mlflow
 
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
     overrides = {**TINY, "mlflow_experiment_name": "ddp", "max_epochs": 1, "val_interval": 1, "n_train_phantoms": 2, "num_samples": 1, "batch_size": 1}
-    cmd = [
-        str(torchrun), "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "monai.bundle", "run", "training",
-        "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'data_phantom.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
-        "--output_dir", str(out),
-    ]  # fmt: skip
-    for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    torchrun_training(CONFIGS, ["train.json", "data_phantom.json", "multi_gpu_train.json"], out, tmp_path, **overrides)
     state = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(k.startswith("module.") for k in state)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
