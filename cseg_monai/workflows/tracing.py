@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from cseg_monai.common.checks import check_instance_ids
 from cseg_monai.data.readers import list_images, load_image
 from cseg_monai.data.writers import atomic_path, output_stem
 from cseg_monai.postprocessing.section_tracking import LinkParams, read_anchors, stitch_greedy, trace_sections, write_tracks
@@ -61,8 +62,7 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...] | None
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
             raise ValueError(f"{path}: label images must hold whole numbers, got {arr.dtype} values that are not")
         arr = arr.astype(np.int64)
-    if arr.size and arr.min() < 0:
-        raise ValueError(f"{path}: label images hold negative ids ({arr.min()})")
+    check_instance_ids(arr, str(path))  # negative ids
     if arr.dtype == np.uint64 and arr.size and arr.max() >= 1 << 63:
         raise ValueError(f"{path}: ids reach {arr.max()}, beyond what int64 holds")
     spacing = meta.get("spacing")
