@@ -48,6 +48,7 @@ PROB_DTYPES = {"uint8": ("u1", 1.0 / 255.0), "float16": ("f2", 1.0), "float32": 
 _DONE = ".cseg_blocks_done"
 _WORK = ".cseg_work"
 _ATTR = "cseg_inference"
+_OWN_KEYS = ("fingerprint", "arguments", "settings", "prob_scale", "complete")
 
 
 class OutputExistsError(FileExistsError):
@@ -302,6 +303,25 @@ class BlockStore:
             return None
         with np.load(path) as data:
             return {k: data[k] for k in (data.files if keys is None else keys)}
+
+    def save_results(self, **values: Any) -> None:
+        """Record JSON-able results of the run (e.g. an object count) in the store's metadata, so that
+        a rerun that finds the store complete reports them too (:attr:`results`)."""
+        root = zarr.open_group(self.path, mode="r+", zarr_format=2)
+        root.attrs[_ATTR] = {**root.attrs[_ATTR], **values}
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """What :meth:`save_results` recorded (empty when nothing).
+
+        Example:
+            >>> import tempfile
+            >>> store = BlockStore.create(tempfile.mkdtemp() + "/v.ome.zarr", (1, 4, 4), chunks=(4, 4))
+            >>> store.save_results(instances=3); store.results
+            {'instances': 3}
+        """
+        attrs = self._attrs(self.path) or {}
+        return {k: v for k, v in attrs.items() if k not in _OWN_KEYS}
 
     @staticmethod
     def _promote(partial: str, final: str) -> None:

@@ -421,8 +421,7 @@ class LargeInstanceInference(LargeVolumeInference):
         if plan.meta.get("object_size_source") == "estimated":
             record["object_estimate_box"] = [min(e, n) for e, n in zip(self.estimate_box, volume.shape)]
         if store.complete:
-            stitched = zarr.open_group(store.final, mode="r").attrs["cseg_inference"].get("instances")
-            return {**record, "instances": stitched, "skipped": len(out_blocks), "seconds": 0.0, "vox_per_s": None}
+            return {**record, "instances": store.results.get("instances"), "skipped": len(out_blocks), "seconds": 0.0, "vox_per_s": None}
         model_blocks = self._blocks(model_shape)
         job = _Job(volume, store, model_shape, plan.rescales)
         if plan.rescales:
@@ -463,8 +462,7 @@ class LargeInstanceInference(LargeVolumeInference):
         instances = int(table["values"].max()) if len(table["values"]) else 0
         self._pass(store, "relabel", model_blocks, _relabel, [job], client)
         written = self._pass(store, "output", out_blocks, _write_output, [job], client)
-        root = zarr.open_group(store.path, mode="r+", zarr_format=2)
-        root.attrs["cseg_inference"] = {**root.attrs["cseg_inference"], "instances": instances, "rescale": {**plan.meta, "zoom": plan.zoom}}
+        store.save_results(instances=instances, rescale={**plan.meta, "zoom": plan.zoom})
         final = store.finish()
         seconds = time.perf_counter() - start
         logger.info("%s: %d instances in %.1f s -> %s", volume.path, instances, seconds, final)

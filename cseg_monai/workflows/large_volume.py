@@ -150,6 +150,26 @@ class IntensityNorm:
             raise ValueError(f"{name}: the volume contains NaN or infinite values")
         return cls(mode if per_slice else whole, mean, std)
 
+    @classmethod
+    def fit_cached(cls, store: BlockStore, array: Any, mode: str, name: str = "input", percentiles: Sequence[float] = (1.0, 99.0)) -> IntensityNorm:
+        """:meth:`fit`, computed once per run: the statistics are saved among ``store``'s
+        intermediates, so that a resumed run reads them instead of passing over the volume again.
+
+        Example:
+            >>> import dask.array as da, tempfile
+            >>> store = BlockStore.create(tempfile.mkdtemp() + "/v.ome.zarr", (1, 2, 2), chunks=(2, 2))
+            >>> IntensityNorm.fit_cached(store, da.from_array(np.array([[0.0, 2.0], [4.0, 6.0]])), "mean_std").mean.tolist()
+            3.0
+            >>> IntensityNorm.fit_cached(store, da.zeros((2, 2)), "mean_std").mean.tolist()  # resumed: the saved statistics
+            3.0
+        """
+        table = store.load_table("normalisation")
+        if table is not None and str(table["mode"]) == mode:
+            return cls(str(table["fitted"]), table["mean"], table["std"], clip=bool(table["clip"]))
+        norm = cls.fit(array, mode, name=name, percentiles=percentiles)
+        store.save_table("normalisation", mode=np.array(mode), fitted=np.array(norm.mode), mean=norm.mean, std=norm.std, clip=np.array(norm.clip))
+        return norm
+
     def apply(self, block: np.ndarray, z0: int) -> np.ndarray:
         """Normalise ``block`` (float32), whose first slice is slice ``z0`` of the volume."""
         if self.mode == "none":
@@ -593,10 +613,10 @@ class LargeVolumeInference:
         record = {"output": store.final, "shape": list(spatial), "blocks": len(blocks), "spacing": volume.spacing}
         if store.complete:
             logger.info("%s is complete (same arguments): nothing to do", store.final)
-            return {**record, "skipped": len(blocks), "seconds": 0.0, "vox_per_s": None}
+            return {**record, **store.results, "skipped": len(blocks), "seconds": 0.0, "vox_per_s": None}
         done = store.done_blocks()
         todo = [(i, core) for i, core in blocks if i not in done]
-        norm = IntensityNorm.fit(volume.to_dask(), self.normalise, name=volume.path, percentiles=self.percentiles) if todo else IntensityNorm("none")
+        norm = IntensityNorm.fit_cached(store, volume.to_dask(), self.normalise, volume.path, self.percentiles) if todo else IntensityNorm("none")
         task = _Task(volume, norm, window, store, self.labels, self.threshold, self.label_channel, {i: k for k, (i, _) in enumerate(blocks)})
         if self.labels == "components":
             store.work_array("components", spatial, chunks, "uint64")  # read back with a 1-voxel rim: small chunks
@@ -607,6 +627,7 @@ class LargeVolumeInference:
             bar.close()
         if self.labels == "components":
             record["components"] = self._components(store, task, blocks, client)
+            store.save_results(components=record["components"])
         final = store.finish()
         seconds = time.perf_counter() - start
         done_vox = sum(int(np.prod([b - a for a, b in core])) for _, core in todo)

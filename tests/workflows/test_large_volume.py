@@ -154,6 +154,40 @@ def test_a_killed_run_resumes_and_gives_the_same_result(tmp_path, labels):
         assert np.array_equal(ids, cleft_components(ref[0], 0.4, min_size=2))
 
 
+class _FailsAfter(torch.nn.Module):
+    """The test network, raising on call ``n`` (a run stopped mid-way, in this process)."""
+
+    def __init__(self, net: torch.nn.Module, n: int) -> None:
+        super().__init__()
+        self.net, self.n, self.calls = net, n, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.n:
+            raise RuntimeError("stopped mid-way")
+        return self.net(x)
+
+
+@pytest.mark.parametrize("normalise, threshold", [("percentiles", 0.35), ("mean_std", 0.4)])
+def test_a_resumed_run_reads_its_saved_statistics_instead_of_passing_over_the_volume_again(tmp_path, monkeypatch, normalise, threshold):
+    net, src = _net(), _zarr(tmp_path / "in.zarr")
+    stopped = _runner(_FailsAfter(net, 6), normalise=normalise, labels="components", threshold=threshold, min_size=2)
+    with pytest.raises(RuntimeError, match="stopped mid-way"):
+        stopped.run_one(src, tmp_path / "out.ome.zarr")
+    fitted = []
+    monkeypatch.setattr(IntensityNorm, "fit", classmethod(lambda cls, *a, **k: fitted.append(a) or pytest.fail("statistics recomputed")))
+    resumed = _runner(_FailsAfter(net, 0), normalise=normalise, labels="components", threshold=threshold, min_size=2)
+    first = resumed.run_one(src, tmp_path / "out.ome.zarr")
+    assert fitted == [] and 0 < first["skipped"] < first["blocks"]
+    monkeypatch.undo()
+    reference = _runner(net, normalise=normalise, labels="components", threshold=threshold, min_size=2).run_one(src, tmp_path / "ref.ome.zarr")
+    out, ref = zarr.open_group(first["output"]), zarr.open_group(reference["output"])
+    assert np.array_equal(out["0"][:], ref["0"][:]) and np.array_equal(out["labels/segmentation/0"][:], ref["labels/segmentation/0"][:])
+    # a finished output, run again, reports what the run found (the component count), not just "skipped"
+    again = resumed.run_one(src, tmp_path / "out.ome.zarr")
+    assert again["skipped"] == again["blocks"] and again["components"] == first["components"] == reference["components"] > 1
+
+
 @pytest.mark.slow
 def test_a_local_cluster_of_two_workers_gives_the_same_result(tmp_path):
     net = _net()
