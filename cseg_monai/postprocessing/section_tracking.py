@@ -17,13 +17,19 @@ gives every traced object one id over the stack:
 3. profiles of neighbouring sections that overlap by most of the smaller one
    (``branch_overlap``) belong to one object even where the one-to-one assignment gave them
    different tracks: the object branches (one profile becomes two) or two branches join, and
-   their tracks get one id;
-4. anchors (``section, y, x, id``, e.g. a few manual clicks every N sections) fix identities:
+   their tracks get one id. So do a track that went on into nothing and a profile that starts
+   a track over it (``gap_links``): an object whose profile changed beyond the gate, as a
+   cell's cap grows in anisotropic sections. Neither joins where the profiles on one side
+   touch one another: cells stacked in a dense tissue, one ending, its neighbours starting;
+4. crumbs (profiles under ``min_area`` pixels, bits of a label image) are not linked; once
+   every section is traced, each joins the object of the profile of the previous or the next
+   section that covers most of it (:func:`_join_crumbs`);
+5. anchors (``section, y, x, id``, e.g. a few manual clicks every N sections) fix identities:
    the anchored profile takes the anchor's id. In the assignment of its section it continues
-   the track of that id when that track is alive (no other track may take it); otherwise an
-   unanchored track may continue into it and takes its id, or it starts the track. A track
-   anchored to another id never does, so an identity switch between anchors is undone at the
-   next anchor.
+   the track of that id when one of its branches is alive and within the gate (no other track
+   may take it); otherwise an unanchored track may continue into it and takes its id, or it
+   starts the track. A track anchored to another id never does, so an identity switch between
+   anchors is undone at the next anchor.
 
 :func:`stitch_greedy` is the baseline: Cellpose's 3D stitching (each profile takes the id of
 the previous section's profile it overlaps best, if their IoU exceeds 0.25, one profile per
@@ -94,8 +100,13 @@ class LinkParams:
         branch_overlap: profiles of neighbouring sections overlapping by at least this fraction of
             the smaller one are one object (branches and joins get one id); 0 disables.
         min_area: profiles of fewer pixels are crumbs (a few pixels cut off from a profile), not
-            linked on their own and never continued: a crumb takes the id of the previous
-            section's profile that covers at least half of it, else a new one.
+            linked on their own and never continued: a crumb takes the id of the profile of the
+            previous or the next section that covers most of it, at least half (the previous on
+            a tie), else a new one.
+        gap_links: join a track that went on into no profile of the next section with a profile
+            of that section which starts a track and overlaps it by ``branch_overlap`` of the
+            smaller (see the module docstring); False: such objects split where the gate stops them.
+            Off, as the branches are, when ``branch_overlap`` is 0.
 
     Example:
         >>> LinkParams(max_skip=0).replace(max_cost=2.0).max_cost
@@ -112,6 +123,7 @@ class LinkParams:
     skip_penalty: float = 0.25
     branch_overlap: float = 0.5
     min_area: int = 20
+    gap_links: bool = True
 
     def __post_init__(self) -> None:
         for name in ("w_distance", "w_iou", "w_area", "max_distance", "min_iou", "max_cost", "skip_penalty", "branch_overlap"):
@@ -124,6 +136,8 @@ class LinkParams:
             raise ValueError(f"LinkParams.branch_overlap and min_iou are fractions in [0, 1], got {self.branch_overlap}, {self.min_iou}")
         if isinstance(self.min_area, bool) or not isinstance(self.min_area, int) or self.min_area < 0:
             raise ValueError(f"LinkParams.min_area must be a pixel count >= 0, got {self.min_area!r}")
+        if not isinstance(self.gap_links, bool):
+            raise ValueError(f"LinkParams.gap_links must be true or false, got {self.gap_links!r}")
         if isinstance(self.max_skip, bool) or not isinstance(self.max_skip, int) or self.max_skip not in (0, 1):
             raise ValueError(f"LinkParams.max_skip must be 0 or 1, got {self.max_skip!r}")
 
@@ -322,6 +336,33 @@ def _union(parent: dict[int, int], a: int, b: int, anchored: set[int]) -> None:
     parent[rb] = ra
 
 
+def _join_crumbs(stack: np.ndarray, tables: list[dict[str, np.ndarray]], track_of: list[np.ndarray], z: int, crumbs: np.ndarray,
+                 parent: dict[int, int], anchored: set[int]) -> None:  # fmt: skip
+    """Join each crumb of section ``z`` to the object of the profile of section ``z - 1`` or ``z + 1``
+    that covers most of it, at least half (the previous section's on a tie). Crumbs of a neighbour
+    count, so a chain of crumbs joins the object at its end (union-find: the order does not matter).
+    Not only the previous section: a crumb where an object starts lies over the profile of another
+    object in ``z - 1`` in a dense tissue, and over its own in ``z + 1``."""
+    if not len(crumbs):
+        return
+    section, labels = stack[z], tables[z]["label"]
+    ys, xs = np.nonzero(np.isin(section, labels[crumbs]))
+    which = np.searchsorted(labels, section[ys, xs])
+    for c in crumbs:
+        cy, cx = ys[which == c], xs[which == c]
+        best, best_key = None, (0, False)
+        for k in (z - 1, z + 1):
+            if not 0 <= k < stack.shape[0]:
+                continue
+            under = stack[k][cy, cx]
+            ids, count = np.unique(under[under > 0], return_counts=True)
+            if len(ids) and count.max() >= 0.5 * len(cy) and (int(count.max()), k < z) > best_key:
+                idx = int(np.searchsorted(tables[k]["label"], ids[int(count.argmax())]))
+                best, best_key = int(track_of[k][idx]), (int(count.max()), k < z)
+        if best is not None:
+            _union(parent, best, int(track_of[z][c]), anchored)
+
+
 def trace_sections(
     profiles: np.ndarray,
     spacing: Sequence[float] | None = None,
@@ -352,6 +393,7 @@ def trace_sections(
     ids = np.zeros(stack.shape, np.uint32)
     tables = [profile_table(stack[z], spacing) for z in range(stack.shape[0])]
     track_of: list[np.ndarray] = []  # per section: the track id of each profile
+    crumbs_of: list[np.ndarray] = []  # per section: the indices of its crumbs
     tracks: list[dict[str, Any]] = []
     last_seen: dict[int, tuple[int, int]] = {}  # track id -> (section, profile index) of its last profile
     touching: dict[int, np.ndarray] = {}  # per section, computed once (a section is "next", then "previous")
@@ -376,9 +418,9 @@ def trace_sections(
             cost[:, crumb] = np.inf
             roots = [_find(parent, t) for t, _, _ in cands]
             for col, anchor_id in anchored.items():
-                own = [r for r, root in enumerate(roots) if root == anchor_id]
-                if own:  # the anchored profile continues its own track (of its branches, the nearest)
-                    best = own[int(np.argmin(np.where(np.isfinite(cost[own, col]), cost[own, col], _FORBIDDEN)))]
+                own = [r for r, root in enumerate(roots) if root == anchor_id and np.isfinite(cost[r, col])]
+                if own:  # the anchored profile continues its own track (of its branches within the gate, the nearest)
+                    best = own[int(np.argmin(cost[own, col]))]
                     cost[:, col] = np.inf
                     cost[best, :] = np.inf
                     cost[best, col] = 0.0
@@ -392,16 +434,13 @@ def trace_sections(
                 assigned[col] = anchor_id
             else:
                 _union(parent, anchor_id, int(assigned[col]), anchor_ids)
-        for c in np.flatnonzero((assigned == 0) & ~crumb):
+        started = (assigned == 0) & ~crumb  # profiles that start a track in this section
+        for c in np.flatnonzero(started):
             assigned[c] = next_id
             next_id += 1
-        if crumb.any():
-            for c in np.flatnonzero(crumb):
-                if prev_overlap.shape[0] and prev_overlap[:, c].max() >= 0.5 * table["area"][c]:
-                    assigned[c] = track_of[z - 1][int(prev_overlap[:, c].argmax())]
-                    continue
-                assigned[c] = next_id
-                next_id += 1
+        for c in np.flatnonzero(crumb):  # an id of its own for now; joined to a neighbour's object once all sections are traced
+            assigned[c] = next_id
+            next_id += 1
         if z > 0 and p.branch_overlap > 0 and len(tables[z - 1]["label"]) and len(labels):
             # branches and joins: profiles overlapping by most of the smaller one are one object
             overlap = prev_overlap
@@ -422,13 +461,28 @@ def trace_sections(
                 join = any(strong[r0, c] and not touch_prev[r0, r] for r0 in np.flatnonzero(went_on[:, c]))
                 if branch or join:
                     _union(parent, int(track_of[z - 1][r]), int(assigned[c]), anchor_ids)
+            if p.gap_links:
+                # a gap: the track of a profile of z - 1 went on into no profile of z, and a profile of
+                # z starting a track lies mostly over it (or it mostly under that one): an object whose
+                # profile changed too much for the gate (it grows at its end, two branches join). One
+                # object unless either side's strong partners touch one another (cells stacked in a
+                # dense tissue: one ends, its neighbours start over it).
+                ended = ~np.isin(track_of[z - 1], assigned) & (tables[z - 1]["area"] >= p.min_area)
+                for r, c in np.argwhere(strong & ended[:, None] & started[None, :]):
+                    partners_next = np.flatnonzero(strong[r] & started)
+                    partners_prev = np.flatnonzero(strong[:, c] & ended)
+                    if not (touch_next[np.ix_(partners_next, partners_next)].any() or touch_prev[np.ix_(partners_prev, partners_prev)].any()):
+                        _union(parent, int(track_of[z - 1][r]), int(assigned[c]), anchor_ids)
         track_of.append(assigned)
+        crumbs_of.append(np.flatnonzero(table["area"] < p.min_area))  # an anchored crumb is linked, and joins its chain of crumbs too
         for c, t in enumerate(assigned):
             if not crumb[c]:
                 last_seen[int(t)] = (z, c)
             cy, cx = table["centroid"][c]
             tracks.append({"id": int(t), "section": z, "centroid_y": float(cy), "centroid_x": float(cx), "area": int(table["area"][c]),
                            "link_cost": costs_in[c], "profile": int(labels[c])})  # fmt: skip
+    for z in range(stack.shape[0]):
+        _join_crumbs(stack, tables, track_of, z, crumbs_of[z], parent, anchor_ids)
     # final ids: the root of each joined group; anchored ids kept, the others numbered in order of appearance
     final: dict[int, int] = {}
     counter = max(anchor_ids, default=0)

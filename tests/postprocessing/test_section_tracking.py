@@ -70,6 +70,42 @@ def test_two_objects_stacked_in_dense_tissue_are_not_joined():
     assert len({int(ids[2, 5, 5]), int(ids[2, 5, 15])}) == 2
 
 
+def test_a_profile_that_grows_past_the_gate_and_two_that_join_keep_one_id():
+    """Gap links: a track that went on into nothing, and a profile starting over it, are one object
+    (a cell's cap grows fast in anisotropic sections; two branches join into a much larger profile)."""
+    stack = np.zeros((6, 40, 40), np.int64)
+    stack[:3, 18:22, 18:22] = 1  # 16 px ...
+    stack[3:, 8:32, 8:32] = 1  # ... then 576 px over it: beyond the gate (area term alone 0.5 * log 36 = 1.8)
+    ids, _ = trace_sections(stack, params=LinkParams(min_area=0))
+    assert len(np.unique(ids[ids > 0])) == 1
+    split, _ = trace_sections(stack, params=LinkParams(min_area=0, gap_links=False))
+    assert len(np.unique(split[split > 0])) == 2  # what the gap links mend
+    join = np.zeros((4, 40, 60), np.int64)
+    join[:2, 10:20, 5:15], join[:2, 10:20, 45:55] = 1, 2  # two branches, apart ...
+    join[2:, 5:25, 3:57] = 1  # ... joined into one profile that neither continues into (the cost is above the gate)
+    ids, _ = trace_sections(join, params=LinkParams(min_area=0))
+    assert len(np.unique(ids[ids > 0])) == 1
+
+
+def test_crumbs_join_the_object_that_covers_them_in_either_neighbouring_section():
+    stack = np.zeros((5, 30, 30), np.int64)
+    stack[:3, 2:12, 2:11] = 1  # object A
+    stack[3:, 2:10, 2:11] = 1
+    stack[2, 10:12, 10:12] = 3  # a 4 px crumb in section 2: A covers 2 px of it in section 1 ...
+    stack[3:, 10:20, 10:20] = 2  # ... object B, starting in section 3, all 4
+    stack[0, 25:27, 2:4] = 5  # a crumb over nothing: on its own
+    ids, _ = trace_sections(stack)
+    assert ids[2, 10, 10] == ids[3, 15, 15] != ids[2, 5, 5]  # the crumb is B's first piece, not A's
+    assert ids[0, 25, 2] not in (ids[2, 5, 5], ids[3, 15, 15])
+    assert len(np.unique(ids[ids > 0])) == 3
+    chain = np.zeros((4, 30, 30), np.int64)
+    chain[0, 5:7, 5:7] = 1  # crumb, crumb, then the object: all one
+    chain[1, 5:7, 5:8] = 1
+    chain[2:, 2:14, 2:14] = 1
+    ids, _ = trace_sections(chain)
+    assert len(np.unique(ids[ids > 0])) == 1
+
+
 def test_anchors_fix_identities_and_undo_a_switch():
     """Two tubes swap places halfway (a switch the linking makes); anchors after it restore the ids."""
     stack = np.zeros((8, 30, 40), np.int64)
@@ -87,6 +123,17 @@ def test_anchors_fix_identities_and_undo_a_switch():
         trace_sections(stack, anchors=[(0, 14, 9, 10), (0, 15, 10, 11)])
     with pytest.raises(ValueError, match="outside"):
         trace_sections(stack, anchors=[(9, 1, 1, 10)])
+
+
+def test_an_anchor_beyond_the_gate_of_its_own_track_is_continued_by_the_track_that_reaches_it():
+    """Object 10 has two pieces (left, anchored; right, not). The left one ends; the next anchor is on
+    the right one's continuation: the right track continues into it and takes id 10 (it used to be
+    handed to the far left track, which left the right piece a split of its own)."""
+    stack = np.zeros((4, 20, 60), np.int64)
+    stack[:2, 5:15, 2:12] = 1  # left piece, sections 0-1
+    stack[:, 5:15, 45:55] = 2  # right piece, all sections
+    ids, _ = trace_sections(stack, anchors=[(0, 10, 6, 10), (2, 10, 50, 10)])
+    assert ids[0, 10, 6] == ids[0, 10, 50] == ids[3, 10, 50] == 10
 
 
 def test_huge_per_section_ids_are_fine():
