@@ -337,12 +337,14 @@ def _union(parent: dict[int, int], a: int, b: int, anchored: set[int]) -> None:
 
 
 def _join_crumbs(stack: np.ndarray, tables: list[dict[str, np.ndarray]], track_of: list[np.ndarray], z: int, crumbs: np.ndarray,
-                 parent: dict[int, int], anchored: set[int]) -> None:  # fmt: skip
-    """Join each crumb of section ``z`` to the object of the profile of section ``z - 1`` or ``z + 1``
-    that covers most of it, at least half (the previous section's on a tie). Crumbs of a neighbour
-    count, so a chain of crumbs joins the object at its end (union-find: the order does not matter).
-    Not only the previous section: a crumb where an object starts lies over the profile of another
-    object in ``z - 1`` in a dense tissue, and over its own in ``z + 1``."""
+                 parent: dict[int, int], anchored: set[int], min_area: int) -> None:  # fmt: skip
+    """Join each crumb of section ``z`` (profile indices ``crumbs``) to the object of the profile of
+    section ``z - 1`` or ``z + 1`` that covers most of it, at least half (the previous section's on a
+    tie). Not only the previous section: a crumb where an object starts lies over the profile of
+    another object in ``z - 1`` in a dense tissue, and over its own in ``z + 1``. Crumbs of a
+    neighbour count; where the best is one, the crumb joins every crumb that covers it, so the
+    crumbs of a tapering end (each under ``min_area``) stay one chain with the object (union-find:
+    the order of the joins does not matter)."""
     if not len(crumbs):
         return
     section, labels = stack[z], tables[z]["label"]
@@ -350,17 +352,19 @@ def _join_crumbs(stack: np.ndarray, tables: list[dict[str, np.ndarray]], track_o
     which = np.searchsorted(labels, section[ys, xs])
     for c in crumbs:
         cy, cx = ys[which == c], xs[which == c]
-        best, best_key = None, (0, False)
+        found = []  # (is a whole profile, pixels covered, previous section, track)
         for k in (z - 1, z + 1):
             if not 0 <= k < stack.shape[0]:
                 continue
             under = stack[k][cy, cx]
             ids, count = np.unique(under[under > 0], return_counts=True)
-            if len(ids) and count.max() >= 0.5 * len(cy) and (int(count.max()), k < z) > best_key:
+            if len(ids) and count.max() >= 0.5 * len(cy):
                 idx = int(np.searchsorted(tables[k]["label"], ids[int(count.argmax())]))
-                best, best_key = int(track_of[k][idx]), (int(count.max()), k < z)
-        if best is not None:
-            _union(parent, best, int(track_of[z][c]), anchored)
+                found.append((bool(tables[k]["area"][idx] >= min_area), int(count.max()), k < z, int(track_of[k][idx])))
+        if found:
+            best = max(found, key=lambda f: f[1:3])
+            for f in [best] if best[0] else [best] + [f for f in found if not f[0]]:
+                _union(parent, f[3], int(track_of[z][c]), anchored)
 
 
 def trace_sections(
@@ -482,7 +486,7 @@ def trace_sections(
             tracks.append({"id": int(t), "section": z, "centroid_y": float(cy), "centroid_x": float(cx), "area": int(table["area"][c]),
                            "link_cost": costs_in[c], "profile": int(labels[c])})  # fmt: skip
     for z in range(stack.shape[0]):
-        _join_crumbs(stack, tables, track_of, z, crumbs_of[z], parent, anchor_ids)
+        _join_crumbs(stack, tables, track_of, z, crumbs_of[z], parent, anchor_ids, p.min_area)
     # final ids: the root of each joined group; anchored ids kept, the others numbered in order of appearance
     final: dict[int, int] = {}
     counter = max(anchor_ids, default=0)

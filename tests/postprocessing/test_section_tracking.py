@@ -104,6 +104,12 @@ def test_crumbs_join_the_object_that_covers_them_in_either_neighbouring_section(
     chain[2:, 2:14, 2:14] = 1
     ids, _ = trace_sections(chain)
     assert len(np.unique(ids[ids > 0])) == 1
+    taper = np.zeros((6, 30, 30), np.int64)  # an axon tapering to its end: every profile from section 3 on is a crumb
+    taper[:3, 5:11, 5:11] = 1
+    taper[3, 5:9, 5:9] = 1  # 16 px; section 4's crumb lies 12 px over it and 15 px under section 5's
+    taper[4, 6:9, 5:10], taper[5, 6:9, 5:11] = 1, 1
+    ids, _ = trace_sections(taper)
+    assert len(np.unique(ids[ids > 0])) == 1
 
 
 def test_anchors_fix_identities_and_undo_a_switch():
