@@ -438,13 +438,11 @@ def trace_sections(
                 assigned[col] = anchor_id
             else:
                 _union(parent, anchor_id, int(assigned[col]), anchor_ids)
-        started = (assigned == 0) & ~crumb  # profiles that start a track in this section
-        for c in np.flatnonzero(started):
-            assigned[c] = next_id
-            next_id += 1
-        for c in np.flatnonzero(crumb):  # an id of its own for now; joined to a neighbour's object once all sections are traced
-            assigned[c] = next_id
-            next_id += 1
+        # new ids: profiles that start a track here, and crumbs (joined to a neighbour's object once all sections are traced)
+        started = (assigned == 0) & ~crumb
+        fresh = np.flatnonzero(assigned == 0)
+        assigned[fresh] = next_id + np.arange(len(fresh))
+        next_id += len(fresh)
         if z > 0 and p.branch_overlap > 0 and len(tables[z - 1]["label"]) and len(labels):
             # branches and joins: profiles overlapping by most of the smaller one are one object
             overlap = prev_overlap
