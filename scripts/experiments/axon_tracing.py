@@ -27,6 +27,14 @@ then the same predicted profiles traced by ``hungarian`` and stitched by ``greed
 (records ``SET/e2e_hungarian`` and ``SET/e2e_greedy``). The phantoms' seeds (11-13) are not
 among the training phantoms' (0-3) or the validation phantom's (1000).
 
+Part (b) on real volumes, ``--real_end_to_end SET=CKPT``: gala and the ovule cut along X into
+a train (first half), a validation (next eighth) and a test part (the rest; :data:`SPLIT`).
+``--write_training_folders DIR`` writes the train and validation parts as the bundle's folder
+data set; the bundle trains on them (command in the bundle docs); the test part, which no
+training or tuning saw, is then traced from the predicted profiles with the bundle's profile
+settings and with those of a small grid that trace best on the validation part
+(records ``SET/e2e_test_{default,tuned}_{hungarian,greedy}``).
+
 Usage::
 
     .venv/bin/python scripts/experiments/axon_tracing.py --json scripts/experiments/results/axon_tracing.json \\
@@ -49,8 +57,10 @@ from monai.transforms import ScaleIntensityRangePercentiles
 from scipy import ndimage
 
 from cseg_monai.common import data_root
+from cseg_monai.data.datasets.axon_sections import interior_target
 from cseg_monai.data.tube_phantom import make_tube_phantom
-from cseg_monai.data.writers import atomic_path
+from cseg_monai.data.writers import atomic_path, write_tiff
+from cseg_monai.metrics.instances import instance_scores
 from cseg_monai.metrics.tracing import section_profiles_of, tracing_scores
 from cseg_monai.networks import DLinkNet
 from cseg_monai.postprocessing.section_tracking import section_profiles, stitch_greedy, trace_sections
@@ -63,21 +73,53 @@ PHANTOMS = {
     "phantom_gaps_shifts": {"seed": 13, "missing_sections": (18,), "shifted_sections": (10, 25)},
 }
 REAL = {"gala_fibsem": ("gala_fibsem/train-gt.lzf.h5", "stack"), "plantseg_ovule": ("plantseg/sample_ovule.h5", "label")}
+REAL_RAW = {"gala_fibsem": ("gala_fibsem/train-image.h5", "stack"), "plantseg_ovule": ("plantseg/sample_ovule.h5", "raw")}
+#: the parts of a real volume along X (fractions of its width): the network trains and is checked on the first two only
+SPLIT = {"train": (0.0, 0.5), "val": (0.5, 0.625), "test": (0.625, 1.0)}
 METHODS = ("greedy", "hungarian", "hungarian_anchors_5", "hungarian_anchors_10")
 KEYS = ("link_precision", "link_recall", "link_f1", "splits", "merges", "expected_run_length", "arand", "voi", "n_true", "n_pred")
 
 
-def load_set(name: str) -> tuple[np.ndarray | None, np.ndarray] | None:
-    """``(image or None, true ids)`` of a set, or None when its data is absent."""
+def load_set(name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(raw sections, true ids)`` of a set, or None when its data is absent."""
     if name in PHANTOMS:
         image, truth = make_tube_phantom((40, 192, 192), **PHANTOMS[name])
         return image, truth.astype(np.int64)
-    path, dataset = REAL[name]
-    file = data_root() / path
-    if not file.is_file():
+    arrays = []
+    for path, dataset in (REAL_RAW[name], REAL[name]):
+        file = data_root() / path
+        if not file.is_file():
+            return None
+        with h5py.File(file, "r") as f:
+            arrays.append(f[dataset][:])
+    return arrays[0], arrays[1].astype(np.int64)
+
+
+def split_part(name: str, part: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(raw, ids)`` of one part (:data:`SPLIT`) of a real set, cut along X; None when the data is absent."""
+    loaded = load_set(name)
+    if loaded is None:
         return None
-    with h5py.File(file, "r") as f:
-        return None, f[dataset][:].astype(np.int64)
+    image, truth = loaded
+    lo, hi = (round(f * truth.shape[-1]) for f in SPLIT[part])
+    return image[..., lo:hi], truth[..., lo:hi]
+
+
+def write_training_folders(root: Path) -> list[Path]:
+    """``ROOT/SET/images|labels/{a_train,b_val}.tif`` for each real set: the bundle's folder data set
+    (``train_indices [0]``, ``val_indices [1]``); the test part is not written."""
+    written = []
+    for name in REAL:
+        for part in ("a_train", "b_val"):
+            cut = split_part(name, part[2:])
+            if cut is None:
+                print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
+                break
+            write_tiff(root / name / "images" / f"{part}.tif", cut[0])
+            write_tiff(root / name / "labels" / f"{part}.tif", cut[1].astype(np.uint32))
+        else:
+            written.append(root / name)
+    return written
 
 
 def shuffled_profiles(truth: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -109,13 +151,62 @@ def anchors_every(truth: np.ndarray, every: int) -> list[tuple[int, float, float
     return out
 
 
-def predicted_profiles(image: np.ndarray, ckpt: Path) -> np.ndarray:
-    """Per-section profiles predicted from raw sections by the axon tracing bundle's network and settings."""
+#: the bundle's profile settings (``inference.json``: threshold, erosion, smallest profile, growth back; pixels)
+PROFILE_SETTINGS = {"threshold": 0.5, "erode": 1.0, "min_area": 30.0, "dilate": 1.0}
+#: the grid tuned on a real set's validation part (``--real_end_to_end``)
+TUNING_GRID = [{"threshold": t, "erode": e, "min_area": 30.0, "dilate": e} for t in (0.3, 0.5, 0.7) for e in (1.0, 2.0, 3.0)]
+
+
+def interior_probability(image: np.ndarray, ckpt: Path) -> np.ndarray:
+    """The axon tracing bundle's network on raw sections: ``(Z, Y, X)`` interior probability."""
     net = load_weights(DLinkNet(encoder="resnet18", width=32), ckpt).float().eval()
     x = ScaleIntensityRangePercentiles(1.0, 99.0, 0.0, 1.0, clip=True)(torch.as_tensor(image, dtype=torch.float32))[None, None]
     with torch.no_grad():
-        prob = torch.sigmoid(SliceInferer(roi_size=(128, 128), spatial_dim=0, sw_batch_size=4, overlap=0.25, mode="gaussian")(x, net))[0, 0]
-    return np.stack([section_profiles(p.numpy(), 0.5, erode_um=1.0, min_area_um2=30.0, dilate_um=1.0) for p in prob])
+        return torch.sigmoid(SliceInferer(roi_size=(128, 128), spatial_dim=0, sw_batch_size=4, overlap=0.25, mode="gaussian")(x, net))[0, 0].numpy()
+
+
+def profiles_of(prob: np.ndarray, settings: dict[str, float] = PROFILE_SETTINGS) -> np.ndarray:
+    """Per-section profiles cut from an interior probability with ``settings`` (:data:`PROFILE_SETTINGS`)."""
+    return np.stack([section_profiles(p, settings["threshold"], erode_um=settings["erode"], min_area_um2=settings["min_area"],
+                                      dilate_um=settings["dilate"]) for p in prob])  # fmt: skip
+
+
+def predicted_profiles(image: np.ndarray, ckpt: Path) -> np.ndarray:
+    """Per-section profiles predicted from raw sections by the axon tracing bundle's network and settings."""
+    return profiles_of(interior_probability(image, ckpt))
+
+
+def _scores(truth: np.ndarray, ids: np.ndarray, sections: int) -> dict[str, float]:
+    s = tracing_scores(truth, ids.astype(np.int64))
+    return {k: round(float(v), 4) for k, v in s.items() if k in KEYS} | {"sections": sections}
+
+
+def real_end_to_end(name: str, ckpt: Path, picture: Path | None = None) -> dict[str, dict]:
+    """Part (b) on a real set: the network trained on its ``train`` part (weights ``ckpt``) on its
+    ``test`` part, profiles cut with the bundle's settings and with the settings of
+    :data:`TUNING_GRID` that trace best (link F1, Hungarian) on its ``val`` part; each traced
+    by Hungarian linking and stitched greedily. Records ``SET/e2e_test_{default,tuned}_{hungarian,greedy}``;
+    ``picture``: a PNG of six test sections, traced with the bundle's settings (top) and true (bottom)."""
+    val_image, val_truth = split_part(name, "val")
+    val_prob = interior_probability(val_image, ckpt)
+    tuned = max(TUNING_GRID, key=lambda g: tracing_scores(val_truth, trace_sections(profiles_of(val_prob, g))[0].astype(np.int64))["link_f1"])
+    image, truth = split_part(name, "test")
+    prob = interior_probability(image, ckpt)
+    interior = interior_target(truth) > 0
+    dice = 2.0 * float(((prob > 0.5) & interior).sum()) / float((prob > 0.5).sum() + interior.sum())
+    true_profiles = section_profiles_of(truth)
+    records = {}
+    for label, settings in (("default", PROFILE_SETTINGS), ("tuned", tuned)):
+        profiles = profiles_of(prob, settings)
+        # how well the profiles themselves match the true ones, section by section (F1 at IoU 0.5), before any linking
+        per_section = [instance_scores(true_profiles[z][None].astype(np.int64), profiles[z][None].astype(np.int64), thresholds=(0.5,))["f1"][0]
+                       for z in range(truth.shape[0])]  # fmt: skip
+        quality = {"interior_dice": round(dice, 4), "profile_f1_mean": round(float(np.mean(per_section)), 4)}
+        for method, ids in (("hungarian", trace_sections(profiles)[0]), ("greedy", stitch_greedy(profiles))):
+            records[f"{name}/e2e_test_{label}_{method}"] = _scores(truth, ids, int(truth.shape[0])) | quality | {"profiles": settings}
+            if picture is not None and label == "default" and method == "hungarian":
+                save_png(track_picture(image, ids, truth), picture)
+    return records
 
 
 def run_method(method: str, truth: np.ndarray, profiles: np.ndarray) -> np.ndarray:
@@ -138,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--picture", type=Path, help="PNG of the shifted phantom: traced (top) and true (bottom) ids")
     parser.add_argument("--redo", action="store_true", help="measure records already in the JSON again")
     parser.add_argument("--end_to_end", type=Path, help="weights of the axon tracing bundle: part (b) on the phantoms")
+    parser.add_argument("--write_training_folders", type=Path, help="write each real set's train and val parts as the bundle's folder data set here")
+    parser.add_argument("--real_end_to_end", nargs="+", metavar="SET=CKPT", help="part (b) on a real set's test part, weights trained on its train part")
     args = parser.parse_args(argv)
     results = json.loads(args.json.read_text()) if args.json.is_file() else {"records": {}}
     results["command"] = "python scripts/experiments/axon_tracing.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -171,10 +264,26 @@ def main(argv: list[str] | None = None) -> int:
             image, truth = load_set(name)
             profiles = predicted_profiles(image, args.end_to_end)
             for key, ids in zip(keys, (trace_sections(profiles)[0], stitch_greedy(profiles))):
-                s = tracing_scores(truth, ids.astype(np.int64))
-                results["records"][key] = {k: round(float(v), 4) for k, v in s.items() if k in KEYS} | {"sections": int(truth.shape[0])}
+                results["records"][key] = _scores(truth, ids, int(truth.shape[0]))
                 _save(args.json, results)
                 print(key, json.dumps(results["records"][key]), flush=True)
+    for item in args.real_end_to_end or []:
+        name, _, ckpt = item.partition("=")
+        if name not in REAL or not ckpt:
+            parser.error(f"--real_end_to_end takes SET=CHECKPOINT with SET one of {list(REAL)}, got {item!r}")
+        if any(k.startswith(f"{name}/e2e_test_") for k in results["records"]) and not args.redo:
+            continue
+        if load_set(name) is None:
+            print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
+            continue
+        picture = args.json.parent / f"axon_tracing_{name}_e2e_test.png"
+        for key, record in real_end_to_end(name, Path(ckpt), picture).items():
+            results["records"][key] = record
+            print(key, json.dumps(record), flush=True)
+        _save(args.json, results)
+    if args.write_training_folders is not None:
+        for folder in write_training_folders(args.write_training_folders):
+            print(f"training folder: {folder} (train_indices [0], val_indices [1])")
     if args.picture is not None:
         image, truth = load_set("phantom_gaps_shifts")
         ids = run_method("hungarian", truth, shuffled_profiles(truth))
