@@ -95,14 +95,14 @@ def load_set(name: str) -> tuple[np.ndarray, np.ndarray] | None:
     return arrays[0], arrays[1].astype(np.int64)
 
 
-def split_part(name: str, part: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(raw, ids)`` of one part (:data:`SPLIT`) of a real set, cut along X; None when the data is absent."""
+def split_parts(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """``{part: (raw, ids)}`` of a real set cut along X (:data:`SPLIT`); None when the data is absent."""
     loaded = load_set(name)
     if loaded is None:
         return None
     image, truth = loaded
-    lo, hi = (round(f * truth.shape[-1]) for f in SPLIT[part])
-    return image[..., lo:hi], truth[..., lo:hi]
+    cuts = {part: [round(f * truth.shape[-1]) for f in span] for part, span in SPLIT.items()}
+    return {part: (image[..., lo:hi], truth[..., lo:hi]) for part, (lo, hi) in cuts.items()}
 
 
 def write_training_folders(root: Path) -> list[Path]:
@@ -110,15 +110,14 @@ def write_training_folders(root: Path) -> list[Path]:
     (``train_indices [0]``, ``val_indices [1]``); the test part is not written."""
     written = []
     for name in REAL:
-        for part in ("a_train", "b_val"):
-            cut = split_part(name, part[2:])
-            if cut is None:
-                print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
-                break
-            write_tiff(root / name / "images" / f"{part}.tif", cut[0])
-            write_tiff(root / name / "labels" / f"{part}.tif", cut[1].astype(np.uint32))
-        else:
-            written.append(root / name)
+        parts = split_parts(name)
+        if parts is None:
+            print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
+            continue
+        for stem, part in (("a_train", "train"), ("b_val", "val")):
+            write_tiff(root / name / "images" / f"{stem}.tif", parts[part][0])
+            write_tiff(root / name / "labels" / f"{stem}.tif", parts[part][1].astype(np.uint32))
+        written.append(root / name)
     return written
 
 
@@ -157,9 +156,13 @@ PROFILE_SETTINGS = {"threshold": 0.5, "erode": 1.0, "min_area": 30.0, "dilate": 
 TUNING_GRID = [{"threshold": t, "erode": e, "min_area": 30.0, "dilate": e} for t in (0.3, 0.5, 0.7) for e in (1.0, 2.0, 3.0)]
 
 
-def interior_probability(image: np.ndarray, ckpt: Path) -> np.ndarray:
-    """The axon tracing bundle's network on raw sections: ``(Z, Y, X)`` interior probability."""
-    net = load_weights(DLinkNet(encoder="resnet18", width=32), ckpt).float().eval()
+def load_network(ckpt: Path) -> torch.nn.Module:
+    """The axon tracing bundle's network with the weights ``ckpt``."""
+    return load_weights(DLinkNet(encoder="resnet18", width=32), ckpt).float().eval()
+
+
+def interior_probability(image: np.ndarray, net: torch.nn.Module) -> np.ndarray:
+    """The axon tracing bundle's network (:func:`load_network`) on raw sections: ``(Z, Y, X)`` interior probability."""
     x = ScaleIntensityRangePercentiles(1.0, 99.0, 0.0, 1.0, clip=True)(torch.as_tensor(image, dtype=torch.float32))[None, None]
     with torch.no_grad():
         return torch.sigmoid(SliceInferer(roi_size=(128, 128), spatial_dim=0, sw_batch_size=4, overlap=0.25, mode="gaussian")(x, net))[0, 0].numpy()
@@ -173,7 +176,7 @@ def profiles_of(prob: np.ndarray, settings: dict[str, float] = PROFILE_SETTINGS)
 
 def predicted_profiles(image: np.ndarray, ckpt: Path) -> np.ndarray:
     """Per-section profiles predicted from raw sections by the axon tracing bundle's network and settings."""
-    return profiles_of(interior_probability(image, ckpt))
+    return profiles_of(interior_probability(image, load_network(ckpt)))
 
 
 def _scores(truth: np.ndarray, ids: np.ndarray, sections: int) -> dict[str, float]:
@@ -187,11 +190,12 @@ def real_end_to_end(name: str, ckpt: Path, picture: Path | None = None) -> dict[
     :data:`TUNING_GRID` that trace best (link F1, Hungarian) on its ``val`` part; each traced
     by Hungarian linking and stitched greedily. Records ``SET/e2e_test_{default,tuned}_{hungarian,greedy}``;
     ``picture``: a PNG of six test sections, traced with the bundle's settings (top) and true (bottom)."""
-    val_image, val_truth = split_part(name, "val")
-    val_prob = interior_probability(val_image, ckpt)
+    parts, net = split_parts(name), load_network(ckpt)
+    val_image, val_truth = parts["val"]
+    val_prob = interior_probability(val_image, net)
     tuned = max(TUNING_GRID, key=lambda g: tracing_scores(val_truth, trace_sections(profiles_of(val_prob, g))[0].astype(np.int64))["link_f1"])
-    image, truth = split_part(name, "test")
-    prob = interior_probability(image, ckpt)
+    image, truth = parts["test"]
+    prob = interior_probability(image, net)
     interior = interior_target(truth) > 0
     dice = 2.0 * float(((prob > 0.5) & interior).sum()) / float((prob > 0.5).sum() + interior.sum())
     true_profiles = section_profiles_of(truth)
