@@ -48,7 +48,6 @@ PROB_DTYPES = {"uint8": ("u1", 1.0 / 255.0), "float16": ("f2", 1.0), "float32": 
 _DONE = ".cseg_blocks_done"
 _WORK = ".cseg_work"
 _ATTR = "cseg_inference"
-_OWN_KEYS = ("fingerprint", "arguments", "settings", "prob_scale", "complete")
 
 
 class OutputExistsError(FileExistsError):
@@ -308,7 +307,8 @@ class BlockStore:
         """Record JSON-able results of the run (e.g. an object count) in the store's metadata, so that
         a rerun that finds the store complete reports them too (:attr:`results`)."""
         root = zarr.open_group(self.path, mode="r+", zarr_format=2)
-        root.attrs[_ATTR] = {**root.attrs[_ATTR], **values}
+        info = dict(root.attrs[_ATTR])
+        root.attrs[_ATTR] = {**info, "results": {**info.get("results", {}), **values}}
 
     @property
     def results(self) -> dict[str, Any]:
@@ -320,8 +320,7 @@ class BlockStore:
             >>> store.save_results(instances=3); store.results
             {'instances': 3}
         """
-        attrs = self._attrs(self.path) or {}
-        return {k: v for k, v in attrs.items() if k not in _OWN_KEYS}
+        return dict((self._attrs(self.path) or {}).get("results", {}))
 
     @staticmethod
     def _promote(partial: str, final: str) -> None:

@@ -212,7 +212,8 @@ class LargeCRF:
             return {**record, "skipped": len(blocks), "seconds": 0.0}
         done = store.done_blocks()
         todo = [(i, core) for i, core in blocks if i not in done]
-        norm = IntensityNorm.fit_cached(store, volume.to_dask(), "unit_range_per_slice" if self.slice_wise else "unit_range", name=volume.path)
+        mode = "unit_range_per_slice" if self.slice_wise else "unit_range"
+        norm = IntensityNorm.fit_cached(store, volume.to_dask(), mode, name=volume.path) if todo else IntensityNorm("none")
         job = _Job(self.crf, volume, norm, str(probabilities), scale, store, halo, self.spacing, self.slice_wise)
         bar = tqdm(total=len(blocks), initial=len(blocks) - len(todo), desc=f"CRF {Path(volume.path).name}", unit="block", disable=not self.progress)
         try:

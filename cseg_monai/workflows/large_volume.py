@@ -613,7 +613,7 @@ class LargeVolumeInference:
         record = {"output": store.final, "shape": list(spatial), "blocks": len(blocks), "spacing": volume.spacing}
         if store.complete:
             logger.info("%s is complete (same arguments): nothing to do", store.final)
-            return {**record, **store.results, "skipped": len(blocks), "seconds": 0.0, "vox_per_s": None}
+            return {**store.results, **record, "skipped": len(blocks), "seconds": 0.0, "vox_per_s": None}
         done = store.done_blocks()
         todo = [(i, core) for i, core in blocks if i not in done]
         norm = IntensityNorm.fit_cached(store, volume.to_dask(), self.normalise, volume.path, self.percentiles) if todo else IntensityNorm("none")

@@ -61,6 +61,7 @@ from cseg_monai.data.datasets.axon_sections import interior_target
 from cseg_monai.data.tube_phantom import make_tube_phantom
 from cseg_monai.data.writers import atomic_path, write_tiff
 from cseg_monai.metrics.instances import instance_scores
+from cseg_monai.metrics.membrane import dice_score
 from cseg_monai.metrics.tracing import section_profiles_of, tracing_scores
 from cseg_monai.networks import DLinkNet
 from cseg_monai.postprocessing.section_tracking import section_profiles, stitch_greedy, trace_sections
@@ -80,13 +81,14 @@ METHODS = ("greedy", "hungarian", "hungarian_anchors_5", "hungarian_anchors_10")
 KEYS = ("link_precision", "link_recall", "link_f1", "splits", "merges", "expected_run_length", "arand", "voi", "n_true", "n_pred")
 
 
-def load_set(name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(raw sections, true ids)`` of a set, or None when its data is absent."""
+def load_set(name: str, raw: bool = True) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """``(raw sections, true ids)`` of a set (the raw sections of a real set only with ``raw``,
+    else None), or None when its data is absent."""
     if name in PHANTOMS:
         image, truth = make_tube_phantom((40, 192, 192), **PHANTOMS[name])
         return image, truth.astype(np.int64)
-    arrays = []
-    for path, dataset in (REAL_RAW[name], REAL[name]):
+    arrays: list[np.ndarray | None] = [] if raw else [None]
+    for path, dataset in ([REAL_RAW[name]] if raw else []) + [REAL[name]]:
         file = data_root() / path
         if not file.is_file():
             return None
@@ -184,23 +186,25 @@ def _scores(truth: np.ndarray, ids: np.ndarray, sections: int) -> dict[str, floa
     return {k: round(float(v), 4) for k, v in s.items() if k in KEYS} | {"sections": sections}
 
 
-def real_end_to_end(name: str, ckpt: Path, picture: Path | None = None) -> dict[str, dict]:
-    """Part (b) on a real set: the network trained on its ``train`` part (weights ``ckpt``) on its
+def real_end_to_end(name: str, parts: dict[str, tuple[np.ndarray, np.ndarray]], ckpt: Path, picture: Path | None = None) -> dict[str, dict]:
+    """Part (b) on a real set (``parts``: :func:`split_parts`): the network trained on its ``train`` part (weights ``ckpt``) on its
     ``test`` part, profiles cut with the bundle's settings and with the settings of
     :data:`TUNING_GRID` that trace best (link F1, Hungarian) on its ``val`` part; each traced
     by Hungarian linking and stitched greedily. Records ``SET/e2e_test_{default,tuned}_{hungarian,greedy}``;
     ``picture``: a PNG of six test sections, traced with the bundle's settings (top) and true (bottom)."""
-    parts, net = split_parts(name), load_network(ckpt)
+    net = load_network(ckpt)
     val_image, val_truth = parts["val"]
     val_prob = interior_probability(val_image, net)
     tuned = max(TUNING_GRID, key=lambda g: tracing_scores(val_truth, trace_sections(profiles_of(val_prob, g))[0].astype(np.int64))["link_f1"])
     image, truth = parts["test"]
     prob = interior_probability(image, net)
-    interior = interior_target(truth) > 0
-    dice = 2.0 * float(((prob > 0.5) & interior).sum()) / float((prob > 0.5).sum() + interior.sum())
+    dice = dice_score(prob > 0.5, interior_target(truth) > 0)
     true_profiles = section_profiles_of(truth)
-    records = {}
+    records: dict[str, dict] = {}
     for label, settings in (("default", PROFILE_SETTINGS), ("tuned", tuned)):
+        if label == "tuned" and settings == PROFILE_SETTINGS:  # the validation part chose the bundle's settings
+            records.update({f"{name}/e2e_test_tuned_{m}": records[f"{name}/e2e_test_default_{m}"] for m in ("hungarian", "greedy")})
+            continue
         profiles = profiles_of(prob, settings)
         # how well the profiles themselves match the true ones, section by section (F1 at IoU 0.5), before any linking
         per_section = [instance_scores(true_profiles[z][None].astype(np.int64), profiles[z][None].astype(np.int64), thresholds=(0.5,))["f1"][0]
@@ -244,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{name}/{method}"
             if key in results["records"] and not args.redo:
                 continue
-            loaded = loaded or load_set(name)
+            loaded = loaded or load_set(name, raw=False)
             if loaded is None:
                 print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
                 break
@@ -277,11 +281,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--real_end_to_end takes SET=CHECKPOINT with SET one of {list(REAL)}, got {item!r}")
         if any(k.startswith(f"{name}/e2e_test_") for k in results["records"]) and not args.redo:
             continue
-        if load_set(name) is None:
+        parts = split_parts(name)
+        if parts is None:
             print(f"{name}: data absent under {data_root()}, skipped", file=sys.stderr)
             continue
         picture = args.json.parent / f"axon_tracing_{name}_e2e_test.png"
-        for key, record in real_end_to_end(name, Path(ckpt), picture).items():
+        for key, record in real_end_to_end(name, parts, Path(ckpt), picture).items():
             results["records"][key] = record
             print(key, json.dumps(record), flush=True)
         _save(args.json, results)
