@@ -22,13 +22,14 @@ gives every traced object one id over the stack:
    cell's cap grows in anisotropic sections. Neither joins where the profiles on one side
    touch one another: cells stacked in a dense tissue, one ending, its neighbours starting;
 4. crumbs (profiles under ``min_area`` pixels, bits of a label image) are not linked; once
-   every section is traced, each joins the object of the profile of the previous or the next
-   section that covers most of it (:func:`_join_crumbs`);
+   every section is traced, crumbs covering one another form chains, and each chain joins the
+   object of the whole profile of the previous or the next section that covers the most of any
+   of its crumbs (:func:`_join_crumbs`);
 5. anchors (``section, y, x, id``, e.g. a few manual clicks every N sections) fix identities:
    the anchored profile takes the anchor's id. In the assignment of its section it continues
    the track of that id when one of its branches is alive and within the gate (no other track
    may take it); otherwise an unanchored track may continue into it and takes its id, or it
-   starts the track. A track anchored to another id never does, so an identity switch between
+   starts the track (and may be gap-linked, as step 3 says). A track anchored to another id never does, so an identity switch between
    anchors is undone at the next anchor.
 
 :func:`stitch_greedy` is the baseline: Cellpose's 3D stitching (each profile takes the id of
@@ -100,9 +101,9 @@ class LinkParams:
         branch_overlap: profiles of neighbouring sections overlapping by at least this fraction of
             the smaller one are one object (branches and joins get one id); 0 disables.
         min_area: profiles of fewer pixels are crumbs (a few pixels cut off from a profile), not
-            linked on their own and never continued: a crumb takes the id of the profile of the
-            previous or the next section that covers most of it, at least half (the previous on
-            a tie), else a new one.
+            linked on their own and never continued: chains of crumbs covering one another take
+            the id of the whole profile of the previous or the next section that covers the most
+            of one of them, at least half (the previous on a tie), else one new id.
         gap_links: join a track that went on into no profile of the next section with a profile
             of that section which starts a track and overlaps it by ``branch_overlap`` of the
             smaller (see the module docstring); False: such objects split where the gate stops them.
@@ -336,35 +337,60 @@ def _union(parent: dict[int, int], a: int, b: int, anchored: set[int]) -> None:
     parent[rb] = ra
 
 
-def _join_crumbs(stack: np.ndarray, tables: list[dict[str, np.ndarray]], track_of: list[np.ndarray], z: int, crumbs: np.ndarray,
-                 parent: dict[int, int], anchored: set[int], min_area: int) -> None:  # fmt: skip
-    """Join each crumb of section ``z`` (profile indices ``crumbs``) to the object of the profile of
-    section ``z - 1`` or ``z + 1`` that covers most of it, at least half (the previous section's on a
-    tie). Not only the previous section: a crumb where an object starts lies over the profile of
-    another object in ``z - 1`` in a dense tissue, and over its own in ``z + 1``. Crumbs of a
-    neighbour count; where the best is one, the crumb joins every crumb that covers it, so the
-    crumbs of a tapering end (each under ``min_area``) stay one chain with the object (union-find:
-    the order of the joins does not matter)."""
-    if not len(crumbs):
-        return
-    section, labels = stack[z], tables[z]["label"]
-    ys, xs = np.nonzero(np.isin(section, labels[crumbs]))
-    which = np.searchsorted(labels, section[ys, xs])
-    for c in crumbs:
-        cy, cx = ys[which == c], xs[which == c]
-        found = []  # (is a whole profile, pixels covered, previous section, track)
-        for k in (z - 1, z + 1):
-            if not 0 <= k < stack.shape[0]:
-                continue
-            under = stack[k][cy, cx]
-            ids, count = np.unique(under[under > 0], return_counts=True)
-            if len(ids) and count.max() >= 0.5 * len(cy):
-                idx = int(np.searchsorted(tables[k]["label"], ids[int(count.argmax())]))
-                found.append((bool(tables[k]["area"][idx] >= min_area), int(count.max()), k < z, int(track_of[k][idx])))
-        if found:
-            best = max(found, key=lambda f: f[1:3])
-            for f in [best] if best[0] else [best] + [f for f in found if not f[0]]:
-                _union(parent, f[3], int(track_of[z][c]), anchored)
+def _join_crumbs(stack: np.ndarray, tables: list[dict[str, np.ndarray]], track_of: list[np.ndarray], crumbs_of: list[np.ndarray],
+                 min_area: int, parent: dict[int, int], anchored: set[int]) -> None:  # fmt: skip
+    """Join the crumbs (``crumbs_of``: per section, the indices of its profiles under ``min_area``
+    pixels) to the objects of neighbouring sections, once every section is traced.
+
+    A profile of section ``z - 1`` or ``z + 1`` covers a crumb when it holds at least half of its
+    pixels. Crumbs that cover one another form chains (the crumbs of a tapering end, each under
+    ``min_area``); each chain joins the object of the whole profile that covers the most pixels of
+    any of its crumbs (the previous section's on a tie). Not only the previous section: a crumb
+    where an object starts lies over the profile of another object in ``z - 1`` in a dense tissue,
+    and over its own in ``z + 1``."""
+    chain: dict[tuple[int, int], tuple[int, int]] = {}  # union-find of crumbs (section, index)
+
+    def root(a: tuple[int, int]) -> tuple[int, int]:
+        while chain.get(a, a) != a:
+            a = chain[a]
+        return a
+
+    best: dict[tuple[int, int], tuple[int, bool, int]] = {}  # chain root -> (pixels covered, previous section, track)
+    covers: list[tuple[tuple[int, int], tuple[int, bool, int]]] = []
+    for z, crumbs in enumerate(crumbs_of):
+        if not len(crumbs):
+            continue
+        labels = tables[z]["label"]
+        ys, xs = np.nonzero(np.isin(stack[z], labels[crumbs]))
+        which = np.searchsorted(labels, stack[z][ys, xs])
+        for c in crumbs:
+            cy, cx = ys[which == c], xs[which == c]
+            for k in (z - 1, z + 1):
+                if not 0 <= k < stack.shape[0]:
+                    continue
+                under = stack[k][cy, cx]
+                ids, count = np.unique(under[under > 0], return_counts=True)
+                for lab, n in zip(ids, count):
+                    if n < 0.5 * len(cy):
+                        continue
+                    idx = int(np.searchsorted(tables[k]["label"], lab))
+                    if tables[k]["area"][idx] < min_area:  # another crumb: one chain
+                        ra, rb = root((z, int(c))), root((k, idx))
+                        if ra != rb:
+                            chain[rb] = ra
+                    else:
+                        covers.append(((z, int(c)), (int(n), k < z, int(track_of[k][idx]))))
+    for member, cover in covers:
+        r = root(member)
+        if cover[:2] > best.get(r, (0, False, 0))[:2]:
+            best[r] = cover
+    for z, crumbs in enumerate(crumbs_of):
+        for c in crumbs:
+            r = root((z, int(c)))
+            if r in best:
+                _union(parent, best[r][2], int(track_of[z][c]), anchored)
+            elif r != (z, int(c)):  # a chain no whole profile covers: one object of its own
+                _union(parent, int(track_of[r[0]][r[1]]), int(track_of[z][c]), anchored)
 
 
 def trace_sections(
@@ -403,7 +429,7 @@ def trace_sections(
     touching: dict[int, np.ndarray] = {}  # per section, computed once (a section is "next", then "previous")
     for z, table in enumerate(tables):
         labels = table["label"]
-        # the overlaps with the previous section, used by the links, the crumbs and the branches
+        # the overlaps with the previous section, used by the links and the branches
         prev_overlap = _overlaps(stack[z - 1], stack[z], tables[z - 1]["label"], labels) if z > 0 else np.zeros((0, len(labels)), np.int64)
         assigned = np.zeros(len(labels), np.int64)
         costs_in: list[float | None] = [None] * len(labels)
@@ -433,13 +459,13 @@ def trace_sections(
             for r, c in assign(cost, p.max_cost):
                 assigned[c] = cands[r][0]
                 costs_in[c] = float(cost[r, c])
+        started = (assigned == 0) & ~crumb  # profiles no track continued into (anchored ones included)
         for col, anchor_id in anchored.items():
             if assigned[col] == 0:
                 assigned[col] = anchor_id
             else:
                 _union(parent, anchor_id, int(assigned[col]), anchor_ids)
-        # new ids: profiles that start a track here, and crumbs (joined to a neighbour's object once all sections are traced)
-        started = (assigned == 0) & ~crumb
+        # new ids: the other profiles that start a track here, and crumbs (joined to a neighbour's object once all sections are traced)
         fresh = np.flatnonzero(assigned == 0)
         assigned[fresh] = next_id + np.arange(len(fresh))
         next_id += len(fresh)
@@ -483,8 +509,7 @@ def trace_sections(
             cy, cx = table["centroid"][c]
             tracks.append({"id": int(t), "section": z, "centroid_y": float(cy), "centroid_x": float(cx), "area": int(table["area"][c]),
                            "link_cost": costs_in[c], "profile": int(labels[c])})  # fmt: skip
-    for z in range(stack.shape[0]):
-        _join_crumbs(stack, tables, track_of, z, crumbs_of[z], parent, anchor_ids, p.min_area)
+    _join_crumbs(stack, tables, track_of, crumbs_of, p.min_area, parent, anchor_ids)
     # final ids: the root of each joined group; anchored ids kept, the others numbered in order of appearance
     final: dict[int, int] = {}
     counter = max(anchor_ids, default=0)

@@ -87,6 +87,21 @@ def test_a_profile_that_grows_past_the_gate_and_two_that_join_keep_one_id():
     assert len(np.unique(ids[ids > 0])) == 1
 
 
+def test_a_gap_is_not_linked_where_the_profiles_starting_over_an_ended_one_touch_each_other():
+    """Dense tissue: a cell ends and two touching neighbours start over it, none within the gate
+    of the ended cell's track (so the gap links, not the branches, decide)."""
+    stack = np.zeros((4, 20, 20), np.int64)
+    stack[:2, 8:12, 4:16] = 1
+    stack[2:, 2:18, 2:10] = 2
+    stack[2:, 2:18, 10:18] = 3
+    ids, _ = trace_sections(stack, params=LinkParams(min_area=0))
+    assert len(np.unique(ids[ids > 0])) == 3
+    lone = stack.copy()
+    lone[2:][lone[2:] == 3] = 0  # one neighbour alone: the same gap is linked
+    ids, _ = trace_sections(lone, params=LinkParams(min_area=0))
+    assert len(np.unique(ids[ids > 0])) == 1
+
+
 def test_crumbs_join_the_object_that_covers_them_in_either_neighbouring_section():
     stack = np.zeros((5, 30, 30), np.int64)
     stack[:3, 2:12, 2:11] = 1  # object A
@@ -110,6 +125,11 @@ def test_crumbs_join_the_object_that_covers_them_in_either_neighbouring_section(
     taper[4, 6:9, 5:10], taper[5, 6:9, 5:11] = 1, 1
     ids, _ = trace_sections(taper)
     assert len(np.unique(ids[ids > 0])) == 1
+    partial = np.zeros((5, 30, 30), np.int64)  # the object covers 9 of the first crumb's 16 px; the next crumb all 16
+    partial[:3, 5:13, 5:13] = 1
+    partial[3:, 10:14, 10:14] = 1
+    ids, _ = trace_sections(partial)
+    assert len(np.unique(ids[ids > 0])) == 1  # the chain of crumbs joins the object that covers one of them
 
 
 def test_anchors_fix_identities_and_undo_a_switch():
