@@ -46,6 +46,8 @@ class LoadCleftd(MapTransform):
         d = dict(data)
         image, clefts, voxel = load_item(d)
         name = d.get("image") if d.get("kind") != "phantom" else f"phantom_{d['seed']}"
+        if d.get("kind") == "epfl_psd":
+            name = f"{d['image']}/{d['slice_id']}"
         if d.get("kind") == "drosophila_vnc":
             sections = d["sections"]
             name = f"{d['image']}/sections_{sections[0]:02d}-{sections[-1]:02d}"

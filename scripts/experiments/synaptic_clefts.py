@@ -19,6 +19,15 @@ ADF, ADGT (nm, lower is better), voxel F1 and cleft detection F1. The organelle 
 class would be a second baseline where a model trained on VNC exists; the shipped organelle model
 is trained on EPFL (another tissue and microscope), so it is not used.
 
+``--score_weights NAME=CKPT`` scores a checkpoint trained elsewhere (the shipped weights, or weights
+trained on the licence-clean EPFL PSD masks with ``configs/data_epfl_psd.json``) without training:
+on the EPFL validation slices 20-21 and test slices 22-26 (two identical sections each, as it trains)
+and on the VNC validation sections 10-14 with windows of 2 and of 8 sections, each without TTA, then
+with ``--tta`` on VNC with the window depth that scored better there. The probability threshold and
+the smallest cleft kept are tuned on the EPFL validation slices (a balanced loss makes 0.5 a low
+threshold for so rare a class) and every set is scored at both. Records go to ``weights`` in
+``--json``, one per measurement as it is made.
+
 Every configuration's record is written to ``--json`` as soon as it is measured, and a rerun
 skips those already there (``--redo`` measures them again): the study runs in parts. ``--picture``
 writes raw | probability | ground truth of the best configuration's TTA prediction. ``--quick``
@@ -28,6 +37,8 @@ Usage::
 
     .venv/bin/python scripts/experiments/synaptic_clefts.py --steps 2000 --json scripts/experiments/results/synaptic_clefts.json \\
         --picture bundles/em_synaptic_cleft_detection/docs/images/cleft_vnc.png
+    .venv/bin/python scripts/experiments/synaptic_clefts.py --configs --json scripts/experiments/results/synaptic_clefts.json \\
+        --score_weights epfl_psd=bundles/em_synaptic_cleft_detection/models/model.pt
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import tifffile
 from cseg_monai.common import data_root
 from cseg_monai.data.datasets.synaptic_clefts import datalist, load_item
 from cseg_monai.data.writers import atomic_path
+from cseg_monai.metrics import cremi_cleft_scores
 from cseg_monai.visualisation import cleft_picture, save_png
 from cseg_monai.workflows import bundle_workflow
 
@@ -58,6 +70,16 @@ CONFIGS = {
     "res_unet_plus_bce_dice": ["res_unet_plus.json", "loss_bce_dice.json"],
 }
 SCORES = ("val_cremi_score", "val_adf", "val_adgt", "val_voxel_f1", "val_detection_f1")
+EPFL_TEST_SLICES = [22, 23, 24, 25, 26]
+#: (name, data configs, overrides) of the sets --score_weights scores on; the VNC sets are train.json's validation sections
+SCORE_SETS = {
+    "epfl_val": (["data_epfl_psd.json"], {"val_sections": [20, 21], "patch_size": [2, 160, 160]}),
+    "epfl_test": (["data_epfl_psd.json"], {"val_sections": EPFL_TEST_SLICES, "patch_size": [2, 160, 160]}),
+    "vnc_val_z2": ([], {"patch_size": [2, 160, 160]}),
+    "vnc_val_z8": ([], {"patch_size": [8, 160, 160]}),
+}
+#: what --score_weights tunes on the EPFL validation slices: the probability threshold and the smallest cleft (voxels)
+TUNING_GRID = {"threshold": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98], "min_cleft_size": [0, 200, 500, 1000]}
 QUICK = {"dataset_kind": "phantom", "phantom_shape": [8, 96, 96], "patch_size": [8, 64, 64], "n_train_phantoms": 1, "voxel_size_nm": [46.0, 4.6, 4.6]}
 
 
@@ -90,11 +112,79 @@ def measure(name: str, steps: int, work: Path, extra: dict, tta: int) -> dict:
     return record
 
 
+def _evaluate(configs: list[str], ckpt: str, tta: int, out: Path, **override) -> dict:
+    ev = _run(["train.json", *configs, "evaluate.json"], "eval", ckpt_path=ckpt, val_tta=tta, eval_dir=str(out), output_dir=str(out), **override)
+    metrics = ev.parser.get_parsed_content("validate#evaluator").state.metrics
+    return {k: round(float(metrics[k]), 4) for k in SCORES}
+
+
+def _volumes(configs: list[str], override: dict, folder: Path) -> list[tuple[np.ndarray, np.ndarray, tuple]]:
+    """``(probability, clefts, voxel_size_nm)`` of each volume of a scored set, the probabilities read back from ``folder``."""
+    kind, root = ("epfl_psd", "epfl_ca1_multiclass") if "data_epfl_psd.json" in configs else ("drosophila_vnc", "drosophila_vnc")
+    out = []
+    for item in datalist(kind, data_root(root), override["val_sections"], depth=override["patch_size"][0]):
+        sections = item.get("sections", [0])
+        stem = item["slice_id"] if kind == "epfl_psd" else f"sections_{sections[0]:02d}-{sections[-1]:02d}"
+        _, clefts, voxel = load_item(item)  # the voxel size the bundle's configs state for the set
+        out.append((tifffile.imread(folder / f"{stem}_prob.tif"), clefts, voxel))
+    return out
+
+
+def _scores_at(volumes: list, threshold: float, min_size: int) -> dict:
+    """The evaluator's scores (means over the volumes) at another probability threshold and smallest cleft."""
+    per = [cremi_cleft_scores(prob > threshold, clefts, voxel, min_size=min_size) for prob, clefts, voxel in volumes]
+    keys = {"val_cremi_score": "cremi_score", "val_adf": "adf", "val_adgt": "adgt", "val_voxel_f1": "voxel_f1", "val_detection_f1": "detection_f1"}
+    return {k: round(float(np.mean([v[src] for v in per])), 4) for k, src in keys.items()}
+
+
+def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra: dict, save, sections: dict | None = None) -> None:
+    """Score checkpoint ``ckpt`` on each of :data:`SCORE_SETS` without TTA, then with ``tta`` on VNC, into ``runs[name]`` (saved after each).
+
+    The probability threshold and smallest cleft are tuned on the EPFL validation slices
+    (:data:`TUNING_GRID`, lowest CREMI score) and every set is scored at the defaults (``tta1``)
+    and at the tuned values (``tta1_tuned``). ``sections`` maps ``"epfl"`` / ``"vnc"`` to other
+    test slices / validation sections than the defaults (tests).
+    """
+    record = runs.setdefault(name, {"checkpoint": ckpt})
+    common = {"progress_bar": False, "mlflow_enabled": False, **extra}
+    chosen = {"epfl_test": (sections or {}).get("epfl"), "vnc_val_z2": (sections or {}).get("vnc"), "vnc_val_z8": (sections or {}).get("vnc")}
+    sets = {k: (c, o if chosen.get(k) is None else {**o, "val_sections": chosen[k]}) for k, (c, o) in SCORE_SETS.items()}
+    for key, (configs, override) in sets.items():
+        if "tta1" not in record.get(key, {}):
+            start = time.perf_counter()
+            record[key] = {"tta1": _evaluate(configs, ckpt, 1, work / name / key, **{**override, **common})}
+            record[key]["seconds_tta1"] = round(time.perf_counter() - start, 1)
+            print(f"[{name}] {key}: {json.dumps(record[key])}", flush=True)
+            save()
+        if key == "epfl_val" and "tuned" not in record:
+            volumes = _volumes(configs, override, work / name / key)
+            grid = [{"threshold": t, "min_cleft_size": m, **_scores_at(volumes, t, m)} for t in TUNING_GRID["threshold"] for m in TUNING_GRID["min_cleft_size"]]
+            best = min(grid, key=lambda g: g["val_cremi_score"])
+            record["tuned"] = {"threshold": best["threshold"], "min_cleft_size": best["min_cleft_size"], "on": "epfl_val", "grid": grid}
+            print(f"[{name}] tuned on the EPFL validation slices: threshold {best['threshold']}, min_cleft_size {best['min_cleft_size']}", flush=True)
+            save()
+        if "tta1_tuned" not in record[key]:
+            tuned = record["tuned"]
+            record[key]["tta1_tuned"] = _scores_at(_volumes(configs, override, work / name / key), tuned["threshold"], tuned["min_cleft_size"])
+            save()
+    best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1_tuned"]["val_cremi_score"])
+    if tta > 1 and f"tta{tta}" not in record[best]:
+        configs, override = sets[best]
+        folder = work / name / f"{best}_tta{tta}"
+        record[best][f"tta{tta}"] = _evaluate(configs, ckpt, tta, folder, **{**override, **common})
+        record[best][f"tta{tta}_tuned"] = _scores_at(_volumes(configs, override, folder), record["tuned"]["threshold"], record["tuned"]["min_cleft_size"])
+        print(f"[{name}] {best} with {tta}-fold TTA: {json.dumps(record[best])}", flush=True)
+        save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True, help="result file (configurations already in it are skipped)")
     parser.add_argument("--steps", type=int, default=2000, help="optimiser steps per training (4 crops of each of up to 2 volumes)")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS), help="configurations to train (none: only --score_weights)")
+    parser.add_argument("--score_weights", nargs="+", default=[], metavar="NAME=CKPT", help="checkpoints to score without training (see the module docstring)")
+    parser.add_argument("--epfl_slices", type=int, nargs="+", default=EPFL_TEST_SLICES, help="--score_weights: EPFL test slices (positions)")
+    parser.add_argument("--vnc_sections", type=int, nargs="+", default=[10, 11, 12, 13, 14], help="--score_weights: VNC sections")
     parser.add_argument("--tta", type=int, default=16, choices=(2, 4, 8, 16))
     parser.add_argument("--work", default=str(ROOT / "outputs" / "synaptic_clefts"), help="scratch folder of the trainings")
     parser.add_argument("--picture", default=None, help="PNG of the best configuration's TTA prediction")
@@ -104,11 +194,26 @@ def main() -> None:
     extra = dict(QUICK) if args.quick else {}
     if args.quick:
         extra["network_def#filters"] = [4, 8, 8, 8, 8]
-        args.configs = ["res_unet_focal", "res_unet_bce_dice"]
+        if args.configs == list(CONFIGS):
+            args.configs = ["res_unet_focal", "res_unet_bce_dice"]
     path = Path(args.json)
     result = json.loads(path.read_text()) if path.is_file() else {}
     result.update(command=" ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), voxel_size_nm=extra.get("voxel_size_nm", [50.0, 4.6, 4.6]))
     runs = result.setdefault("configs", {})
+
+    def save() -> None:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
+
+    for spec in args.score_weights:
+        name, sep, ckpt = spec.partition("=")
+        if not sep or not name or not Path(ckpt).is_file():
+            parser.error(f"--score_weights takes NAME=CKPT with an existing checkpoint file, got {spec!r}")
+        if args.redo:
+            result.get("weights", {}).pop(name, None)
+        scoring = {k: v for k, v in extra.items() if k == "network_def#filters"}  # --quick: the small net, the real sets
+        chosen = {"epfl": args.epfl_slices, "vnc": args.vnc_sections}
+        score_weights(name, ckpt, result.setdefault("weights", {}), Path(args.work), args.tta, scoring, save, chosen)
     for name in args.configs:
         if name in runs and not args.redo:
             print(f"[{name}] already measured, skipped")
@@ -116,16 +221,14 @@ def main() -> None:
         print(f"[{name}] training {args.steps} steps ...", flush=True)
         runs[name] = measure(name, args.steps, Path(args.work), extra, args.tta)
         print(f"[{name}] {json.dumps(runs[name])}", flush=True)
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
+        save()
     base = runs.get("monai_unet_bce_dice", {}).get("tta1", {}).get("val_cremi_score")
     for r in runs.values():
         for n in (1, args.tta):
             score = r.get(f"tta{n}", {}).get("val_cremi_score")
             if base and score is not None:
                 r[f"tta{n}"]["cremi_vs_baseline"] = round(score / base, 3)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
+    save()
     if args.picture and runs:
         best = min(runs, key=lambda k: runs[k].get(f"tta{args.tta}", {}).get("val_cremi_score", math.inf))
         folder = Path(args.work) / best / f"eval_tta{args.tta}"

@@ -168,6 +168,24 @@ def test_real_vnc_sections_as_training_and_validation_data(tmp_path):
     assert 0.001 < float(item["label"].float().mean()) < 0.02
 
 
+def test_the_epfl_psd_override_trains_on_licence_clean_real_slices_and_names_each_slice(tmp_path):
+    root = require_data("epfl_ca1_multiclass")
+    tiny = {k: v for k, v in TINY.items() if k not in ("phantom_shape", "n_train_phantoms")}
+    configs = ["train.json", "data_epfl_psd.json"]
+    overrides = {**tiny, "patch_size": [2, 64, 64], "train_sections": [0], "val_sections": [20, 21], "max_epochs": 1, "val_interval": 1}
+    wf = run_workflow(_workflow(configs, "train", dataset_dir=str(root), output_dir=str(tmp_path), **overrides))
+    val = wf.parser.get_parsed_content("validate#datalist")
+    assert [v["slice_id"] for v in val] == ["training0105", "training0118"] and {v["depth"] for v in val} == {2}
+    metrics = wf.parser.get_parsed_content("validate#evaluator").state.metrics
+    assert np.isfinite(metrics["val_adf"]) and 0.0 <= metrics["val_voxel_f1"] <= 1.0
+    best = str(tmp_path / "models" / "model.pt")
+    ev = run_workflow(_workflow([*configs, "evaluate.json"], "eval", dataset_dir=str(root), output_dir=str(tmp_path), ckpt_path=best, val_tta=2, **overrides))
+    written = sorted(p.name for p in (tmp_path / "eval").glob("*_prob.tif"))
+    assert written == ["training0105_prob.tif", "training0118_prob.tif"], "each validation slice writes its own files"
+    assert tifffile.imread(tmp_path / "eval" / written[0]).shape == (2, 768, 1024)
+    assert ev.parser.get_parsed_content("validate#evaluator").state.metrics.keys() == metrics.keys()
+
+
 @pytest.mark.slow
 def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(tmp_path):
     import mlflow
@@ -182,6 +200,36 @@ def test_multi_gpu_override_with_torchrun_two_cpu_processes_logs_one_mlflow_run(
     assert len(runs) == 1 and {"train_loss", "val_cremi_score"} <= set(runs[0].data.metrics)
     # 2 phantoms, one per process, batches of 1: one iteration each, logged by rank 0 alone
     assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")] == [1]
+
+
+@pytest.mark.slow
+def test_experiment_script_scores_given_weights_on_epfl_and_vnc_in_parts(tmp_path):
+    """--score_weights: threshold tuned on EPFL validation; EPFL test, VNC with 2- and 8-section windows, TTA on the better; reruns measure nothing."""
+    require_data("epfl_ca1_multiclass")
+    require_data("drosophila_vnc")
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(ResUNet3D(filters=(4, 8, 8, 8, 8), input_shape=(8, 64, 64)).state_dict(), ckpt)
+    script = BUNDLES.parent / "scripts" / "experiments" / "synaptic_clefts.py"
+    cmd = [sys.executable, str(script), "--quick", "--configs", "--score_weights", f"tiny={ckpt}", "--tta", "2", "--json", str(tmp_path / "r.json"),
+           "--work", str(tmp_path / "w"), "--epfl_slices", "22", "--vnc_sections", "10", "11"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "r.json").read_text())["weights"]["tiny"]
+    assert set(record) == {"checkpoint", "tuned", "epfl_val", "epfl_test", "vnc_val_z2", "vnc_val_z8"}
+    tuned, grid = record["tuned"], record["tuned"]["grid"]
+    chosen = next(g for g in grid if (g["threshold"], g["min_cleft_size"]) == (tuned["threshold"], tuned["min_cleft_size"]))
+    assert len(grid) == 28 and chosen["val_cremi_score"] == min(g["val_cremi_score"] for g in grid)
+    # the scores recomputed from the written probabilities at 0.5 / 0 are the evaluator's own
+    at_default = next(g for g in grid if g["threshold"] == 0.5 and g["min_cleft_size"] == 0)
+    assert at_default["val_cremi_score"] == pytest.approx(record["epfl_val"]["tta1"]["val_cremi_score"], abs=1e-3)
+    best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1_tuned"]["val_cremi_score"])
+    assert {"tta2", "tta2_tuned"} <= set(record[best]) and all("tta2" not in record[k] for k in ("epfl_test", "vnc_val_z2", "vnc_val_z8") if k != best)
+    assert [p.name for p in (tmp_path / "w" / "tiny" / "epfl_test").glob("*_prob.tif")] == ["training0135_prob.tif"]
+    assert tifffile.imread(next((tmp_path / "w" / "tiny" / "vnc_val_z8").glob("*_prob.tif"))).shape == (2, 1024, 1024)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "[tiny]" not in again.stdout
+    bad = subprocess.run([*cmd[:5], f"tiny={tmp_path / 'missing.pt'}", *cmd[6:]], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "existing checkpoint file" in bad.stderr
 
 
 @pytest.mark.slow

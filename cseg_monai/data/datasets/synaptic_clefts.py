@@ -1,6 +1,6 @@
-"""Synaptic cleft volumes: the Drosophila VNC stack's synapse labels, phantoms, or a folder of one's own.
+"""Synaptic cleft volumes: the Drosophila VNC stack's synapse labels, EPFL's PSD masks, phantoms, or a folder of one's own.
 
-Three kinds of items (:data:`KINDS`), each loaded by :func:`load_item` as ``(image, clefts,
+Four kinds of items (:data:`KINDS`), each loaded by :func:`load_item` as ``(image, clefts,
 voxel_size_nm)``: the raw volume as stored, a uint8 0/1 cleft mask ``(Z, Y, X)``, and the voxel
 size in nm (``None`` when unknown):
 
@@ -8,6 +8,11 @@ size in nm (``None`` when unknown):
   (label code 223 = synapse, read from ``labels/*.png``), the sections of ``sections`` stacked in
   order, voxel size (50, 4.6, 4.6) nm. **Licence CC BY-NC-SA 3.0**: for evaluation; weights
   trained on it are never shipped.
+* ``epfl_psd``: the EPFL CA1 hippocampus FIB-SEM slices of :mod:`cseg_monai.data.datasets.epfl_ca1`
+  with their ``PSD`` (postsynaptic density) masks, a 2D set: each labelled slice (``sections``
+  are positions in the sorted slice list) becomes a volume of ``depth`` identical sections, so
+  that the anisotropic 3D networks train on it; voxel size (5, 5, 5) nm. **Licence MIT** (masks;
+  raw data EPFL CVLab): weights trained on it may be shipped.
 * ``phantom``: a synthetic anisotropic EM volume of :func:`cseg_monai.data.phantom.make_phantom`
   whose synaptic densities are the clefts (seeded, so the same item gives the same volume),
   nominal voxel size (46, 4.6, 4.6) nm (sections ten pixels thick).
@@ -32,17 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
-from cseg_monai.data.datasets import drosophila_vnc
+from cseg_monai.data.datasets import drosophila_vnc, epfl_ca1
 from cseg_monai.data.phantom import SYNAPSE, make_phantom
 from cseg_monai.data.readers import list_images, load_image
 
-__all__ = ["KINDS", "VNC_SYNAPSE_CLASS", "PHANTOM_VOXEL_NM", "datalist", "load_item"]
+__all__ = ["KINDS", "VNC_SYNAPSE_CLASS", "PHANTOM_VOXEL_NM", "EPFL_VOXEL_NM", "datalist", "load_item"]
 
-KINDS = ("drosophila_vnc", "phantom", "folder")
+KINDS = ("drosophila_vnc", "epfl_psd", "phantom", "folder")
 #: the organelle class id :func:`drosophila_vnc.labels_to_classes` gives label code 223 (synapse)
 VNC_SYNAPSE_CLASS = drosophila_vnc.LABEL_CODE_TO_CLASS[223]
 #: the phantoms' nominal voxel size (nm): ten in-plane pixels per section, as ssTEM
 PHANTOM_VOXEL_NM = (46.0, 4.6, 4.6)
+#: the EPFL CA1 FIB-SEM voxel size (nm), isotropic
+EPFL_VOXEL_NM = (5.0, 5.0, 5.0)
+#: the EPFL mask folder of the postsynaptic densities
+EPFL_PSD_FOLDER = "PSD"
 _UNIT_TO_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "micron": 1000.0, "micrometer": 1000.0, "µm": 1000.0}
 
 
@@ -53,16 +62,19 @@ def datalist(
     shape: Sequence[int] = (16, 192, 192),
     n_volumes: int = 1,
     first_seed: int = 0,
+    depth: int = 2,
 ) -> list[dict]:
     """Items for :func:`load_item`.
 
     Args:
         kind: one of :data:`KINDS`.
-        root: the data set folder (``drosophila_vnc``, ``folder``).
+        root: the data set folder (``drosophila_vnc``, ``epfl_psd``, ``folder``).
         sections: ``drosophila_vnc``: the section numbers of the one volume item (default all);
+            ``epfl_psd``: positions in the sorted slice list, one item each (default all);
             ``folder``: positions in the sorted image list (default all).
         shape / n_volumes / first_seed: ``phantom``: ``n_volumes`` volumes of ``shape`` (Z, Y, X),
             seeds ``first_seed, first_seed + 1, ...``.
+        depth: ``epfl_psd``: the number of identical sections each slice is repeated into.
 
     Raises:
         ValueError: unknown kind, sections or positions that do not exist, bad phantom arguments.
@@ -78,6 +90,12 @@ def datalist(
     if root is None:
         raise ValueError(f"kind {kind!r} needs the data set folder (root)")
     root = Path(root).expanduser()
+    if kind == "epfl_psd":
+        if int(depth) < 1:
+            raise ValueError(f"depth must be >= 1 sections, got {depth}")
+        slices = epfl_ca1.list_slices(root)
+        chosen_ids = slices if sections is None else [slices[i] for i in _positions(sections, len(slices), root)]
+        return [{"kind": kind, "image": str(root.resolve()), "slice_id": i, "depth": int(depth)} for i in chosen_ids]
     if kind == "drosophila_vnc":
         available = drosophila_vnc.list_sections(root)
         chosen = available if sections is None else [int(s) for s in sections]
@@ -125,6 +143,20 @@ def _voxel_nm(meta: dict) -> tuple[float, ...] | None:
     return tuple(float(s) * _UNIT_TO_NM[unit] for s in np.asarray(spacing).ravel())
 
 
+def _epfl_psd_slice(root: str, slice_id: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """One EPFL slice and its PSD mask, each repeated into ``depth`` sections."""
+    train = Path(root) / "epfl_train" if (Path(root) / "epfl_train").is_dir() else Path(root)
+    image_path, mask_path = train / epfl_ca1.IMAGE_FOLDER / f"{slice_id}.png", train / EPFL_PSD_FOLDER / f"{slice_id}.png"
+    image = np.asarray(load_image(image_path)[0])
+    mask = np.asarray(load_image(mask_path)[0])
+    if mask.ndim == 3:  # truly coloured: treat as grey, as epfl_ca1.load_slice does
+        mask = mask.mean(axis=-1)
+    if image.ndim != 2 or mask.shape != image.shape:
+        raise ValueError(f"{mask_path}: mask shape {mask.shape} differs from the 2D slice {image_path} of shape {image.shape}")
+    clefts = (mask > 127).astype(np.uint8)
+    return np.repeat(image[None], depth, axis=0), np.repeat(clefts[None], depth, axis=0)
+
+
 def load_item(item: dict) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | None]:
     """``(image, clefts, voxel_size_nm)`` of one :func:`datalist` item (see the module docstring).
 
@@ -137,6 +169,8 @@ def load_item(item: dict) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | N
     if kind == "phantom":
         phantom = make_phantom(tuple(item["shape"]), int(item["seed"]), spacing=(10.0, 1.0, 1.0))
         return phantom.image, (phantom.semantic == SYNAPSE).astype(np.uint8), PHANTOM_VOXEL_NM
+    if kind == "epfl_psd":
+        return (*_epfl_psd_slice(item["image"], item["slice_id"], int(item.get("depth", 2))), EPFL_VOXEL_NM)
     if kind == "drosophila_vnc":
         raw, classes = drosophila_vnc.load_stack(item["image"], item["sections"])
         return raw, (classes == VNC_SYNAPSE_CLASS).astype(np.uint8), drosophila_vnc.SPACING_ZYX

@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from cseg_monai.data.datasets import drosophila_vnc
-from cseg_monai.data.datasets.synaptic_clefts import PHANTOM_VOXEL_NM, datalist, load_item
+from cseg_monai.data.datasets.synaptic_clefts import EPFL_VOXEL_NM, PHANTOM_VOXEL_NM, datalist, load_item
 
 from conftest import require_data
 
@@ -34,6 +34,24 @@ def test_real_vnc_synapses_are_label_code_223():
     assert 0.001 < clefts.mean() < 0.02
     with pytest.raises(ValueError, match=r"sections \[99\] not in"):
         datalist("drosophila_vnc", root, [99])
+
+
+def test_epfl_psd_slices_become_volumes_of_identical_sections():
+    root = require_data("epfl_ca1_multiclass")
+    items = datalist("epfl_psd", root, [0, 20], depth=3)
+    assert [i["slice_id"] for i in items] == ["training0000", "training0105"]
+    image, clefts, voxel = load_item(items[1])
+    assert image.shape == clefts.shape == (3, 768, 1024) and voxel == EPFL_VOXEL_NM
+    assert all(np.array_equal(image[0], image[k]) and np.array_equal(clefts[0], clefts[k]) for k in (1, 2))
+    psd = np.asarray(Image.open(root / "epfl_train" / "PSD" / "training0105.png").convert("L")) > 127  # an RGBA file
+    raw = np.asarray(Image.open(root / "epfl_train" / "slices" / "training0105.png").convert("L"))
+    assert np.array_equal(clefts[0] == 1, psd) and np.array_equal(image[0], raw) and clefts.max() == 1
+    assert 0.001 < clefts.mean() < 0.02
+    assert len(datalist("epfl_psd", root)) == 27
+    with pytest.raises(ValueError, match=r"positions \[27\] out of range"):
+        datalist("epfl_psd", root, [27])
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        datalist("epfl_psd", root, [0], depth=0)
 
 
 def test_a_folder_of_volumes_with_their_labels(tmp_path):
