@@ -24,8 +24,9 @@ trained on the licence-clean EPFL PSD masks with ``configs/data_epfl_psd.json``)
 on the EPFL validation slices 20-21 and test slices 22-26 (two identical sections each, as it trains)
 and on the VNC validation sections 10-14 with windows of 2 and of 8 sections, each without TTA, then
 with ``--tta`` on VNC with the window depth that scored better there. The probability threshold and
-the smallest cleft kept are tuned on the EPFL validation slices (a balanced loss makes 0.5 a low
-threshold for so rare a class) and every set is scored at both. Records go to ``weights`` in
+the smallest cleft kept are also tuned on the EPFL validation slices (a balanced loss makes 0.5 a
+low threshold for so rare a class) and every set is scored at both (``tta1`` at the bundle's 0.5
+and no size floor, ``tta1_tuned`` at the tuned values). Records go to ``weights`` in
 ``--json``, one per measurement as it is made.
 
 Every configuration's record is written to ``--json`` as soon as it is measured, and a rerun
@@ -78,8 +79,10 @@ SCORE_SETS = {
     "vnc_val_z2": ([], {"patch_size": [2, 160, 160]}),
     "vnc_val_z8": ([], {"patch_size": [8, 160, 160]}),
 }
-#: what --score_weights tunes on the EPFL validation slices: the probability threshold and the smallest cleft (voxels)
-TUNING_GRID = {"threshold": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98], "min_cleft_size": [0, 200, 500, 1000]}
+#: what --score_weights tunes on the EPFL validation slices: the probability threshold and the smallest cleft (voxels).
+#: The smallest cleft stays under half the smallest PSD of the training slices (296 pixels, 592 voxels in two sections):
+#: on two validation slices a floor of 1000 voxels scored best and then emptied the VNC prediction.
+TUNING_GRID = {"threshold": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95], "min_cleft_size": [0, 100, 300]}
 QUICK = {"dataset_kind": "phantom", "phantom_shape": [8, 96, 96], "patch_size": [8, 64, 64], "n_train_phantoms": 1, "voxel_size_nm": [46.0, 4.6, 4.6]}
 
 
@@ -118,11 +121,15 @@ def _evaluate(configs: list[str], ckpt: str, tta: int, out: Path, **override) ->
     return {k: round(float(metrics[k]), 4) for k in SCORES}
 
 
+def _kind_root(configs: list[str]) -> tuple[str, Path]:
+    return ("epfl_psd", data_root("epfl_ca1_multiclass")) if "data_epfl_psd.json" in configs else ("drosophila_vnc", data_root("drosophila_vnc"))
+
+
 def _volumes(configs: list[str], override: dict, folder: Path) -> list[tuple[np.ndarray, np.ndarray, tuple]]:
     """``(probability, clefts, voxel_size_nm)`` of each volume of a scored set, the probabilities read back from ``folder``."""
-    kind, root = ("epfl_psd", "epfl_ca1_multiclass") if "data_epfl_psd.json" in configs else ("drosophila_vnc", "drosophila_vnc")
+    kind, root = _kind_root(configs)
     out = []
-    for item in datalist(kind, data_root(root), override["val_sections"], depth=override["patch_size"][0]):
+    for item in datalist(kind, root, override["val_sections"], depth=override["patch_size"][0]):
         sections = item.get("sections", [0])
         stem = item["slice_id"] if kind == "epfl_psd" else f"sections_{sections[0]:02d}-{sections[-1]:02d}"
         _, clefts, voxel = load_item(item)  # the voxel size the bundle's configs state for the set
@@ -167,7 +174,7 @@ def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra:
             tuned = record["tuned"]
             record[key]["tta1_tuned"] = _scores_at(_volumes(configs, override, work / name / key), tuned["threshold"], tuned["min_cleft_size"])
             save()
-    best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1_tuned"]["val_cremi_score"])
+    best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1"]["val_cremi_score"])
     if tta > 1 and f"tta{tta}" not in record[best]:
         configs, override = sets[best]
         folder = work / name / f"{best}_tta{tta}"
@@ -185,9 +192,11 @@ def main() -> None:
     parser.add_argument("--score_weights", nargs="+", default=[], metavar="NAME=CKPT", help="checkpoints to score without training (see the module docstring)")
     parser.add_argument("--epfl_slices", type=int, nargs="+", default=EPFL_TEST_SLICES, help="--score_weights: EPFL test slices (positions)")
     parser.add_argument("--vnc_sections", type=int, nargs="+", default=[10, 11, 12, 13, 14], help="--score_weights: VNC sections")
-    parser.add_argument("--tta", type=int, default=16, choices=(2, 4, 8, 16))
+    parser.add_argument("--tta", type=int, default=16, choices=(1, 2, 4, 8, 16))
     parser.add_argument("--work", default=str(ROOT / "outputs" / "synaptic_clefts"), help="scratch folder of the trainings")
     parser.add_argument("--picture", default=None, help="PNG of the best configuration's TTA prediction")
+    parser.add_argument("--weights_picture", default=None, metavar="PREFIX",
+                        help="PREFIX_vnc_val.png and PREFIX_epfl_test.png: the first --score_weights checkpoint's predictions (threshold 0.5)")
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--quick", action="store_true", help="phantoms, two configurations, a few steps (tests)")
     args = parser.parse_args()
@@ -205,6 +214,7 @@ def main() -> None:
         with atomic_path(path) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
 
+    chosen = {"epfl": args.epfl_slices, "vnc": args.vnc_sections}
     for spec in args.score_weights:
         name, sep, ckpt = spec.partition("=")
         if not sep or not name or not Path(ckpt).is_file():
@@ -212,7 +222,6 @@ def main() -> None:
         if args.redo:
             result.get("weights", {}).pop(name, None)
         scoring = {k: v for k, v in extra.items() if k == "network_def#filters"}  # --quick: the small net, the real sets
-        chosen = {"epfl": args.epfl_slices, "vnc": args.vnc_sections}
         score_weights(name, ckpt, result.setdefault("weights", {}), Path(args.work), args.tta, scoring, save, chosen)
     for name in args.configs:
         if name in runs and not args.redo:
@@ -229,6 +238,19 @@ def main() -> None:
             if base and score is not None:
                 r[f"tta{n}"]["cremi_vs_baseline"] = round(score / base, 3)
     save()
+    if args.weights_picture and args.score_weights:
+        name = args.score_weights[0].partition("=")[0]
+        record = result["weights"][name]
+        depth = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1"]["val_cremi_score"])
+        vnc = f"{depth}_tta{args.tta}" if f"tta{args.tta}" in record[depth] else depth
+        for key, folder in (("vnc_val", vnc), ("epfl_test", "epfl_test")):
+            configs, override = SCORE_SETS[depth if key == "vnc_val" else key]
+            override = {**override, "val_sections": chosen["vnc" if key == "vnc_val" else "epfl"][:1 if key == "epfl_test" else None]}
+            prob, clefts, _ = _volumes(configs, override, Path(args.work) / name / folder)[0]
+            image = load_item(datalist(*_kind_root(configs), override["val_sections"], depth=override["patch_size"][0])[0])[0]
+            picture = cleft_picture(image[None].astype(np.float32), prob[None], clefts[None])  # at the bundle's threshold, 0.5
+            save_png(picture, f"{args.weights_picture}_{key}.png")
+            print(f"picture of {name} on {key}: {args.weights_picture}_{key}.png")
     if args.picture and runs:
         best = min(runs, key=lambda k: runs[k].get(f"tta{args.tta}", {}).get("val_cremi_score", math.inf))
         folder = Path(args.work) / best / f"eval_tta{args.tta}"
