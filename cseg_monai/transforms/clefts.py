@@ -32,7 +32,8 @@ class LoadCleftd(MapTransform):
 
     ``image``: float32 ``(1, Z, Y, X)`` with the stored grey values (scale it in the config);
     ``label``: uint8 ``(1, Z, Y, X)`` cleft mask. Both are ``MetaTensor`` whose ``filename_or_obj``
-    names the source (phantoms: ``phantom_SEED``) and, when known, ``voxel_size_nm`` the voxel size.
+    names the source (phantoms: ``phantom_SEED``; EPFL slices: ``ROOT/SLICE_ID``; VNC:
+    ``ROOT/sections_AA-BB``) and, when known, ``voxel_size_nm`` the voxel size.
 
     Args:
         image_key / label_key: where the loaded arrays go.
@@ -45,12 +46,16 @@ class LoadCleftd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         image, clefts, voxel = load_item(d)
-        name = d.get("image") if d.get("kind") != "phantom" else f"phantom_{d['seed']}"
-        if d.get("kind") == "epfl_psd":
+        kind = d.get("kind")
+        if kind == "phantom":
+            name = f"phantom_{d['seed']}"
+        elif kind == "epfl_psd":
             name = f"{d['image']}/{d['slice_id']}"
-        if d.get("kind") == "drosophila_vnc":
+        elif kind == "drosophila_vnc":
             sections = d["sections"]
             name = f"{d['image']}/sections_{sections[0]:02d}-{sections[-1]:02d}"
+        else:
+            name = d.get("image")
         meta: dict[str, Any] = {"filename_or_obj": str(name)}
         if voxel is not None:
             meta["voxel_size_nm"] = list(voxel)

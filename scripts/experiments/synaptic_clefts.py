@@ -2,7 +2,7 @@
 """Synaptic clefts on the Drosophila VNC validation sections: which network, which loss, what TTA buys.
 
 Each configuration trains the cleft bundle (``bundles/em_synaptic_cleft_detection``) on VNC sections
-0-9 with the same budget of optimiser steps, keeps its checkpoint with the lowest validation CREMI
+0-9 with windows of 8 x 160 x 160 (:data:`STUDY_PATCH`) and the same budget of optimiser steps, keeps its checkpoint with the lowest validation CREMI
 score (sections 10-14, no TTA), and is then scored on sections 10-14 without and with 16-fold
 flip / transpose TTA (the bundle's ``evaluate.json``):
 
@@ -49,6 +49,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,8 @@ CONFIGS = {
     "res_unet_plus_bce_dice": ["res_unet_plus.json", "loss_bce_dice.json"],
 }
 SCORES = ("val_cremi_score", "val_adf", "val_adgt", "val_voxel_f1", "val_detection_f1")
+#: the trainings' windows: 8 sections of 3D context (train.json's default, 2 sections, is the shipped EPFL recipe)
+STUDY_PATCH = [8, 160, 160]
 EPFL_TEST_SLICES = [22, 23, 24, 25, 26]
 #: (name, data configs, overrides) of the sets --score_weights scores on; the VNC sets are train.json's validation sections
 SCORE_SETS = {
@@ -100,7 +103,7 @@ def measure(name: str, steps: int, work: Path, extra: dict, tta: int) -> dict:
     """Train configuration ``name`` for ``steps`` optimiser steps, then evaluate its best checkpoint with and without TTA."""
     out = work / name
     base = ["train.json", *CONFIGS[name]]
-    common = {"output_dir": str(out), "progress_bar": False, "mlflow_experiment_name": "synaptic_clefts_experiment", **extra}
+    common = {"output_dir": str(out), "progress_bar": False, "mlflow_experiment_name": "synaptic_clefts_experiment", "patch_size": STUDY_PATCH, **extra}
     items = 1 if extra.get("dataset_kind", "drosophila_vnc") == "drosophila_vnc" else extra.get("n_train_phantoms", 4)
     epochs = max(1, math.ceil(steps / math.ceil(items / 2)))  # batches of 2 volumes, 4 crops from each
     start = time.perf_counter()
@@ -108,7 +111,7 @@ def measure(name: str, steps: int, work: Path, extra: dict, tta: int) -> dict:
     seconds = time.perf_counter() - start
     trainer = train.parser.get_parsed_content("train#trainer")
     record = {"configs": base, "steps": int(trainer.state.iteration), "train_seconds": round(seconds, 1)}
-    for n in (1, tta):
+    for n in dict.fromkeys((1, tta)):  # --tta 1: one evaluation
         ev = _run(base + ["evaluate.json"], "eval", ckpt_path=str(out / "models" / "model.pt"), val_tta=n, eval_dir=str(out / f"eval_tta{n}"), **common)
         metrics = ev.parser.get_parsed_content("validate#evaluator").state.metrics
         record[f"tta{n}"] = {k: round(float(metrics[k]), 4) for k in SCORES}
@@ -118,7 +121,7 @@ def measure(name: str, steps: int, work: Path, extra: dict, tta: int) -> dict:
 def _evaluate(configs: list[str], ckpt: str, tta: int, out: Path, **override) -> dict:
     ev = _run(["train.json", *configs, "evaluate.json"], "eval", ckpt_path=ckpt, val_tta=tta, eval_dir=str(out), output_dir=str(out), **override)
     metrics = ev.parser.get_parsed_content("validate#evaluator").state.metrics
-    return {k: round(float(metrics[k]), 4) for k in SCORES}
+    return {k: _finite(metrics[k]) for k in SCORES}
 
 
 def _kind_root(configs: list[str]) -> tuple[str, Path]:
@@ -133,18 +136,33 @@ def _volumes(configs: list[str], override: dict, folder: Path) -> list[tuple[np.
         sections = item.get("sections", [0])
         stem = item["slice_id"] if kind == "epfl_psd" else f"sections_{sections[0]:02d}-{sections[-1]:02d}"
         _, clefts, voxel = load_item(item)  # the voxel size the bundle's configs state for the set
-        out.append((tifffile.imread(folder / f"{stem}_prob.tif"), clefts, voxel))
+        prob_file = folder / f"{stem}_prob.tif"
+        if not prob_file.is_file():
+            raise SystemExit(f"{prob_file} is missing: the scores are tuned and drawn from the probabilities of the first run, "
+                             "so give its --work folder, or --redo to measure again")
+        out.append((tifffile.imread(prob_file), clefts, voxel))
     return out
 
 
-def _scores_at(volumes: list, threshold: float, min_size: int) -> dict:
-    """The evaluator's scores (means over the volumes) at another probability threshold and smallest cleft."""
+def _finite(value: float) -> float | None:
+    """``value`` rounded, or ``None`` where it is infinite (an empty prediction): strict JSON has no Infinity."""
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def _score(scores: dict) -> float:
+    """The CREMI score of a record for ``min`` (missing or infinite: ``inf``)."""
+    value = scores.get("val_cremi_score")
+    return math.inf if value is None else float(value)
+
+
+def _scores_at(volumes: list[tuple[np.ndarray, np.ndarray, tuple]], threshold: float, min_size: int) -> dict:
+    """The evaluator's scores (means over the volumes) at another probability threshold and smallest cleft (``None``: infinite)."""
     per = [cremi_cleft_scores(prob > threshold, clefts, voxel, min_size=min_size) for prob, clefts, voxel in volumes]
     keys = {"val_cremi_score": "cremi_score", "val_adf": "adf", "val_adgt": "adgt", "val_voxel_f1": "voxel_f1", "val_detection_f1": "detection_f1"}
-    return {k: round(float(np.mean([v[src] for v in per])), 4) for k, src in keys.items()}
+    return {k: _finite(np.mean([v[src] for v in per])) for k, src in keys.items()}
 
 
-def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra: dict, save, sections: dict | None = None) -> None:
+def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra: dict, save: Callable[[], None], sections: dict | None = None) -> None:
     """Score checkpoint ``ckpt`` on each of :data:`SCORE_SETS` without TTA, then with ``tta`` on VNC, into ``runs[name]`` (saved after each).
 
     The probability threshold and smallest cleft are tuned on the EPFL validation slices
@@ -152,10 +170,15 @@ def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra:
     and at the tuned values (``tta1_tuned``). ``sections`` maps ``"epfl"`` / ``"vnc"`` to other
     test slices / validation sections than the defaults (tests).
     """
-    record = runs.setdefault(name, {"checkpoint": ckpt})
     common = {"progress_bar": False, "mlflow_enabled": False, **extra}
     chosen = {"epfl_test": (sections or {}).get("epfl"), "vnc_val_z2": (sections or {}).get("vnc"), "vnc_val_z8": (sections or {}).get("vnc")}
     sets = {k: (c, o if chosen.get(k) is None else {**o, "val_sections": chosen[k]}) for k, (c, o) in SCORE_SETS.items()}
+    inputs = {"checkpoint": str(ckpt), "sections": {k: o["val_sections"] for k, (_, o) in sets.items()}}
+    record = runs.setdefault(name, dict(inputs))
+    if {k: record.get(k) for k in inputs} != inputs:
+        raise SystemExit(f"[{name}] was measured with {json.dumps({k: record.get(k) for k in inputs})}, now asked for {json.dumps(inputs)}: "
+                         "give another NAME, or --redo to measure it again")
+    record.update(inputs)
     for key, (configs, override) in sets.items():
         if "tta1" not in record.get(key, {}):
             start = time.perf_counter()
@@ -166,7 +189,7 @@ def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra:
         if key == "epfl_val" and "tuned" not in record:
             volumes = _volumes(configs, override, work / name / key)
             grid = [{"threshold": t, "min_cleft_size": m, **_scores_at(volumes, t, m)} for t in TUNING_GRID["threshold"] for m in TUNING_GRID["min_cleft_size"]]
-            best = min(grid, key=lambda g: g["val_cremi_score"])
+            best = min(grid, key=_score)
             record["tuned"] = {"threshold": best["threshold"], "min_cleft_size": best["min_cleft_size"], "on": "epfl_val", "grid": grid}
             print(f"[{name}] tuned on the EPFL validation slices: threshold {best['threshold']}, min_cleft_size {best['min_cleft_size']}", flush=True)
             save()
@@ -174,7 +197,7 @@ def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra:
             tuned = record["tuned"]
             record[key]["tta1_tuned"] = _scores_at(_volumes(configs, override, work / name / key), tuned["threshold"], tuned["min_cleft_size"])
             save()
-    best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1"]["val_cremi_score"])
+    best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: _score(record[k]["tta1"]))
     if tta > 1 and f"tta{tta}" not in record[best]:
         configs, override = sets[best]
         folder = work / name / f"{best}_tta{tta}"
@@ -241,8 +264,8 @@ def main() -> None:
     if args.weights_picture and args.score_weights:
         name = args.score_weights[0].partition("=")[0]
         record = result["weights"][name]
-        depth = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: record[k]["tta1"]["val_cremi_score"])
-        vnc = f"{depth}_tta{args.tta}" if f"tta{args.tta}" in record[depth] else depth
+        depth = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: _score(record[k]["tta1"]))
+        vnc = f"{depth}_tta{args.tta}" if args.tta > 1 and f"tta{args.tta}" in record[depth] else depth
         for key, folder in (("vnc_val", vnc), ("epfl_test", "epfl_test")):
             configs, override = SCORE_SETS[depth if key == "vnc_val" else key]
             override = {**override, "val_sections": chosen["vnc" if key == "vnc_val" else "epfl"][:1 if key == "epfl_test" else None]}
@@ -252,7 +275,7 @@ def main() -> None:
             save_png(picture, f"{args.weights_picture}_{key}.png")
             print(f"picture of {name} on {key}: {args.weights_picture}_{key}.png")
     if args.picture and runs:
-        best = min(runs, key=lambda k: runs[k].get(f"tta{args.tta}", {}).get("val_cremi_score", math.inf))
+        best = min(runs, key=lambda k: _score(runs[k].get(f"tta{args.tta}", {})))
         folder = Path(args.work) / best / f"eval_tta{args.tta}"
         prob_file = next(folder.glob("*_prob.tif"))
         kind = extra.get("dataset_kind", "drosophila_vnc")

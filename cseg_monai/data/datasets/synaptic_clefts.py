@@ -41,7 +41,7 @@ from cseg_monai.data.datasets import drosophila_vnc, epfl_ca1
 from cseg_monai.data.phantom import SYNAPSE, make_phantom
 from cseg_monai.data.readers import list_images, load_image
 
-__all__ = ["KINDS", "VNC_SYNAPSE_CLASS", "PHANTOM_VOXEL_NM", "EPFL_VOXEL_NM", "datalist", "load_item"]
+__all__ = ["KINDS", "VNC_SYNAPSE_CLASS", "PHANTOM_VOXEL_NM", "EPFL_VOXEL_NM", "EPFL_PSD_FOLDER", "datalist", "load_item"]
 
 KINDS = ("drosophila_vnc", "epfl_psd", "phantom", "folder")
 #: the organelle class id :func:`drosophila_vnc.labels_to_classes` gives label code 223 (synapse)
@@ -77,7 +77,8 @@ def datalist(
         depth: ``epfl_psd``: the number of identical sections each slice is repeated into.
 
     Raises:
-        ValueError: unknown kind, sections or positions that do not exist, bad phantom arguments.
+        ValueError: unknown kind, sections or positions that do not exist (or none chosen for
+            ``drosophila_vnc`` / ``epfl_psd``), bad phantom arguments, ``depth`` < 1.
         FileNotFoundError: a missing folder, or an image without its label (named).
     """
     if kind not in KINDS:
@@ -95,6 +96,8 @@ def datalist(
             raise ValueError(f"depth must be >= 1 sections, got {depth}")
         slices = epfl_ca1.list_slices(root)
         chosen_ids = slices if sections is None else [slices[i] for i in _positions(sections, len(slices), root)]
+        if not chosen_ids:
+            raise ValueError(f"no EPFL slice chosen in {root} (sections {sections}): it holds {len(slices)}")
         return [{"kind": kind, "image": str(root.resolve()), "slice_id": i, "depth": int(depth)} for i in chosen_ids]
     if kind == "drosophila_vnc":
         available = drosophila_vnc.list_sections(root)
@@ -151,8 +154,10 @@ def _epfl_psd_slice(root: str, slice_id: str, depth: int) -> tuple[np.ndarray, n
     mask = np.asarray(load_image(mask_path)[0])
     if mask.ndim == 3:  # truly coloured: treat as grey, as epfl_ca1.load_slice does
         mask = mask.mean(axis=-1)
-    if image.ndim != 2 or mask.shape != image.shape:
-        raise ValueError(f"{mask_path}: mask shape {mask.shape} differs from the 2D slice {image_path} of shape {image.shape}")
+    if image.ndim != 2:
+        raise ValueError(f"{image_path}: expected a 2D grey slice, got shape {image.shape}")
+    if mask.shape != image.shape:
+        raise ValueError(f"{mask_path}: mask shape {mask.shape} differs from the slice {image_path} of shape {image.shape}")
     clefts = (mask > 127).astype(np.uint8)
     return np.repeat(image[None], depth, axis=0), np.repeat(clefts[None], depth, axis=0)
 

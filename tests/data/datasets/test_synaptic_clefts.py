@@ -52,6 +52,8 @@ def test_epfl_psd_slices_become_volumes_of_identical_sections():
         datalist("epfl_psd", root, [27])
     with pytest.raises(ValueError, match="depth must be >= 1"):
         datalist("epfl_psd", root, [0], depth=0)
+    with pytest.raises(ValueError, match="no EPFL slice chosen"):
+        datalist("epfl_psd", root, [])
 
 
 def test_a_folder_of_volumes_with_their_labels(tmp_path):
