@@ -32,8 +32,7 @@ class LoadCleftd(MapTransform):
 
     ``image``: float32 ``(1, Z, Y, X)`` with the stored grey values (scale it in the config);
     ``label``: uint8 ``(1, Z, Y, X)`` cleft mask. Both are ``MetaTensor`` whose ``filename_or_obj``
-    names the source (phantoms: ``phantom_SEED``; EPFL slices: ``ROOT/SLICE_ID``; VNC:
-    ``ROOT/sections_AA-BB``) and, when known, ``voxel_size_nm`` the voxel size.
+    names the source (phantoms: ``phantom_SEED``; VNC: ``ROOT/sections_AA-BB``; else the image file) and, when known, ``voxel_size_nm`` the voxel size.
 
     Args:
         image_key / label_key: where the loaded arrays go.
@@ -49,8 +48,6 @@ class LoadCleftd(MapTransform):
         kind = d.get("kind")
         if kind == "phantom":
             name = f"phantom_{d['seed']}"
-        elif kind == "epfl_psd":
-            name = f"{d['image']}/{d['slice_id']}"
         elif kind == "drosophila_vnc":
             sections = d["sections"]
             name = f"{d['image']}/sections_{sections[0]:02d}-{sections[-1]:02d}"

@@ -57,8 +57,9 @@ import tifffile
 
 from cseg_monai.common import data_root
 from cseg_monai.data.datasets.synaptic_clefts import datalist, load_item
-from cseg_monai.data.writers import atomic_path
+from cseg_monai.data.writers import atomic_path, output_stem
 from cseg_monai.metrics import cremi_cleft_scores
+from cseg_monai.transforms import LoadCleftd
 from cseg_monai.visualisation import cleft_picture, save_png
 from cseg_monai.workflows import bundle_workflow
 
@@ -112,35 +113,33 @@ def measure(name: str, steps: int, work: Path, extra: dict, tta: int) -> dict:
     trainer = train.parser.get_parsed_content("train#trainer")
     record = {"configs": base, "steps": int(trainer.state.iteration), "train_seconds": round(seconds, 1)}
     for n in dict.fromkeys((1, tta)):  # --tta 1: one evaluation
-        ev = _run(base + ["evaluate.json"], "eval", ckpt_path=str(out / "models" / "model.pt"), val_tta=n, eval_dir=str(out / f"eval_tta{n}"), **common)
-        metrics = ev.parser.get_parsed_content("validate#evaluator").state.metrics
-        record[f"tta{n}"] = {k: round(float(metrics[k]), 4) for k in SCORES}
+        record[f"tta{n}"] = _evaluate(CONFIGS[name], str(out / "models" / "model.pt"), n, out / f"eval_tta{n}", **common)
     return record
 
 
-def _evaluate(configs: list[str], ckpt: str, tta: int, out: Path, **override) -> dict:
-    ev = _run(["train.json", *configs, "evaluate.json"], "eval", ckpt_path=ckpt, val_tta=tta, eval_dir=str(out), output_dir=str(out), **override)
+def _evaluate(configs: list[str], ckpt: str, tta: int, eval_dir: Path, **override) -> dict:
+    """The bundle's ``evaluate.json`` over ``train.json`` + ``configs``: its scores (``None``: infinite), its probabilities in ``eval_dir``."""
+    override = {"output_dir": str(eval_dir), **override}
+    ev = _run(["train.json", *configs, "evaluate.json"], "eval", ckpt_path=ckpt, val_tta=tta, eval_dir=str(eval_dir), **override)
     metrics = ev.parser.get_parsed_content("validate#evaluator").state.metrics
     return {k: _finite(metrics[k]) for k in SCORES}
 
 
-def _kind_root(configs: list[str]) -> tuple[str, Path]:
-    return ("epfl_psd", data_root("epfl_ca1_multiclass")) if "data_epfl_psd.json" in configs else ("drosophila_vnc", data_root("drosophila_vnc"))
+def _volumes(configs: list[str], override: dict, folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple]]:
+    """``(image, probability, clefts, voxel_size_nm)`` of each volume of a scored set, the probabilities read back from ``folder``.
 
-
-def _volumes(configs: list[str], override: dict, folder: Path) -> list[tuple[np.ndarray, np.ndarray, tuple]]:
-    """``(probability, clefts, voxel_size_nm)`` of each volume of a scored set, the probabilities read back from ``folder``."""
-    kind, root = _kind_root(configs)
+    The items are loaded as the bundle loads them (:class:`LoadCleftd`), so the names match what ``evaluate.json`` wrote.
+    """
+    kind, root = ("epfl_psd", data_root("epfl_ca1_multiclass")) if "data_epfl_psd.json" in configs else ("drosophila_vnc", data_root("drosophila_vnc"))
     out = []
     for item in datalist(kind, root, override["val_sections"], depth=override["patch_size"][0]):
-        sections = item.get("sections", [0])
-        stem = item["slice_id"] if kind == "epfl_psd" else f"sections_{sections[0]:02d}-{sections[-1]:02d}"
-        _, clefts, voxel = load_item(item)  # the voxel size the bundle's configs state for the set
-        prob_file = folder / f"{stem}_prob.tif"
+        d = LoadCleftd()(item)
+        prob_file = folder / f"{output_stem(d['image'].meta['filename_or_obj'])}_prob.tif"
         if not prob_file.is_file():
             raise SystemExit(f"{prob_file} is missing: the scores are tuned and drawn from the probabilities of the first run, "
                              "so give its --work folder, or --redo to measure again")
-        out.append((tifffile.imread(prob_file), clefts, voxel))
+        voxel = tuple(d["image"].meta["voxel_size_nm"])  # the voxel size the bundle's configs state for the set
+        out.append((d["image"][0].numpy(), tifffile.imread(prob_file), d["label"][0].numpy(), voxel))
     return out
 
 
@@ -155,9 +154,9 @@ def _score(scores: dict) -> float:
     return math.inf if value is None else float(value)
 
 
-def _scores_at(volumes: list[tuple[np.ndarray, np.ndarray, tuple]], threshold: float, min_size: int) -> dict:
+def _scores_at(volumes: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple]], threshold: float, min_size: int) -> dict:
     """The evaluator's scores (means over the volumes) at another probability threshold and smallest cleft (``None``: infinite)."""
-    per = [cremi_cleft_scores(prob > threshold, clefts, voxel, min_size=min_size) for prob, clefts, voxel in volumes]
+    per = [cremi_cleft_scores(prob > threshold, clefts, voxel, min_size=min_size) for _, prob, clefts, voxel in volumes]
     keys = {"val_cremi_score": "cremi_score", "val_adf": "adf", "val_adgt": "adgt", "val_voxel_f1": "voxel_f1", "val_detection_f1": "detection_f1"}
     return {k: _finite(np.mean([v[src] for v in per])) for k, src in keys.items()}
 
@@ -186,8 +185,9 @@ def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra:
             record[key]["seconds_tta1"] = round(time.perf_counter() - start, 1)
             print(f"[{name}] {key}: {json.dumps(record[key])}", flush=True)
             save()
+        needed = "tta1_tuned" not in record[key] or (key == "epfl_val" and "tuned" not in record)
+        volumes = _volumes(configs, override, work / name / key) if needed else None  # read once for the tuning and the tuned scores
         if key == "epfl_val" and "tuned" not in record:
-            volumes = _volumes(configs, override, work / name / key)
             grid = [{"threshold": t, "min_cleft_size": m, **_scores_at(volumes, t, m)} for t in TUNING_GRID["threshold"] for m in TUNING_GRID["min_cleft_size"]]
             best = min(grid, key=_score)
             record["tuned"] = {"threshold": best["threshold"], "min_cleft_size": best["min_cleft_size"], "on": "epfl_val", "grid": grid}
@@ -195,7 +195,7 @@ def score_weights(name: str, ckpt: str, runs: dict, work: Path, tta: int, extra:
             save()
         if "tta1_tuned" not in record[key]:
             tuned = record["tuned"]
-            record[key]["tta1_tuned"] = _scores_at(_volumes(configs, override, work / name / key), tuned["threshold"], tuned["min_cleft_size"])
+            record[key]["tta1_tuned"] = _scores_at(volumes, tuned["threshold"], tuned["min_cleft_size"])
             save()
     best = min(("vnc_val_z2", "vnc_val_z8"), key=lambda k: _score(record[k]["tta1"]))
     if tta > 1 and f"tta{tta}" not in record[best]:
@@ -269,8 +269,7 @@ def main() -> None:
         for key, folder in (("vnc_val", vnc), ("epfl_test", "epfl_test")):
             configs, override = SCORE_SETS[depth if key == "vnc_val" else key]
             override = {**override, "val_sections": chosen["vnc" if key == "vnc_val" else "epfl"][:1 if key == "epfl_test" else None]}
-            prob, clefts, _ = _volumes(configs, override, Path(args.work) / name / folder)[0]
-            image = load_item(datalist(*_kind_root(configs), override["val_sections"], depth=override["patch_size"][0])[0])[0]
+            image, prob, clefts, _ = _volumes(configs, override, Path(args.work) / name / folder)[0]
             picture = cleft_picture(image[None].astype(np.float32), prob[None], clefts[None])  # at the bundle's threshold, 0.5
             save_png(picture, f"{args.weights_picture}_{key}.png")
             print(f"picture of {name} on {key}: {args.weights_picture}_{key}.png")

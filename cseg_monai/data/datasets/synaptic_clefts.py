@@ -94,11 +94,12 @@ def datalist(
     if kind == "epfl_psd":
         if int(depth) < 1:
             raise ValueError(f"depth must be >= 1 sections, got {depth}")
-        slices = epfl_ca1.list_slices(root)
-        chosen_ids = slices if sections is None else [slices[i] for i in _positions(sections, len(slices), root)]
-        if not chosen_ids:
-            raise ValueError(f"no EPFL slice chosen in {root} (sections {sections}): it holds {len(slices)}")
-        return [{"kind": kind, "image": str(root.resolve()), "slice_id": i, "depth": int(depth)} for i in chosen_ids]
+        n_slices = len(epfl_ca1.list_slices(root))
+        positions = list(range(n_slices)) if sections is None else _positions(sections, n_slices, root)
+        if not positions:
+            raise ValueError(f"no EPFL slice chosen in {root} (sections {sections}): it holds {n_slices}")
+        slices = epfl_ca1.datalist(root, positions)  # the slice and mask paths, each mask checked to exist
+        return [{"kind": kind, "image": i["image"], "label": i["masks"][EPFL_PSD_FOLDER], "slice_id": i["slice_id"], "depth": int(depth)} for i in slices]
     if kind == "drosophila_vnc":
         available = drosophila_vnc.list_sections(root)
         chosen = available if sections is None else [int(s) for s in sections]
@@ -146,10 +147,8 @@ def _voxel_nm(meta: dict) -> tuple[float, ...] | None:
     return tuple(float(s) * _UNIT_TO_NM[unit] for s in np.asarray(spacing).ravel())
 
 
-def _epfl_psd_slice(root: str, slice_id: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def _epfl_psd_slice(image_path: str, mask_path: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """One EPFL slice and its PSD mask, each repeated into ``depth`` sections."""
-    train = Path(root) / "epfl_train" if (Path(root) / "epfl_train").is_dir() else Path(root)
-    image_path, mask_path = train / epfl_ca1.IMAGE_FOLDER / f"{slice_id}.png", train / EPFL_PSD_FOLDER / f"{slice_id}.png"
     image = np.asarray(load_image(image_path)[0])
     mask = np.asarray(load_image(mask_path)[0])
     if mask.ndim == 3:  # truly coloured: treat as grey, as epfl_ca1.load_slice does
@@ -175,7 +174,7 @@ def load_item(item: dict) -> tuple[np.ndarray, np.ndarray, tuple[float, ...] | N
         phantom = make_phantom(tuple(item["shape"]), int(item["seed"]), spacing=(10.0, 1.0, 1.0))
         return phantom.image, (phantom.semantic == SYNAPSE).astype(np.uint8), PHANTOM_VOXEL_NM
     if kind == "epfl_psd":
-        return (*_epfl_psd_slice(item["image"], item["slice_id"], int(item.get("depth", 2))), EPFL_VOXEL_NM)
+        return (*_epfl_psd_slice(item["image"], item["label"], int(item.get("depth", 2))), EPFL_VOXEL_NM)
     if kind == "drosophila_vnc":
         raw, classes = drosophila_vnc.load_stack(item["image"], item["sections"])
         return raw, (classes == VNC_SYNAPSE_CLASS).astype(np.uint8), drosophila_vnc.SPACING_ZYX
